@@ -1,0 +1,81 @@
+"""What a collector is: the one contract between the core and every source.
+
+Threads and asyncio, decided here once:
+- The core runs one asyncio loop. It schedules, moves points, serves the control socket.
+- A polled collector's `collect()` is blocking by default and runs in the loop's worker
+  thread pool (netlink dumps, psutil, file reads), so a slow source never stalls the loop.
+  Set `blocking = False` for a collect() that only reads memory (it then runs on the loop).
+- A streaming collector is a coroutine that lives as long as the agent; it awaits its
+  source (sockets, a child process) and calls `ctx.emit` when something happens. Blocking
+  calls inside it go through `asyncio.to_thread` or a dedicated thread of its own.
+- `ctx.emit` is thread-safe: call it from the loop or from any thread.
+
+Collectors never encode, batch, retry, timestamp-align or write: the core does.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from agent.config import Config
+from agent.points import Point
+
+Emit = Callable[[Iterable[Point]], None]
+ControlHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
+
+
+@dataclass
+class CollectorContext:
+    """What the core lends a collector."""
+
+    config: Config
+    emit: Emit
+    data_dir: Path
+    control_handlers: dict[str, ControlHandler] = field(default_factory=dict)
+    status_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+
+    def register_control(self, command: str, handler: ControlHandler) -> None:
+        """Answer `command` on the control socket (e.g. `bgp.lookup`)."""
+        self.control_handlers[command] = handler
+
+    def register_status(self, name: str, provider: Callable[[], Any]) -> None:
+        """Add a section to `egress-agent status` output."""
+        self.status_providers[name] = provider
+
+
+class Collector(abc.ABC):
+    """Common base: a name for logs, metrics and `status`."""
+
+    name: ClassVar[str] = "collector"
+
+    def __init__(self, ctx: CollectorContext) -> None:
+        self.ctx = ctx
+
+    def close(self) -> None:
+        """Release sockets or children; called once when the agent stops or reloads."""
+
+
+class PolledCollector(Collector):
+    """Read a source every `interval_s`; the scheduler stamps points with the aligned tick."""
+
+    blocking: ClassVar[bool] = True
+
+    @property
+    def interval_s(self) -> float:
+        return self.ctx.config.agent.interval_s
+
+    @abc.abstractmethod
+    def collect(self) -> list[Point]:
+        """Return this interval's points; raising is logged and counted, never fatal."""
+
+
+class StreamingCollector(Collector):
+    """Runs for the agent's life and emits when something happens."""
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Never returns normally; raising gets it restarted with back-off."""
