@@ -279,7 +279,9 @@ class _Table:
         if not isinstance(value, list):
             self.error(name, "expected an array of tables ([[...]])")
             return []
-        return [_Table(item, f"{self.key(name)}[{i}]", self.problems) for i, item in enumerate(value)]
+        return [
+            _Table(item, f"{self.key(name)}[{i}]", self.problems) for i, item in enumerate(value)
+        ]
 
     def finish(self) -> None:
         for name in self.data:
@@ -405,7 +407,9 @@ def _methods(value: Any) -> tuple[str, ...]:
         raise ValueError("at least one method is needed")
     for method in methods:
         if not valid_method(method):
-            raise ValueError(f"unknown method {method!r} (icmp, tcp:PORT, dns[:QNAME], http[:PATH])")
+            raise ValueError(
+                f"unknown method {method!r} (icmp, tcp:PORT, dns[:QNAME], http[:PATH])"
+            )
     return methods
 
 

@@ -1,0 +1,198 @@
+"""What an output is, and the worker that feeds it from the spool.
+
+An output only knows how to send one batch of points to its server; the worker owns the
+cursor, batching, retries with exponential back-off (honouring Retry-After), and moving a
+batch the server calls malformed to `rejected/` so it is neither retried forever nor lost.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.points import LineEncoder, Point, ProtocolVersion
+from agent.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_SECRET_RE = re.compile(r"(?i)(token|password|authorization|p=|u=)[^\s&]*")
+
+
+class RetryableWriteError(Exception):
+    """The server is down, overloaded or refused us for now: keep the batch, try later."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+class RejectedBatchError(Exception):
+    """The server says the batch itself is bad (4xx other than 401/403/429)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+
+
+def redact(text: str) -> str:
+    """Errors from HTTP libraries may quote URLs or headers: never let a secret through."""
+    return _SECRET_RE.sub(r"\1<redacted>", text)[:500]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own back-off
+
+
+def classify_status(status: int, body: str, retry_after: str | None) -> Exception | None:
+    """Map an HTTP answer to what the worker must do; None when it succeeded."""
+    if 200 <= status < 300:
+        return None
+    if status in (401, 403):
+        return RetryableWriteError(f"HTTP {status} (check credentials): {redact(body)}")
+    if status == 429 or status >= 500:
+        return RetryableWriteError(f"HTTP {status}: {redact(body)}", parse_retry_after(retry_after))
+    if 400 <= status < 500:
+        return RejectedBatchError(status, redact(body))
+    return RetryableWriteError(f"HTTP {status}: {redact(body)}")
+
+
+class Output(abc.ABC):
+    """Sends batches to one server. `send` is blocking and runs in a worker thread."""
+
+    name: str
+    protocol_version: ProtocolVersion = 2
+    batch_size: int = 5000
+    max_retry_delay_s: float = 60.0
+
+    def __init__(self) -> None:
+        self.encoder = LineEncoder(version=self.protocol_version)
+
+    def encode(self, points: list[Point]) -> bytes:
+        return self.encoder.encode_batch(points)
+
+    @abc.abstractmethod
+    def send(self, body: bytes) -> None:
+        """Raise RetryableWriteError or RejectedBatchError; return on success."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass
+class OutputStats:
+    points_written: int = 0
+    batches_written: int = 0
+    write_errors: int = 0
+    rejected_points: int = 0
+    retries: int = 0
+    last_error: str = ""
+    last_success_ns: int = 0
+
+
+def next_backoff_s(attempt: int, max_s: float, retry_after_s: float | None = None) -> float:
+    """Exponential back-off with jitter; a server's Retry-After wins when it asks for longer."""
+    base = min(max_s, 0.5 * (2 ** min(attempt, 16)))
+    delay = base * (0.8 + 0.4 * random.random())  # noqa: S311 - jitter, not crypto
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, max_s * 10))
+    return float(min(delay, max(max_s, retry_after_s or 0.0)))
+
+
+class OutputWorker:
+    """Delivers the spool to one output, in order, from its durable cursor."""
+
+    def __init__(self, output: Output, spool: Spool, data_dir: Path) -> None:
+        self.output = output
+        self.spool = spool
+        self.rejected_dir = Path(data_dir) / "rejected"
+        self.stats = OutputStats()
+        self.wake = asyncio.Event()
+        spool.register_output(output.name)
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            batch = await asyncio.to_thread(
+                self.spool.read_from, self.spool.cursor(self.output.name), self.output.batch_size
+            )
+            if not batch:
+                self.wake.clear()
+                if self.spool.cursor(self.output.name) >= self.spool.next_seq:
+                    await self.wake.wait()
+                continue
+            points = [p for _, record in batch for p in record]
+            next_seq = batch[-1][0] + 1
+            try:
+                body = await asyncio.to_thread(self.output.encode, points)
+                if body:
+                    await asyncio.to_thread(self.output.send, body)
+            except RejectedBatchError as exc:
+                await asyncio.to_thread(self._reject, body, points, str(exc))
+            except RetryableWriteError as exc:
+                self.stats.retries += 1
+                self.stats.last_error = redact(str(exc))
+                delay = next_backoff_s(attempt, self.output.max_retry_delay_s, exc.retry_after_s)
+                attempt += 1
+                log.warning(
+                    "output %s: %s; %d points kept, retry in %.1fs",
+                    self.output.name, self.stats.last_error, len(points), delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except Exception as exc:  # a bug in the HTTP stack must not kill delivery
+                self.stats.retries += 1
+                self.stats.last_error = redact(f"{type(exc).__name__}: {exc}")
+                delay = next_backoff_s(attempt, self.output.max_retry_delay_s)
+                attempt += 1
+                log.warning("output %s: %s; retry in %.1fs", self.output.name,
+                            self.stats.last_error, delay)
+                await asyncio.sleep(delay)
+                continue
+            else:
+                self.stats.points_written += len(points)
+                self.stats.batches_written += 1
+                self.stats.last_success_ns = time.time_ns()
+                if attempt:
+                    log.info("output %s: delivering again", self.output.name)
+                attempt = 0
+            await asyncio.to_thread(self.spool.commit, self.output.name, next_seq)
+
+    def _reject(self, body: bytes, points: list[Point], reason: str) -> None:
+        self.rejected_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        path = self.rejected_dir / f"{self.output.name}-{time.time_ns()}.lp"
+        with open(path, "wb") as handle:
+            handle.write(f"# {reason}\n".encode())
+            handle.write(body)
+            handle.write(b"\n")
+        self.stats.write_errors += 1
+        self.stats.rejected_points += len(points)
+        self.stats.last_error = reason
+        log.error(
+            "output %s: server rejected a batch of %d points (%s); kept in %s",
+            self.output.name, len(points), reason, path,
+        )
+
+    def caught_up(self) -> bool:
+        return self.spool.cursor(self.output.name) >= self.spool.next_seq
+
+    async def drain(self, timeout_s: float) -> bool:
+        """On stop: deliver what is pending for up to timeout_s; the rest stays spooled."""
+        deadline = time.monotonic() + timeout_s
+        self.wake.set()
+        while not self.caught_up() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.caught_up()

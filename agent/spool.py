@@ -1,0 +1,396 @@
+"""Write-ahead spool: every batch lands here before any output sees it.
+
+Layout under `<data_dir>/spool/`: segment files `<first_seq>.seg`, each a run of records
+`[u32 payload_len][u32 crc32][u64 seq][u32 n_points][u64 first_time_ns][payload]`, payload
+a marshal'd list of point records (measurement, tags, fields, time_ns). `cursors/<output>`
+holds the next sequence number that output must deliver; it is replaced atomically, so a
+killed agent resumes from it and at worst re-sends a batch (idempotent in InfluxDB: same
+series and timestamp overwrite).
+
+A torn record at the end of the newest segment (power loss, kill -9 mid-write) is detected
+by length or checksum, cut off and counted. Size is bounded: past `max_bytes` the oldest
+segments go, and the points in them that some output had not delivered yet are counted as
+dropped. Delivered segments stay for `retention_s` as the embedded store that `report` reads.
+
+Thread-safety: one lock guards the index; append and read may come from different threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.points import Point
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<IIQIQ")
+HEADER_BYTES = _HEADER.size
+_MAX_PAYLOAD_BYTES = 256 << 20
+PointRecord = tuple[str, dict[str, str], dict[str, Any], int]
+
+
+@dataclass(slots=True)
+class RecordRef:
+    seq: int
+    segment: int  # first seq of the segment file
+    offset: int
+    length: int  # payload bytes
+    n_points: int
+    first_time_ns: int
+    crc: int
+
+
+@dataclass
+class SpoolStats:
+    appended_records: int = 0
+    appended_points: int = 0
+    torn_records: int = 0
+    corrupt_records: int = 0
+    dropped_points: int = 0
+    dropped_segments: int = 0
+    expired_segments: int = 0
+
+
+@dataclass
+class _Segment:
+    first_seq: int
+    path: Path
+    size_bytes: int = 0
+    records: list[RecordRef] = field(default_factory=list)
+    mtime_s: float = 0.0
+
+
+def encode_payload(points: list[Point]) -> bytes:
+    return marshal.dumps([p.as_record() for p in points])
+
+
+def decode_payload(payload: bytes) -> list[Point]:
+    records: list[PointRecord] = marshal.loads(payload)  # noqa: S302 - our own files
+    return [Point(r[0], r[1], r[2], r[3]) for r in records]
+
+
+class Spool:
+    def __init__(
+        self,
+        data_dir: Path,
+        max_bytes: int = 1 << 30,
+        retention_s: float = 7 * 86400.0,
+        fsync: str = "batch",
+        segment_max_bytes: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.dir = Path(data_dir) / "spool"
+        self.cursor_dir = Path(data_dir) / "cursors"
+        self.max_bytes = max_bytes
+        self.retention_s = retention_s
+        self.fsync_policy = fsync
+        self.segment_max_bytes = segment_max_bytes or max(64 << 10, min(32 << 20, max_bytes // 8))
+        self.read_only = read_only
+        self.stats = SpoolStats()
+        self._lock = threading.Lock()
+        self._segments: list[_Segment] = []
+        self._next_seq = 0
+        self._active_fd: int | None = None
+        self._last_fsync_s = 0.0
+        self._cache: OrderedDict[int, list[Point]] = OrderedDict()
+        self._cache_points = 0
+        self._cache_max_points = 200_000
+        self._cursors: dict[str, int] = {}
+        if not read_only:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self.cursor_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self._load()
+
+    # ------------------------------------------------------------ recovery
+
+    def _load(self) -> None:
+        if not self.dir.is_dir():
+            return
+        files = sorted(
+            (int(p.stem), p) for p in self.dir.glob("*.seg") if p.stem.isdigit()
+        )
+        for index, (first_seq, path) in enumerate(files):
+            segment = self._scan(first_seq, path, is_last=index == len(files) - 1)
+            self._segments.append(segment)
+            if segment.records:
+                self._next_seq = max(self._next_seq, segment.records[-1].seq + 1)
+            else:
+                self._next_seq = max(self._next_seq, first_seq)
+        for path in self.cursor_dir.glob("*.cursor") if self.cursor_dir.is_dir() else []:
+            try:
+                self._cursors[path.stem] = int(path.read_text().strip())
+            except (OSError, ValueError):
+                log.warning("spool: unreadable cursor %s, restarting it at the oldest record", path)
+
+    def _scan(self, first_seq: int, path: Path, is_last: bool) -> _Segment:
+        data = path.read_bytes()
+        segment = _Segment(first_seq, path, mtime_s=path.stat().st_mtime)
+        offset = 0
+        while offset < len(data):
+            if len(data) - offset < HEADER_BYTES:
+                self._cut(segment, data, offset, is_last, "torn header")
+                break
+            length, crc, seq, n_points, first_ns = _HEADER.unpack_from(data, offset)
+            start = offset + HEADER_BYTES
+            end = start + length
+            if length > _MAX_PAYLOAD_BYTES or end > len(data):
+                self._cut(segment, data, offset, is_last, "torn record")
+                break
+            if zlib.crc32(data[start:end]) != crc:
+                self._cut(segment, data, offset, is_last, "checksum mismatch")
+                break
+            segment.records.append(
+                RecordRef(seq, first_seq, start, length, n_points, first_ns, crc)
+            )
+            offset = end
+        segment.size_bytes = offset
+        return segment
+
+    def _cut(self, segment: _Segment, data: bytes, offset: int, is_last: bool, why: str) -> None:
+        if is_last:
+            self.stats.torn_records += 1
+        else:
+            self.stats.corrupt_records += 1
+        log.warning(
+            "spool: %s in %s at byte %d: %d bytes skipped",
+            why, segment.path.name, offset, len(data) - offset,
+        )
+        if not self.read_only:
+            with open(segment.path, "r+b") as handle:
+                handle.truncate(offset)
+                os.fsync(handle.fileno())
+
+    # ------------------------------------------------------------ writing
+
+    def append(self, points: list[Point]) -> int:
+        """Append one batch durably (per fsync policy); returns its sequence number."""
+        if self.read_only:
+            raise RuntimeError("spool opened read-only")
+        payload = encode_payload(points)
+        first_ns = points[0].time_ns if points else 0
+        with self._lock:
+            seq = self._next_seq
+            segment = self._active_segment(len(payload))
+            crc = zlib.crc32(payload)
+            header = _HEADER.pack(len(payload), crc, seq, len(points), first_ns)
+            assert self._active_fd is not None
+            os.write(self._active_fd, header + payload)
+            now = time.time()
+            if self.fsync_policy == "batch" or (
+                self.fsync_policy == "interval" and now - self._last_fsync_s >= 1.0
+            ):
+                os.fsync(self._active_fd)
+                self._last_fsync_s = now
+            ref = RecordRef(
+                seq, segment.first_seq, segment.size_bytes + HEADER_BYTES, len(payload),
+                len(points), first_ns, crc,
+            )
+            segment.records.append(ref)
+            segment.size_bytes += HEADER_BYTES + len(payload)
+            segment.mtime_s = now
+            self._next_seq = seq + 1
+            self.stats.appended_records += 1
+            self.stats.appended_points += len(points)
+            self._remember(seq, points)
+            self._enforce_size()
+        return seq
+
+    def _active_segment(self, payload_bytes: int) -> _Segment:
+        active = self._segments[-1] if self._segments else None
+        if (
+            active is None
+            or self._active_fd is None
+            or (
+                active.size_bytes + payload_bytes + HEADER_BYTES > self.segment_max_bytes
+                and active.records
+            )
+        ):
+            if self._active_fd is not None:
+                os.fsync(self._active_fd)
+                os.close(self._active_fd)
+                self._active_fd = None
+            if active is None or active.records or active.size_bytes:
+                active = _Segment(self._next_seq, self.dir / f"{self._next_seq:020d}.seg")
+                self._segments.append(active)
+            self._active_fd = os.open(
+                active.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640
+            )
+        return active
+
+    def _remember(self, seq: int, points: list[Point]) -> None:
+        self._cache[seq] = points
+        self._cache_points += len(points)
+        while self._cache_points > self._cache_max_points and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cache_points -= len(old)
+
+    def _undelivered_from(self) -> int:
+        """Lowest sequence number some output still needs."""
+        return min(self._cursors.values(), default=self._next_seq)
+
+    def _enforce_size(self) -> None:
+        while self.total_bytes > self.max_bytes and len(self._segments) > 1:
+            oldest = self._segments.pop(0)
+            floor = self._undelivered_from()
+            lost = sum(r.n_points for r in oldest.records if r.seq >= floor)
+            self._delete_segment(oldest)
+            self.stats.dropped_segments += 1
+            if lost:
+                self.stats.dropped_points += lost
+                log.warning(
+                    "spool: full (%d bytes max): dropped segment %s with %d undelivered points",
+                    self.max_bytes, oldest.path.name, lost,
+                )
+            new_floor = self._segments[0].first_seq
+            for name, cursor in self._cursors.items():
+                if cursor < new_floor:
+                    self._cursors[name] = new_floor
+
+    def _delete_segment(self, segment: _Segment) -> None:
+        for ref in segment.records:
+            cached = self._cache.pop(ref.seq, None)
+            if cached is not None:
+                self._cache_points -= len(cached)
+        with contextlib.suppress(FileNotFoundError):
+            segment.path.unlink()
+
+    def expire(self, now_s: float | None = None) -> int:
+        """Delete delivered segments older than retention; returns how many went."""
+        now_s = time.time() if now_s is None else now_s
+        removed = 0
+        with self._lock:
+            floor = self._undelivered_from()
+            while len(self._segments) > 1:
+                oldest = self._segments[0]
+                delivered = not oldest.records or oldest.records[-1].seq < floor
+                if not delivered or now_s - oldest.mtime_s < self.retention_s:
+                    break
+                self._segments.pop(0)
+                self._delete_segment(oldest)
+                self.stats.expired_segments += 1
+                removed += 1
+        return removed
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._active_fd is not None:
+                os.fsync(self._active_fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._active_fd is not None:
+                os.fsync(self._active_fd)
+                os.close(self._active_fd)
+                self._active_fd = None
+
+    # ------------------------------------------------------------ cursors
+
+    def register_output(self, name: str) -> None:
+        """A new output starts at the oldest record still held (it catches up)."""
+        with self._lock:
+            if name not in self._cursors:
+                start = self._segments[0].first_seq if self._segments else self._next_seq
+                self._cursors[name] = start
+                self._write_cursor(name, start)
+
+    def cursor(self, name: str) -> int:
+        with self._lock:
+            return self._cursors.get(name, self._next_seq)
+
+    def commit(self, name: str, next_seq: int) -> None:
+        with self._lock:
+            self._cursors[name] = next_seq
+            self._write_cursor(name, next_seq)
+
+    def _write_cursor(self, name: str, value: int) -> None:
+        path = self.cursor_dir / f"{name}.cursor"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(value))
+        if self.fsync_policy != "never":
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def lag(self, name: str) -> tuple[int, int]:
+        """(records, points) appended but not yet delivered by this output."""
+        with self._lock:
+            cursor = self._cursors.get(name, self._next_seq)
+            records = points = 0
+            for segment in reversed(self._segments):
+                for ref in reversed(segment.records):
+                    if ref.seq < cursor:
+                        return records, points
+                    records += 1
+                    points += ref.n_points
+            return records, points
+
+    # ------------------------------------------------------------ reading
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.size_bytes for s in self._segments)
+
+    def _refs_from(self, seq: int) -> list[RecordRef]:
+        refs: list[RecordRef] = []
+        for segment in self._segments:
+            if segment.records and segment.records[-1].seq < seq:
+                continue
+            refs.extend(r for r in segment.records if r.seq >= seq)
+        return refs
+
+    def read_from(self, seq: int, max_points: int) -> list[tuple[int, list[Point]]]:
+        """Records from `seq` on, whole records, until at least max_points are gathered."""
+        with self._lock:
+            refs = self._refs_from(seq)
+            out: list[tuple[int, list[Point]]] = []
+            total = 0
+            for ref in refs:
+                if total >= max_points:
+                    break
+                points = self._cache.get(ref.seq)
+                if points is None:
+                    points = self._read_ref(ref)
+                out.append((ref.seq, points))
+                total += len(points)
+            return out
+
+    def _read_ref(self, ref: RecordRef) -> list[Point]:
+        path = self.dir / f"{ref.segment:020d}.seg"
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(ref.offset)
+                payload = handle.read(ref.length)
+        except FileNotFoundError:
+            return []  # expired or dropped meanwhile (a reader of a live spool)
+        if len(payload) != ref.length or zlib.crc32(payload) != ref.crc:
+            self.stats.corrupt_records += 1
+            log.warning("spool: record %d unreadable, skipped", ref.seq)
+            return []
+        return decode_payload(payload)
+
+    def iter_points(self, since_ns: int = 0) -> Iterator[Point]:
+        """Every held point at or after since_ns, in spool order (the embedded store)."""
+        since_s = since_ns / 1e9
+        with self._lock:
+            # A segment last written before `since` cannot hold a newer point.
+            refs = [r for s in self._segments if s.mtime_s >= since_s for r in s.records]
+        for ref in refs:
+            for point in self._read_ref(ref):
+                if point.time_ns >= since_ns:
+                    yield point
