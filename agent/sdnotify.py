@@ -174,14 +174,18 @@ async def watchdog_loop(notifier: SystemdNotifier, alive: Callable[[], bool]) ->
     """Send WATCHDOG=1 every half WATCHDOG_USEC while `alive()` reports progress.
 
     Runs as a task on the daemon's loop until cancelled; returns at once when systemd does
-    not watch us. When `alive()` is false (or raises) the keep-alive is withheld and
-    systemd kills the agent after WatchdogSec; it resumes if progress resumes in time.
+    not watch us. The first keep-alive goes out one period after the start. `alive` must
+    see progress at least once per period: beat from a tick that runs every second or so
+    (e.g. the flush loop), not only from collectors that may run every five minutes.
+    When `alive()` is false (or raises) the keep-alive is withheld and systemd kills the
+    agent after WatchdogSec; it resumes if progress resumes in time.
     """
     interval_s = notifier.watchdog_interval_s
     if interval_s is None:
         return
     stalled = False
     while True:
+        await asyncio.sleep(interval_s)
         try:
             ok = alive()
         except Exception:
@@ -198,4 +202,3 @@ async def watchdog_loop(notifier: SystemdNotifier, alive: Callable[[], bool]) ->
                 "scheduler made no progress in %.1fs; withholding watchdog keep-alive",
                 interval_s,
             )
-        await asyncio.sleep(interval_s)
