@@ -133,9 +133,7 @@ def test_heartbeat() -> None:
     assert not beat.made_progress()
 
 
-async def _collect_watchdogs(
-    sock: socket.socket, until: float, stamps: list[float]
-) -> None:
+async def _collect_watchdogs(sock: socket.socket, until: float, stamps: list[float]) -> None:
     loop = asyncio.get_running_loop()
     sock.setblocking(False)
     while loop.time() < until:
