@@ -37,6 +37,8 @@ class CollectorContext:
     data_dir: Path
     control_handlers: dict[str, ControlHandler] = field(default_factory=dict)
     status_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # The core's own counters, for the `agent` self-metrics collector only.
+    core_stats: Callable[[], dict[str, Any]] | None = None
 
     def register_control(self, command: str, handler: ControlHandler) -> None:
         """Answer `command` on the control socket (e.g. `bgp.lookup`)."""

@@ -1,0 +1,156 @@
+"""Runs collectors: polled ones on aligned ticks, streaming ones for the agent's life.
+
+A polled collector's points are stamped with the tick they belong to (aligned to its
+interval: 10 s collectors stamp :00, :10, ...), so points of one interval line up across
+collectors and hosts, and a re-sent batch overwrites rather than duplicates. A collect()
+still running at the next tick is an overrun: that tick is skipped and counted. A streaming
+collector that raises is restarted with exponential back-off (reset after a minute of health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent.collector import Collector, PolledCollector, StreamingCollector
+from agent.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+STREAM_BACKOFF_MAX_S = 60.0
+STREAM_HEALTHY_S = 60.0
+
+
+@dataclass
+class CollectorStats:
+    name: str
+    kind: str
+    interval_s: float | None = None
+    runs: int = 0
+    errors: int = 0
+    overruns: int = 0
+    restarts: int = 0
+    points: int = 0
+    last_run_ns: int = 0
+    last_duration_s: float = 0.0
+    last_error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def next_tick_ns(now_ns: int, interval_ns: int) -> int:
+    """The first multiple of interval_ns strictly after now_ns (integers: exact alignment)."""
+    return (now_ns // interval_ns + 1) * interval_ns
+
+
+class Scheduler:
+    def __init__(self, pipeline: Pipeline, max_workers: int = 4) -> None:
+        self.pipeline = pipeline
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="collect"
+        )
+        self.tasks: dict[Collector, asyncio.Task[None]] = {}
+        self.stats: dict[Collector, CollectorStats] = {}
+        self.heartbeat_s = time.monotonic()
+
+    def start(self, collector: Collector) -> None:
+        if isinstance(collector, PolledCollector):
+            stats = CollectorStats(collector.name, "polled", collector.interval_s)
+            coro = self._run_polled(collector, stats)
+        elif isinstance(collector, StreamingCollector):
+            stats = CollectorStats(collector.name, "streaming")
+            coro = self._run_streaming(collector, stats)
+        else:
+            raise TypeError(f"{collector!r} is neither polled nor streaming")
+        self.stats[collector] = stats
+        self.tasks[collector] = asyncio.create_task(coro, name=f"collector:{collector.name}")
+
+    async def stop(self, collector: Collector) -> None:
+        task = self.tasks.pop(collector, None)
+        self.stats.pop(collector, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        try:
+            await asyncio.to_thread(collector.close)
+        except Exception:
+            log.exception("collector %s: close failed", collector.name)
+
+    async def stop_all(self) -> None:
+        for collector in list(self.tasks):
+            await self.stop(collector)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run_polled(self, collector: PolledCollector, stats: CollectorStats) -> None:
+        loop = asyncio.get_running_loop()
+        interval_s = collector.interval_s
+        interval_ns = round(interval_s * 1e9)
+        tick_ns = next_tick_ns(time.time_ns(), interval_ns)
+        while True:
+            await asyncio.sleep(max(0.0, (tick_ns - time.time_ns()) / 1e9))
+            self.heartbeat_s = time.monotonic()
+            started = time.monotonic()
+            try:
+                if collector.blocking:
+                    future = loop.run_in_executor(self.executor, collector.collect)
+                    try:
+                        points = await asyncio.wait_for(asyncio.shield(future), interval_s)
+                    except TimeoutError:
+                        stats.overruns += 1
+                        log.warning("collector %s: overran its %.1fs interval",
+                                    collector.name, interval_s)
+                        points = await future  # late points still count; next tick skipped
+                else:
+                    points = collector.collect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                stats.errors += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("collector %s failed: %s", collector.name, stats.last_error)
+                points = []
+            stats.runs += 1
+            stats.last_run_ns = tick_ns
+            stats.last_duration_s = time.monotonic() - started
+            for point in points:
+                if not point.time_ns:
+                    point.time_ns = tick_ns
+            if points:
+                stats.points += len(points)
+                self.pipeline.emit(points)
+            now_ns = time.time_ns()
+            tick_ns += interval_ns
+            if tick_ns <= now_ns:
+                stats.overruns += (now_ns - tick_ns) // interval_ns + 1
+                tick_ns = next_tick_ns(now_ns, interval_ns)
+
+    async def _run_streaming(self, collector: StreamingCollector, stats: CollectorStats) -> None:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await collector.run()
+                raise RuntimeError("run() returned")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                stats.errors += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                if time.monotonic() - started > STREAM_HEALTHY_S:
+                    attempt = 0
+                delay = min(STREAM_BACKOFF_MAX_S, 0.5 * 2**attempt)
+                attempt += 1
+                stats.restarts += 1
+                log.warning("collector %s stopped (%s); restart in %.1fs", collector.name,
+                            stats.last_error, delay)
+                await asyncio.sleep(delay)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.stats.values()]
