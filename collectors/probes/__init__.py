@@ -1,0 +1,1 @@
+"""Probes: access quality through each carrier (probe, traceroute, quality measurements)."""
