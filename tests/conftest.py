@@ -1,0 +1,111 @@
+"""Shared pytest fixtures: real servers and the lab (see tests/lab/README.md)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.servers import (
+    INFLUXD,
+    VICTORIA_METRICS,
+    InfluxDBv1,
+    VictoriaMetrics,
+    binary_missing,
+)
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture
+def influxdb_v1(tmp_path: Path) -> Iterator[InfluxDBv1]:
+    """A fresh InfluxDB 1.6.7 of this test alone, on 127.0.0.1:<free port>, data under
+    tmp_path, database `egress` created (`.db`). Stop/start it freely (outage tests)."""
+    reason = binary_missing(INFLUXD)
+    if reason:
+        pytest.skip(reason)
+    server = InfluxDBv1(data_dir=tmp_path / "influxd")
+    server.start()
+    server.db = "egress"  # type: ignore[attr-defined]
+    server.create_database("egress")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    """A fresh VictoriaMetrics of this test alone, on 127.0.0.1:<free port>, data under
+    tmp_path. Stop/start it freely."""
+    reason = binary_missing(VICTORIA_METRICS)
+    if reason:
+        pytest.skip(reason)
+    server = VictoriaMetrics(data_dir=tmp_path / "vm")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def influxdb_v1_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDBv1]:
+    """One InfluxDB 1.6.7 for the whole session: use with `fresh_db`; never stop it."""
+    reason = binary_missing(INFLUXD)
+    if reason:
+        pytest.skip(reason)
+    server = InfluxDBv1(data_dir=tmp_path_factory.mktemp("influxd-shared"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def fresh_db(influxdb_v1_shared: InfluxDBv1) -> Iterator[str]:
+    """A new database name on the shared InfluxDB (created; dropped afterwards)."""
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    influxdb_v1_shared.create_database(name)
+    try:
+        yield name
+    finally:
+        try:
+            influxdb_v1_shared.drop_database(name)
+        except Exception:
+            pass
+
+
+def _lab_skip_reason() -> str | None:
+    from tests.lab.netns import netns_works
+
+    ok, reason = netns_works()
+    if not ok:
+        return reason
+    for binary in ("bird", "birdc"):
+        missing = binary_missing(binary)
+        if missing:
+            return missing
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The three-carrier lab (tests/lab/README.md), up for the whole session, with
+    InfluxDB 1.6.7 and VictoriaMetrics on the agent namespace's loopback."""
+    reason = _lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.lab.lab import Lab, LabSpec
+
+    spec = LabSpec.from_env()
+    the_lab = Lab(spec, workdir=tmp_path_factory.mktemp("lab"))
+    try:
+        the_lab.up()
+        yield the_lab
+    finally:
+        the_lab.down()

@@ -1,0 +1,321 @@
+"""Real InfluxDB 1.6.7 and VictoriaMetrics servers for tests and the lab.
+
+Each server is a child process with its data in its own directory, bound to loopback
+(of the host, or of a named network namespace), waited on until it answers, and stopped
+by PID. `stop()` then `start()` restarts it on the same port and data directory, so
+outage tests can take a server away mid-run and bring it back with its data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.lab.netns import in_netns, ns_argv
+
+INFLUXD = "influxd"
+VICTORIA_METRICS = "victoria-metrics"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def binary_missing(name: str) -> str | None:
+    """None if the binary is on PATH, else a reason to skip."""
+    if shutil.which(name) is None:
+        return f"{name} not installed (scripts/setup installs it)"
+    return None
+
+
+def http(method: str, url: str, data: bytes | None = None, netns: str | None = None,
+         timeout: float = 10.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One HTTP request (from inside `netns` when given); returns (status, body)."""
+
+    def go() -> tuple[int, bytes]:
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    return in_netns(netns, go)
+
+
+class _Server:
+    """Common life cycle: argv from subclass, readiness by URL, stop by PID."""
+
+    name = "server"
+    ready_path = "/"
+
+    def __init__(self, data_dir: Path | str | None = None, port: int | None = None,
+                 host: str = "127.0.0.1", netns: str | None = None,
+                 log_file: Path | str | None = None) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = (Path(data_dir) if data_dir
+                         else Path(tempfile.mkdtemp(prefix=f"{self.name}-")))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.netns = netns
+        self.port = port if port is not None else (self.default_port if netns else free_port())
+        self.log_file = Path(log_file) if log_file else self.data_dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+
+    default_port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        pass
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start (or restart on the same port and data dir) and wait until it answers."""
+        if self.running():
+            return
+        self._prepare()
+        log = open(self.log_file, "ab")  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(ns_argv(self.netns, self.argv()), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        finally:
+            log.close()
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_file.read_text(errors="replace")[-2000:]
+                raise ServerError(f"{self.name} exited with {self.proc.returncode}: {tail}")
+            try:
+                status, _ = http("GET", self.url + self.ready_path, netns=self.netns, timeout=1.0)
+                if status < 300:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.name} not ready on {self.url} after {timeout}s")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM by PID, SIGKILL after `timeout`; data dir and port stay for a restart."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL by PID (a crash, not a clean stop)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and, if we made the data dir, remove it."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> _Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, params: dict[str, str] | list[tuple[str, str]] | None = None,
+             timeout: float = 30.0) -> bytes:
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        status, body = http("GET", self.url + path + query, netns=self.netns, timeout=timeout)
+        if status >= 300:
+            raise ServerError(f"GET {path}: HTTP {status}: {body[:500]!r}")
+        return body
+
+    def _post(self, path: str, data: bytes, params: dict[str, str] | None = None,
+              headers: dict[str, str] | None = None, timeout: float = 30.0) -> bytes:
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        status, body = http("POST", self.url + path + query, data=data, netns=self.netns,
+                            timeout=timeout, headers=headers)
+        if status >= 300:
+            raise ServerError(f"POST {path}: HTTP {status}: {body[:500]!r}")
+        return body
+
+
+class InfluxDBv1(_Server):
+    """InfluxDB 1.6.7 (`influxd -config FILE`): /write and InfluxQL /query."""
+
+    name = "influxd"
+    ready_path = "/ping"
+    default_port = 8086
+
+    def __init__(self, *args: Any, rpc_port: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rpc_port = rpc_port if rpc_port is not None else (
+            8088 if self.netns else free_port())
+        self.config_file = self.data_dir / "influxdb.conf"
+
+    def _prepare(self) -> None:
+        d = self.data_dir
+        self.config_file.write_text(f"""\
+reporting-disabled = true
+bind-address = "{self.host}:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "{self.host}:{self.port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+""")
+
+    def argv(self) -> list[str]:
+        return [INFLUXD, "-config", str(self.config_file)]
+
+    def query(self, q: str, db: str | None = None, epoch: str = "ns") -> list[dict[str, Any]]:
+        """Run InfluxQL; rows as dicts (columns → values) plus `_measurement` and `_tags`."""
+        params = {"q": q, "epoch": epoch}
+        if db:
+            params["db"] = db
+        body = json.loads(self._post("/query", urllib.parse.urlencode(params).encode(),
+                                     headers={"Content-Type":
+                                              "application/x-www-form-urlencoded"}))
+        rows: list[dict[str, Any]] = []
+        for result in body.get("results", []):
+            if "error" in result:
+                raise ServerError(f"InfluxQL error: {result['error']} (query: {q})")
+            for series in result.get("series", []):
+                for values in series.get("values", []):
+                    row = dict(zip(series["columns"], values, strict=False))
+                    row["_measurement"] = series.get("name")
+                    row["_tags"] = series.get("tags", {})
+                    rows.append(row)
+        return rows
+
+    def create_database(self, db: str) -> None:
+        self.query(f'CREATE DATABASE "{db}"')
+
+    def drop_database(self, db: str) -> None:
+        self.query(f'DROP DATABASE "{db}"')
+
+    def write(self, db: str, lines: str | bytes, precision: str = "ns") -> None:
+        data = lines.encode() if isinstance(lines, str) else lines
+        self._post("/write", data, params={"db": db, "precision": precision})
+
+    def count(self, db: str, measurement: str, field: str) -> int:
+        rows = self.query(f'SELECT count("{field}") FROM "{measurement}"', db=db)
+        return int(rows[0]["count"]) if rows else 0
+
+
+class VictoriaMetrics(_Server):
+    """VictoriaMetrics: accepts influxdb-client writes on /api/v2/write; query by export."""
+
+    name = "victoria-metrics"
+    ready_path = "/health"
+    default_port = 8428
+
+    def argv(self) -> list[str]:
+        return [
+            VICTORIA_METRICS,
+            f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.data_dir / 'data'}",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=1s",
+            "-search.disableCache",
+            "-loggerLevel=ERROR",
+        ]
+
+    def flush(self) -> None:
+        """Make just-written samples searchable (/internal/force_flush)."""
+        self._get("/internal/force_flush")
+
+    def export(self, match: str | list[str], start: str | None = None,
+               end: str | None = None, min_samples: int = 1,
+               wait_s: float = 5.0) -> list[dict[str, Any]]:
+        """/api/v1/export for one or more series selectors (e.g. `{__name__=~"probe_.*"}`
+        or `probe_rtt_avg_ms{carrier="telecom"}`): one dict per series with `metric`
+        (labels incl. __name__ = measurement_field), `values` and `timestamps` (ms).
+
+        Samples take ~0.2 s from a write to export even after /internal/force_flush, so
+        this polls until at least `min_samples` samples in total are there or `wait_s`
+        passes (then returns what there is; pass min_samples=0 for one plain read)."""
+        matches = [match] if isinstance(match, str) else match
+        params: list[tuple[str, str]] = [("match[]", m) for m in matches]
+        if start:
+            params.append(("start", start))
+        if end:
+            params.append(("end", end))
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.flush()
+            body = self._get("/api/v1/export", params)
+            series = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            if sum(len(s["values"]) for s in series) >= min_samples or (
+                    time.monotonic() >= deadline):
+                return series
+            time.sleep(0.1)
+
+    def query(self, promql: str, time_s: float | None = None) -> list[dict[str, Any]]:
+        """Instant /api/v1/query (fresh points only after -search.latencyOffset, 1 s here)."""
+        params = {"query": promql}
+        if time_s is not None:
+            params["time"] = str(time_s)
+        body = json.loads(self._get("/api/v1/query", params))
+        if body.get("status") != "success":
+            raise ServerError(f"query failed: {body}")
+        return list(body["data"]["result"])
+
+    def series_names(self) -> list[str]:
+        body = json.loads(self._get("/api/v1/label/__name__/values"))
+        return list(body.get("data", []))
+
+    def write_influx(self, lines: str | bytes) -> None:
+        """Line protocol via the InfluxDB 1.x-style /write endpoint of VictoriaMetrics."""
+        data = lines.encode() if isinstance(lines, str) else lines
+        self._post("/write", data)
+
