@@ -1,0 +1,210 @@
+"""The `egress-agent` command line (spec §2): parse, call, print. Exit 0 ok, 1 runtime
+failure, 2 usage or config error; errors are one line on stderr unless --debug."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config, ConfigError, load_config, parse_duration
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("egress-agent")
+
+
+class UsageError(Exception):
+    """A bad argument: exit 2 with one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse prints usage and exits 2; keep one line
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    try:
+        logsetup = importlib.import_module("agent.logsetup")
+        logsetup.configure_logging(level, fmt)
+    except ImportError:
+        logging.basicConfig(
+            level=getattr(logging, level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{config.path}: ok ({len(config.carriers)} carriers, {len(config.probes)} probes)")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be greater than 0")
+    _setup_logging("debug" if args.debug else config.agent.log_level, config.agent.log_format)
+    from agent.daemon import Agent
+
+    agent = Agent(config)
+    asyncio.run(agent.run(args.duration))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.control import call
+
+    socket_path = _socket_path(args)
+    result = call(socket_path, "status", timeout_s=5.0)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return EXIT_OK
+    print(render_status(result))
+    return EXIT_OK
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    try:
+        return load_config(args.config).agent.control_socket
+    except ConfigError:
+        if args.config:
+            raise
+        return Path("/run/egress-agent/control.sock")
+
+
+def render_status(status: dict[str, Any]) -> str:
+    lines = [
+        f"egress-agent on {status.get('host')} ({status.get('config')}), "
+        f"queue {status.get('queue_points')} points, spool {status['spool']['bytes']} bytes",
+        "collectors:",
+    ]
+    for c in status.get("collectors", []):
+        last = time.strftime("%H:%M:%S", time.localtime(c["last_run_ns"] / 1e9)) \
+            if c.get("last_run_ns") else "-"
+        lines.append(
+            f"  {c['name']:<12} {c['kind']:<9} last {last}  runs {c['runs']}  "
+            f"errors {c['errors']}  overruns {c['overruns']}  restarts {c['restarts']}"
+            + (f"  ({c['last_error']})" if c.get("last_error") else "")
+        )
+    lines.append("outputs:")
+    for name, o in status.get("outputs", {}).items():
+        lines.append(
+            f"  {name:<12} written {o['points_written']}  lag {o['lag_points']} points  "
+            f"write_errors {o['write_errors']}  retries {o['retries']}"
+            + (f"  last error: {o['last_error']}" if o.get("last_error") else "")
+        )
+    known = {"host", "config", "started_ns", "reloads", "collectors", "queue_points", "spool",
+             "outputs", "totals"}
+    for section, content in status.items():
+        if section not in known:
+            lines.append(f"{section}:")
+            lines.append("  " + json.dumps(content, default=str, indent=None)[:2000])
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from agent.report import render_text, summarize
+    from agent.spool import Spool
+
+    config = _load(args.config)
+    try:
+        since_s = parse_duration(args.since)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    spool = Spool(config.agent.data_dir, read_only=True)
+    since_ns = time.time_ns() - int(since_s * 1e9)
+    summary = summarize(spool.iter_points(since_ns))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(render_text(summary, args.since))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="egress-agent", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", help="config file (default $EGRESS_AGENT_CONFIG "
+                       "or /etc/egress-agent/agent.toml)")
+
+    p = sub.add_parser("run", help="run the daemon")
+    with_config(p)
+    p.add_argument("--duration", type=float, help="stop cleanly after S seconds")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate the config")
+    with_config(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("report", help="per-carrier summary from the embedded store")
+    with_config(p)
+    p.add_argument("--since", default="15m", help="period, e.g. 15m, 1h (default 15m)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("status", help="live state of the running daemon")
+    with_config(p)
+    p.add_argument("--socket", help="control socket (default from the config)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    try:
+        probes_cli = importlib.import_module("collectors.probes.cli")
+    except ImportError:
+        probes_cli = None
+    if probes_cli is not None and hasattr(probes_cli, "add_commands"):
+        probes_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from agent.control import ControlError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+        return code
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except ControlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

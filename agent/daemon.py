@@ -1,0 +1,341 @@
+"""The agent's life cycle: start, reload (SIGHUP), stop (SIGTERM/SIGINT), sd_notify.
+
+Start order: spool (recovers torn records), outputs (catch up from their cursors),
+collectors, control socket, then READY=1. Stop order is the reverse, and nothing queued is
+lost: collectors stop, the queue goes to the spool, outputs get a few seconds to deliver,
+and whatever they could not deliver stays in the spool for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from agent.collector import Collector, CollectorContext
+from agent.config import Config, ConfigError, load_config, secret_file_warnings
+from agent.control import ControlServer
+from agent.outputs.base import Output, OutputWorker
+from agent.pipeline import Pipeline
+from agent.scheduler import Scheduler
+from agent.sdnotify import Heartbeat, SystemdNotifier, watchdog_loop
+from agent.spool import Spool
+from collectors import REGISTRY, build_group, config_slice
+
+log = logging.getLogger(__name__)
+
+STOP_DRAIN_S = 3.0
+EXPIRE_EVERY_S = 60.0
+
+
+def build_outputs(config: Config) -> list[Output]:
+    outputs: list[Output] = []
+    if config.outputs.influxdb is not None:
+        from agent.outputs.influxdb import InfluxDBOutput
+
+        outputs.append(InfluxDBOutput(config.outputs.influxdb))
+    if config.outputs.influxdb_v1 is not None:
+        from agent.outputs.influxdb_v1 import InfluxDBv1Output
+
+        outputs.append(InfluxDBv1Output(config.outputs.influxdb_v1))
+    return outputs
+
+
+class Agent:
+    def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or SystemdNotifier(unset_environment=True)
+        self.heartbeat = Heartbeat()
+        self.spool = Spool(
+            config.agent.data_dir,
+            max_bytes=config.agent.spool_max_bytes,
+            retention_s=config.agent.retention_s,
+            fsync=config.agent.fsync,
+        )
+        self.pipeline = Pipeline(self.spool, config.agent.hostname)
+        self.scheduler = Scheduler(self.pipeline)
+        self.workers: dict[str, tuple[OutputWorker, asyncio.Task[None]]] = {}
+        self.groups: dict[str, list[Collector]] = {}
+        self.ctx = self._context(config)
+        self.control: ControlServer | None = None
+        self.prometheus: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self.started_ns = time.time_ns()
+        self.reloads = 0
+
+    # ------------------------------------------------------------ wiring
+
+    def _context(self, config: Config) -> CollectorContext:
+        ctx = CollectorContext(
+            config=config,
+            emit=self.pipeline.emit,
+            data_dir=config.agent.data_dir,
+            core_stats=self.core_stats,
+        )
+        ctx.register_control("status", lambda _args: self.status())
+        ctx.register_control("ping", lambda _args: "pong")
+        return ctx
+
+    def core_stats(self) -> dict[str, Any]:
+        outputs = {}
+        for name, (worker, _) in self.workers.items():
+            _, lag_points = self.spool.lag(name)
+            outputs[name] = {
+                "points_written": worker.stats.points_written,
+                "write_errors": worker.stats.write_errors,
+                "retries": worker.stats.retries,
+                "lag_points": lag_points,
+            }
+        encoder_dropped = sum(w.output.encoder.stats.dropped_points for w, _ in
+                              self.workers.values())
+        return {
+            "queue_points": self.pipeline.queue_points,
+            "spool_bytes": self.spool.total_bytes,
+            "points_written": sum(o["points_written"] for o in outputs.values()),
+            "points_dropped": self.spool.stats.dropped_points
+            + self.pipeline.stats.queue_dropped + encoder_dropped,
+            "write_errors": sum(o["write_errors"] for o in outputs.values()),
+            "outputs": outputs,
+        }
+
+    def status(self) -> dict[str, Any]:
+        outputs = {}
+        for name, (worker, _) in self.workers.items():
+            lag_records, lag_points = self.spool.lag(name)
+            outputs[name] = {
+                "cursor": self.spool.cursor(name),
+                "lag_records": lag_records,
+                "lag_points": lag_points,
+                **worker.stats.__dict__,
+                "sanitized_values": worker.output.encoder.stats.sanitized_values,
+                "dropped_fields": worker.output.encoder.stats.dropped_fields,
+            }
+        sections: dict[str, Any] = {}
+        for name, provider in self.ctx.status_providers.items():
+            try:
+                sections[name] = provider()
+            except Exception as exc:
+                sections[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        stats = self.core_stats()
+        stats.pop("outputs")
+        return {
+            "host": self.config.agent.hostname,
+            "config": self.config.path,
+            "started_ns": self.started_ns,
+            "reloads": self.reloads,
+            "collectors": self.scheduler.status(),
+            "queue_points": self.pipeline.queue_points,
+            "spool": {
+                "bytes": self.spool.total_bytes,
+                "max_bytes": self.spool.max_bytes,
+                "next_seq": self.spool.next_seq,
+                **self.spool.stats.__dict__,
+            },
+            "outputs": outputs,
+            "totals": stats,
+            **sections,
+        }
+
+    def status_line(self) -> str:
+        stats = self.core_stats()
+        return (
+            f"{len(self.scheduler.tasks)} collectors, {len(self.workers)} outputs, "
+            f"spool {stats['spool_bytes']} bytes, written {stats['points_written']}, "
+            f"dropped {stats['points_dropped']}"
+        )
+
+    def _start_output(self, output: Output) -> None:
+        worker = OutputWorker(output, self.spool, self.config.agent.data_dir)
+        task = asyncio.create_task(worker.run(), name=f"output:{output.name}")
+        self.workers[output.name] = (worker, task)
+        self.pipeline.workers.append(worker)
+
+    async def _stop_outputs(self, drain_s: float) -> None:
+        for worker, task in list(self.workers.values()):
+            if drain_s > 0:
+                await worker.drain(drain_s)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.to_thread(worker.output.close)
+        self.workers.clear()
+        self.pipeline.workers.clear()
+
+    def _start_prometheus(self) -> None:
+        if self.config.outputs.prometheus is None:
+            return
+        from agent.outputs.prometheus import PrometheusExporter
+
+        self.prometheus = PrometheusExporter(self.config.outputs.prometheus.listen)
+        self.prometheus.start()
+        self.pipeline.observers.append(self.prometheus.observe)
+
+    def _stop_prometheus(self) -> None:
+        if self.prometheus is not None:
+            with contextlib.suppress(ValueError):
+                self.pipeline.observers.remove(self.prometheus.observe)
+            self.prometheus.close()
+            self.prometheus = None
+
+    def _start_group(self, name: str) -> None:
+        try:
+            group = build_group(name, self.ctx)
+        except Exception as exc:
+            log.error("collector %s could not start: %s", name, exc)
+            return
+        self.groups[name] = group
+        for collector in group:
+            self.scheduler.start(collector)
+
+    async def _stop_group(self, name: str) -> None:
+        for collector in self.groups.pop(name, []):
+            await self.scheduler.stop(collector)
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.pipeline.bind_loop(loop)
+        for warning in secret_file_warnings(self.config):
+            log.warning("%s", warning)
+        if self.spool.stats.torn_records:
+            log.warning("spool: %d torn record(s) skipped at start", self.spool.stats.torn_records)
+        for output in build_outputs(self.config):
+            self._start_output(output)
+        self._start_prometheus()
+        for name in self.config.agent.collectors:
+            if name in REGISTRY:
+                self._start_group(name)
+        self.control = ControlServer(self.config.agent.control_socket, self.ctx.control_handlers)
+        await self.control.start()
+        self._tasks = [
+            asyncio.create_task(self.pipeline.run_flusher(), name="flusher"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(watchdog_loop(self.notifier, self.heartbeat.made_progress),
+                                name="watchdog"),
+        ]
+        log.info("started: %s", self.status_line())
+        self.notifier.ready(self.status_line())
+
+    async def _ticker(self) -> None:
+        """Proves the loop is alive to the watchdog; a stuck loop stops the beats."""
+        while True:
+            self.heartbeat.beat()
+            await asyncio.sleep(0.5)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_EVERY_S)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.spool.expire)
+            self.notifier.status(self.status_line())
+
+    async def reload(self, path: str | None = None) -> bool:
+        """Apply a new config when valid; keep the old one and log why when not."""
+        self.notifier.reloading()
+        try:
+            new = await asyncio.to_thread(load_config, path or self.config.path)
+        except ConfigError as exc:
+            for line in str(exc).splitlines():
+                log.error("reload refused: %s", line)
+            self.notifier.ready(f"reload refused, running on the old config; {self.status_line()}")
+            return False
+        old = self.config
+        if new.agent.data_dir != old.agent.data_dir:
+            log.warning("reload: agent.data_dir changed; takes effect at the next restart")
+        if new.agent.control_socket != old.agent.control_socket:
+            log.warning("reload: agent.control_socket changed; takes effect at the next restart")
+        self.config = new
+        self.pipeline.hostname = new.agent.hostname
+        self.spool.max_bytes = new.agent.spool_max_bytes
+        self.spool.retention_s = new.agent.retention_s
+        self.spool.fsync_policy = new.agent.fsync
+        handlers = self.ctx.control_handlers
+        self.ctx = self._context(new)
+        await self.pipeline.flush_all()
+        if new.outputs != old.outputs:
+            await self._stop_outputs(drain_s=0)
+            self._stop_prometheus()
+            for output in build_outputs(new):
+                self._start_output(output)
+            self._start_prometheus()
+        kept: list[str] = []
+        for name in list(self.groups):
+            wanted = name in new.agent.collectors
+            if wanted and config_slice(name, new) == config_slice(name, old):
+                kept.append(name)
+                for collector in self.groups[name]:
+                    collector.ctx = self.ctx
+                continue
+            await self._stop_group(name)
+        for name in new.agent.collectors:
+            if name in REGISTRY and name not in self.groups:
+                self._start_group(name)
+        # Handlers of kept collectors stay; restarted ones registered theirs anew.
+        for command, handler in handlers.items():
+            self.ctx.control_handlers.setdefault(command, handler)
+        if self.control is not None:
+            self.control.handlers = self.ctx.control_handlers
+        self.reloads += 1
+        log.info("reloaded %s (kept: %s)", new.path, ", ".join(kept) or "none")
+        self.notifier.ready(self.status_line())
+        return True
+
+    async def stop(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping")
+        await self.scheduler.stop_all()
+        await self.pipeline.flush_all()
+        for task in self._tasks:
+            if task.get_name() != "flusher":
+                task.cancel()
+        await self._stop_outputs(drain_s=STOP_DRAIN_S)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pipeline.flush_all()
+        self._stop_prometheus()
+        if self.control is not None:
+            await self.control.close()
+        await asyncio.to_thread(self.spool.close)
+        self.scheduler.shutdown()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    async def run(self, duration_s: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        await self.start()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            while not self._stop.is_set():
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if timeout == 0.0:
+                    break
+                stop_wait = asyncio.create_task(self._stop.wait())
+                reload_wait = asyncio.create_task(self._reload_requested.wait())
+                done, pending = await asyncio.wait(
+                    {stop_wait, reload_wait}, timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for task in pending:
+                    task.cancel()
+                if reload_wait in done and not self._stop.is_set():
+                    self._reload_requested.clear()
+                    await self.reload()
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)

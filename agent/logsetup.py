@@ -1,0 +1,245 @@
+"""Logging: one line per event on stderr, optional JSON, secrets redacted.
+
+journald adds time, host and unit to each line, so under systemd (stderr connected to the
+journal, `$JOURNAL_STREAM`) a text line is `<priority>LEVEL logger: message` with the
+syslog priority prefix journald turns into the entry's level; elsewhere it starts with a
+timestamp. Tracebacks and messages with newlines are folded onto their line (newlines as
+`\\n`) so that one event is one line to every reader, including line-based log shippers.
+
+Redaction happens in a filter on our handler, so it covers every logger (ours, ExaBGP's
+bridge, influxdb-client, urllib3) and every part of the record: message, arguments,
+exception and stack text. Patterns catch `Authorization` headers, `token=`/`password=`
+style assignments (also in JSON and dict reprs) and credentials in URLs; secret values
+the agent loads (the InfluxDB token file) are registered with `register_secret` and
+replaced wherever they appear, whatever the surrounding text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from typing import Any, Literal, TextIO
+
+REDACTED = "***"
+
+LogFormat = Literal["text", "json"]
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+# Key names whose values are secrets: token, password, secret, api key, credentials,
+# with any prefix (access_token, influx-password); not `token_file` and the like.
+_SECRET_KEY = r"[\w.-]*?(?:token|passw(?:or)?d|pwd|secret|api[_-]?key|credentials?|auth)"
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Authorization: Token abc / "Authorization": "Bearer abc" / authorization=Basic abc
+    (
+        re.compile(
+            r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+            r"(?:(bearer|token|basic|digest)\s+)?"
+            r"(\"[^\"]*\"|'[^']*'|[^\s\"',;}&]+)"
+        ),
+        r"\1\2 " + REDACTED,
+    ),
+    # Quoted values: "token": "a b c", 'password': 'x', password="x y"
+    (
+        re.compile(
+            r"(?i)(\b" + _SECRET_KEY + r"[\"']?\s*[:=]\s*)(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
+        ),
+        r"\1'" + REDACTED + "'",
+    ),
+    # Bare values: token=abc, password: abc, ?p=abc&u=x (InfluxDB 1.x query parameters)
+    (
+        re.compile(r"(?i)(\b" + _SECRET_KEY + r"\s*[:=]\s*)(?![\"'\s])([^\s\"',;&}\])]+)"),
+        r"\1" + REDACTED,
+    ),
+    (re.compile(r"([?&]p=)([^&\s\"']+)"), r"\1" + REDACTED),
+    # Bearer tokens standing alone (e.g. in a repr of request headers)
+    (re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]+)"), r"\1" + REDACTED),
+    # scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@/\s]+)(@)"), r"\1" + REDACTED + r"\3"),
+)
+
+_secrets_lock = threading.Lock()
+_secret_values: set[str] = set()
+_MIN_SECRET_LEN = 4  # shorter "secrets" would redact ordinary words and numbers
+
+
+def register_secret(value: str) -> None:
+    """Redact this exact value (and its surrounding whitespace-stripped form) everywhere."""
+    value = value.strip()
+    if len(value) >= _MIN_SECRET_LEN:
+        with _secrets_lock:
+            _secret_values.add(value)
+
+
+def clear_secrets() -> None:
+    with _secrets_lock:
+        _secret_values.clear()
+
+
+def redact(text: str) -> str:
+    """Text with every secret we know how to recognise replaced by `***`."""
+    if not text:
+        return text
+    with _secrets_lock:
+        known = sorted(_secret_values, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text.replace(" " + REDACTED + " " + REDACTED, " " + REDACTED)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites the record in place: message rendered and redacted, exception text
+    rendered and redacted, so no later formatter can bring the secret back."""
+
+    def __init__(self, formatter: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self._formatter = formatter or logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a bad format string must not lose the event
+            message = f"{record.msg!r} (log formatting failed: {exc})"
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        # The traceback is now text; drop the live objects (their frames hold secrets too).
+        record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def _fold(text: str) -> str:
+    """One line: newlines become a visible `\\n`."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _stderr_is_journal(stream: TextIO) -> bool:
+    """True when `stream` is the journal's stream socket ($JOURNAL_STREAM = dev:inode)."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+# syslog priorities for journald's `<N>` prefix (SyslogLevelPrefix=, on by default)
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+def _priority(levelno: int) -> int:
+    for level, prio in _PRIORITY.items():
+        if levelno >= level:
+            return prio
+    return 7
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, journal: bool) -> None:
+        super().__init__()
+        self._journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_text:
+            line += " | " + record.exc_text
+        if record.stack_info:
+            line += " | " + record.stack_info
+        line = redact(_fold(line))
+        if self._journal:
+            return f"<{_priority(record.levelno)}>{line}"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z {line}"
+
+
+# LogRecord attributes that are not `extra=` fields
+_RECORD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, exception, extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        if record.exc_text:
+            obj["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            obj["stack"] = redact(record.stack_info)
+        for key, value in record.__dict__.items():
+            if key in _RECORD_ATTRS or key.startswith("_") or key in obj:
+                continue
+            if isinstance(value, bool | int | float) or value is None:
+                obj[key] = value
+            else:
+                obj[key] = redact(str(value))
+        return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler we installed, so a reconfigure (SIGHUP) replaces only ours."""
+
+
+def configure_logging(
+    level: str,
+    fmt: LogFormat | str = "text",
+    *,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Route every logger's records to stderr, one line per event; safe to call again
+    on reload with a new level or format. Raises ValueError on an unknown level/format."""
+    levelno = LEVELS.get(level.lower()) if isinstance(level, str) else None
+    if levelno is None:
+        raise ValueError(f"unknown log level {level!r} (use {', '.join(LEVELS)})")
+    if fmt not in ("text", "json"):
+        raise ValueError(f"unknown log format {fmt!r} (use text or json)")
+    out = stream if stream is not None else sys.stderr
+    handler = _StderrHandler(out)
+    formatter: logging.Formatter = (
+        JsonFormatter() if fmt == "json" else TextFormatter(_stderr_is_journal(out))
+    )
+    handler.setFormatter(formatter)
+    handler.addFilter(RedactingFilter(formatter))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(levelno)
+    logging.captureWarnings(True)
+    return handler
