@@ -23,6 +23,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
 REDACTED = "***"
@@ -39,32 +40,59 @@ LEVELS = {
 
 # Key names whose values are secrets: token, password, secret, api key, credentials,
 # with any prefix (access_token, influx-password); not `token_file` and the like.
-_SECRET_KEY = r"[\w.-]*?(?:token|passw(?:or)?d|pwd|secret|api[_-]?key|credentials?|auth)"
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+_SECRET_KEY = r"[\w.-]*?(?:token|passw(?:or)?d|pwd|secret|api[_-]?key|credentials?|auth)"  # noqa: S105
+_SCHEME_RE = re.compile(r"(?i)^\s*(bearer|token|basic|digest)\s+")
+
+
+def _authorization(match: re.Match[str]) -> str:
+    """Keep the header name, the quote and the scheme; hide the credentials."""
+    prefix, quote, quoted, bare = match.group(1), match.group(2), match.group(3), match.group(4)
+    value = quoted if quote else bare
+    scheme = _SCHEME_RE.match(value)
+    hidden = (scheme.group(1) + " " if scheme else "") + REDACTED
+    return prefix + (quote + hidden + quote if quote else hidden)
+
+
+def _quoted(match: re.Match[str]) -> str:
+    quote = match.group(2)[0]
+    return match.group(1) + quote + REDACTED + quote
+
+
+Replacement = str | Callable[[re.Match[str]], str]
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
     # Authorization: Token abc / "Authorization": "Bearer abc" / authorization=Basic abc
     (
         re.compile(
-            r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
-            r"(?:(bearer|token|basic|digest)\s+)?"
-            r"(\"[^\"]*\"|'[^']*'|[^\s\"',;}&]+)"
+            r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*)"
+            r"(?:([\"'])((?:(?!\2).)*)\2"
+            r"|((?:(?:bearer|token|basic|digest)\s+)?[^\s\"',;}&]+))"
         ),
-        r"\1\2 " + REDACTED,
+        _authorization,
     ),
     # Quoted values: "token": "a b c", 'password': 'x', password="x y"
     (
         re.compile(
             r"(?i)(\b" + _SECRET_KEY + r"[\"']?\s*[:=]\s*)(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
         ),
-        r"\1'" + REDACTED + "'",
+        _quoted,
     ),
-    # Bare values: token=abc, password: abc, ?p=abc&u=x (InfluxDB 1.x query parameters)
+    # Bare values: token=abc, password: abc
     (
         re.compile(r"(?i)(\b" + _SECRET_KEY + r"\s*[:=]\s*)(?![\"'\s])([^\s\"',;&}\])]+)"),
         r"\1" + REDACTED,
     ),
+    # Prose: "with token 9f8e7d6c5b4a", "password Hunter2!x": a long word with a digit
+    (
+        re.compile(
+            r"(?i)\b(token|passw(?:or)?d|secret|api[_-]?key)(\s+)(?!\*\*\*)"
+            r"(?=[^\s\"',;]*\d)[^\s\"',;]{8,}"
+        ),
+        r"\1\2" + REDACTED,
+    ),
+    # InfluxDB 1.x credentials as query parameters: ?u=bob&p=secret
     (re.compile(r"([?&]p=)([^&\s\"']+)"), r"\1" + REDACTED),
     # Bearer tokens standing alone (e.g. in a repr of request headers)
-    (re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]+)"), r"\1" + REDACTED),
+    (re.compile(r"(?i)\b(bearer\s+)(?!\*\*\*)([A-Za-z0-9._~+/=-]+)"), r"\1" + REDACTED),
     # scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@/\s]+)(@)"), r"\1" + REDACTED + r"\3"),
 )
@@ -98,7 +126,7 @@ def redact(text: str) -> str:
             text = text.replace(secret, REDACTED)
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
-    return text.replace(" " + REDACTED + " " + REDACTED, " " + REDACTED)
+    return text
 
 
 class RedactingFilter(logging.Filter):
