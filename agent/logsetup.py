@@ -200,7 +200,7 @@ class TextFormatter(logging.Formatter):
             line += " | " + record.exc_text
         if record.stack_info:
             line += " | " + record.stack_info
-        line = redact(_fold(line))
+        line = _fold(redact(line))
         if self._journal:
             return f"<{_priority(record.levelno)}>{line}"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
