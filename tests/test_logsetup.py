@@ -76,6 +76,7 @@ def test_no_secret_in_output(fmt: str) -> None:
     assert "u=bob" in out
     assert "Token ***" in out
     assert "ConnectionError" in out
+    assert "The above exception was the direct cause" in out  # redaction ate no text
 
 
 def test_registered_secret_is_redacted_anywhere() -> None:
