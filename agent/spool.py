@@ -96,7 +96,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.retention_s = retention_s
         self.fsync_policy = fsync
-        self.segment_max_bytes = segment_max_bytes or max(64 << 10, min(32 << 20, max_bytes // 8))
+        self.segment_max_bytes = segment_max_bytes or max(8 << 10, min(32 << 20, max_bytes // 8))
         self.read_only = read_only
         self.stats = SpoolStats()
         self._lock = threading.Lock()

@@ -1,0 +1,196 @@
+"""Line protocol: escaping per InfluxDB version, checked by an independent parser."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.points import EncodeStats, LineEncoder, Point, escape_identifier
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    """Split on `sep` not preceded by an escaping backslash (scanner semantics of InfluxDB)."""
+    parts, current, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str, version: int, specials: str = ",= ") -> str:
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt in specials or (version == 2 and nxt == "\\"):
+                out.append(nxt)
+                i += 2
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    """Split on `sep` outside double quotes and not escaped by a backslash."""
+    parts, current, in_quotes, i = [], [], False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            in_quotes = not in_quotes
+        if ch == sep and not in_quotes:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def parse_line(line: str, version: int) -> Point:
+    """An independent reading of one line, as InfluxDB's scanner would read it."""
+    assert "\n" not in line
+    key = _split_unescaped(line, " ")[0]  # quotes are literal in the series key
+    sections = _split_outside_quotes(line[len(key) + 1 :], " ")
+    assert len(sections) in (1, 2), sections
+    fields_text = sections[0]
+    ts = sections[1] if len(sections) == 2 else "0"
+    key_parts = _split_unescaped(key, ",")
+    measurement = _unescape(key_parts[0], version, ", ")
+    tags = {}
+    for part in key_parts[1:]:
+        k, v = _split_unescaped(part, "=")
+        tags[_unescape(k, version)] = _unescape(v, version)
+    fields: dict[str, object] = {}
+    for part in _split_outside_quotes(fields_text, ","):
+        k_raw = _split_unescaped(part, "=")[0]
+        v = part[len(k_raw) + 1 :]
+        k = _unescape(k_raw, version)
+        if v.startswith('"'):
+            fields[k] = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        elif v in ("true", "false"):
+            fields[k] = v == "true"
+        elif v.endswith("i"):
+            fields[k] = int(v[:-1])
+        else:
+            fields[k] = float(v)
+    return Point(measurement, tags, fields, int(ts))
+
+
+names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"),
+    min_size=1, max_size=12,
+).filter(lambda s: not s.startswith("_") and s.strip() == s and s != "" and "\\" not in s[-1:])
+hostile = st.text(
+    alphabet=st.sampled_from(list("ab ,=\"\\x") + ["é", "\t"]), min_size=1, max_size=10
+)
+field_values = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"),
+            max_size=20),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    measurement=st.sampled_from(["link", "probe", "bgp_event", "m with space", "m,comma"]),
+    tags=st.dictionaries(st.sampled_from(["host", "interface", "carrier", "a b", "k=v"]),
+                         hostile, max_size=4),
+    fields=st.dictionaries(st.sampled_from(["rx_bytes", "f", "x y", "p=q", "s,t"]),
+                           field_values, min_size=1, max_size=4),
+    ts=st.integers(min_value=1, max_value=2**62),
+)
+def test_v2_roundtrip(measurement: str, tags: dict[str, str], fields: dict[str, object],
+                      ts: int) -> None:
+    encoder = LineEncoder(version=2)
+    line = encoder.encode(Point(measurement, dict(tags), dict(fields), ts))  # type: ignore[arg-type]
+    assert line is not None and "\n" not in line
+    parsed = parse_line(line, 2)
+    assert parsed.measurement == measurement
+    assert parsed.tags == {k: v for k, v in tags.items() if v != ""}
+    assert parsed.time_ns == ts
+    assert parsed.fields.keys() == fields.keys()
+    for key, value in fields.items():
+        got = parsed.fields[key]
+        if isinstance(value, float):
+            assert math.isclose(got, value, rel_tol=0, abs_tol=0) or got == value  # type: ignore[arg-type]
+        else:
+            assert got == value and type(got) is type(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tags=st.dictionaries(st.sampled_from(["interface", "carrier"]), hostile, max_size=2))
+def test_v1_tags_survive_or_are_counted(tags: dict[str, str]) -> None:
+    """1.x: every tag value arrives intact unless it had a backslash 1.x cannot carry,
+    in which case it is changed (never splits the line) and counted."""
+    encoder = LineEncoder(version=1)
+    line = encoder.encode(Point("link", dict(tags), {"v": 1}, 1))
+    assert line is not None and "\n" not in line
+    parsed = parse_line(line, 1)
+    expected = {k: v for k, v in tags.items() if v != ""}
+    if encoder.stats.sanitized_values == 0:
+        assert parsed.tags == expected
+    else:
+        assert parsed.tags.keys() == expected.keys()
+
+
+def test_v1_interface_name_with_specials_is_exact() -> None:
+    encoder = LineEncoder(version=1)
+    line = encoder.encode(Point("link", {"interface": 'e,x=1 "q"\\y'}, {"v": 1}, 5))
+    assert line == 'link,interface=e\\,x\\=1\\ "q"\\y v=1i 5'
+    assert encoder.stats.sanitized_values == 0
+
+
+def test_v1_backslash_before_special_is_replaced_and_counted() -> None:
+    stats = EncodeStats()
+    assert escape_identifier("a\\,b", 1, stats) == "a/\\,b"
+    assert escape_identifier("end\\", 1, stats) == "end/"
+    assert stats.sanitized_values == 2
+    stats = EncodeStats()
+    assert escape_identifier("end\\", 2, stats) == "end\\\\"
+    assert stats.sanitized_values == 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_newline_never_splits_a_line(version: int) -> None:
+    encoder = LineEncoder(version=version)  # type: ignore[arg-type]
+    line = encoder.encode(
+        Point("bgp_event", {"community": "a\nb\rc"}, {"detail": "x\ny"}, 1)
+    )
+    assert line is not None and "\n" not in line and "\r" not in line
+    assert encoder.stats.sanitized_values == 1
+
+
+def test_field_kinds_and_unencodable_values() -> None:
+    encoder = LineEncoder()
+    line = encoder.encode(Point("m", {}, {"i": 3, "f": 1.5, "b": True, "s": 'say "hi"\\',
+                                          "nan": float("nan")}, 7))
+    assert line == 'm i=3i,f=1.5,b=true,s="say \\"hi\\"\\\\" 7'
+    assert encoder.stats.dropped_fields == 1
+    assert encoder.encode(Point("m", {}, {"inf": float("inf")}, 1)) is None
+    assert encoder.stats.dropped_points == 1
+
+
+def test_empty_tag_value_is_omitted() -> None:
+    assert LineEncoder().encode(Point("m", {"a": "", "b": "x"}, {"v": 1}, 1)) == "m,b=x v=1i 1"
