@@ -95,6 +95,7 @@ class ProbeEngine:
         timeout_s: float,
         address: str | None = None,
     ) -> ProbeResult:
+        method_text = method if isinstance(method, str) else method.text  # tag as configured
         if isinstance(method, str):
             method = parse_method(method)
         used, outcome = await self._round(
@@ -103,7 +104,7 @@ class ProbeEngine:
         return ProbeResult(
             target=target,
             carrier=binding.carrier,
-            method=method.text,
+            method=method_text,
             address=used,
             round=outcome,
             stats=compute_stats(outcome.rtts_ms),

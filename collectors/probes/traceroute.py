@@ -356,11 +356,17 @@ async def _recheck_silent(tracer: _Tracer, final_ttl: int, timeout_s: float) -> 
 
 
 async def _annotate(result: TraceResult, lookup_as: AsLookup) -> None:
+    """Origin AS per hop; any failure of the lookup itself means no annotation at all."""
     cache: dict[str, int | None] = {}
-    for hop in result.hops:
-        if hop.address is None:
-            continue
-        if hop.address not in cache:
-            cache[hop.address] = await lookup_as(hop.address)
-        hop.origin_as = cache[hop.address]
+    try:
+        for hop in result.hops:
+            if hop.address is None:
+                continue
+            if hop.address not in cache:
+                cache[hop.address] = await lookup_as(hop.address)
+            hop.origin_as = cache[hop.address]
+    except Exception:  # AsLookupUnavailable and whatever a handler raised
+        for hop in result.hops:
+            hop.origin_as = None
+        return
     result.annotated = True
