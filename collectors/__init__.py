@@ -17,6 +17,9 @@ REGISTRY: dict[str, str] = {
     "agent": "collectors.agent_self:create",
     "host": "collectors.host:create_host",
     "disk": "collectors.host:create_disk",
+    "probes": "collectors.probes.collector:create",
+    "links": "collectors.links.collector:create_links",
+    "billing": "collectors.links.billing:create_billing",
 }
 
 

@@ -1,0 +1,140 @@
+"""Routing checks per carrier: can traffic from the carrier's source actually leave through it?
+
+Three checks, each a field on `link` (absent when it cannot be evaluated for lack of config):
+- `route_ok`: the carrier's policy-routing table (`table`) holds a default route (0/0,
+  unicast). A filtered dump of that table only (strict checking; the kernel walks that table).
+- `gateway_ok`: the gateway of that default route (or of the lookup below) has a usable
+  neighbour entry on the uplink (REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP). When the
+  entry is missing or INCOMPLETE the kernel is asked to resolve it (one ARP request, what
+  `ip neigh ... use` does) and it is read again within a second; FAILED/INCOMPLETE/none is
+  not ok. A default route without gateway (point-to-point) counts as ok.
+- `egress_ok`: RTM_GETROUTE for CHECK_DESTINATION from the carrier's `source` (through the
+  policy rules, as a probe or reply would go) leaves through the uplink.
+
+A change of the combined result is a `link_event` with state `routing_ok`/`routing_failed`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from agent.config import CarrierConfig
+from collectors.links.netlink import NUD_INCOMPLETE, NUD_NAMES, NUD_USABLE, RtNetlink
+
+# TEST-NET-1: never in a real routing table (bogon-filtered), so the lookup falls through
+# to the carrier's default route. IPv6: the documentation prefix, for the same reason.
+CHECK_DESTINATION = "192.0.2.1"
+CHECK_DESTINATION_V6 = "2001:db8::1"
+NEIGHBOUR_WAIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    route_ok: bool | None
+    gateway_ok: bool | None
+    egress_ok: bool | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return all(v is not False for v in (self.route_ok, self.gateway_ok, self.egress_ok))
+
+    def fields(self) -> dict[str, bool]:
+        out = {}
+        for key in ("route_ok", "gateway_ok", "egress_ok"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | None,
+                  neighbour_wait_s: float = NEIGHBOUR_WAIT_S) -> RoutingResult:
+    """Run the three checks for one carrier (blocking: up to neighbour_wait_s)."""
+    problems: list[str] = []
+    v6 = carrier.source is not None and carrier.source.version == 6
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    if uplink_index is None:
+        return RoutingResult(
+            False if carrier.table is not None else None,
+            None,
+            False if carrier.source is not None else None,
+            f"uplink {carrier.interface} does not exist",
+        )
+    route_ok: bool | None = None
+    gateway: str | None = None
+    gateway_known = False
+    if carrier.table is not None:
+        defaults = [r for r in nl.dump_routes(carrier.table, family)
+                    if r.dst_len == 0 and r.type == 1]
+        route_ok = bool(defaults)
+        if not defaults:
+            problems.append(f"no default route in table {carrier.table}")
+        else:
+            gateway_known = True
+            hops = [h for r in defaults for h in r.gateways]
+            via_uplink = [g for g, oif in hops if oif == uplink_index]
+            gateway = via_uplink[0] if via_uplink else (hops[0][0] if hops else None)
+    egress_ok: bool | None = None
+    if carrier.source is not None:
+        dst = CHECK_DESTINATION_V6 if v6 else CHECK_DESTINATION
+        route = nl.route_get(dst, src=str(carrier.source))
+        if route is None:
+            egress_ok = False
+            problems.append(f"no route from {carrier.source}")
+        else:
+            egress_ok = route.oif == uplink_index
+            if not egress_ok:
+                problems.append(f"traffic from {carrier.source} leaves via ifindex {route.oif}")
+            if not gateway_known:
+                gateway_known = True
+                gateway = route.gateways[0][0] if route.gateways else None
+    gateway_ok: bool | None = None
+    if gateway_known and gateway is not None:
+        state = nl.get_neighbour(uplink_index, gateway)
+        if state is None or state & NUD_INCOMPLETE:
+            try:
+                nl.resolve_neighbour(uplink_index, gateway)
+            except OSError:
+                pass
+            deadline = time.monotonic() + neighbour_wait_s
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                state = nl.get_neighbour(uplink_index, gateway)
+                if state is not None and state & (NUD_USABLE | 0x20):
+                    break
+        gateway_ok = state is not None and bool(state & NUD_USABLE)
+        if not gateway_ok:
+            problems.append(f"gateway {gateway} neighbour {NUD_NAMES.get(state or 0, state)}")
+    elif gateway_known:
+        gateway_ok = True  # on-link default route: no gateway to resolve
+    return RoutingResult(route_ok, gateway_ok, egress_ok, "; ".join(problems) or "ok")
+
+
+class RoutingMonitor:
+    """Latest result per carrier, shared by the polled and the event collector."""
+
+    def __init__(self, carriers: tuple[CarrierConfig, ...], netns: str | None = None) -> None:
+        self.nl = RtNetlink(netns)  # its own socket: used from the poll and the event thread
+        self.carriers = tuple(c for c in carriers if c.table is not None or c.source is not None)
+        self.results: dict[str, RoutingResult] = {}
+        self._lock = threading.Lock()
+
+    def check(self, uplink_index: dict[str, int | None]) -> list[tuple[CarrierConfig,
+                                                                       RoutingResult]]:
+        """Check every carrier; return those whose overall verdict changed (not at start)."""
+        changed = []
+        with self._lock:
+            for carrier in self.carriers:
+                result = check_carrier(self.nl, carrier, uplink_index.get(carrier.interface))
+                old = self.results.get(carrier.name)
+                self.results[carrier.name] = result
+                if old is not None and old.ok != result.ok:
+                    changed.append((carrier, result))
+        return changed
+
+    def close(self) -> None:
+        self.nl.close()
