@@ -1,0 +1,112 @@
+"""`bgp`: sessions with each carrier, what they send, our prefixes, watched destinations.
+
+Two collectors share one in-memory BgpState (both run on the agent's loop, so no locks):
+- `bgp` (streaming): supervises ExaBGP and applies its API stream as it arrives; emits
+  `bgp_event` the moment something happens (session up/down, origin mismatch,
+  more-specific, own prefix missing, path change).
+- `bgp_session` (polled, `blocking = False`: it only reads memory): `bgp_session` per
+  carrier and `bgp_prefix` per announced prefix and carrier every `bgp.interval`
+  (default `agent.interval`).
+Control commands: `bgp.lookup` {"address": A} or {"addresses": [...]}, `bgp.withdraw` and
+`bgp.announce` {"carrier": C, "prefix": P}. Status section: `bgp`. See README.md here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.collector import Collector, CollectorContext, PolledCollector, StreamingCollector
+from agent.points import Point
+from collectors.bgp.state import BgpState
+from collectors.bgp.supervisor import Supervisor
+
+
+class BgpStreamCollector(StreamingCollector):
+    name = "bgp"
+
+    def __init__(self, ctx: CollectorContext, state: BgpState) -> None:
+        super().__init__(ctx)
+        self.state = state
+        self.supervisor = Supervisor(ctx.config, state, ctx.emit, ctx.data_dir)
+
+    async def run(self) -> None:
+        await self.supervisor.run()
+
+    def close(self) -> None:
+        self.supervisor.kill_now()
+
+
+class BgpSessionCollector(PolledCollector):
+    name = "bgp_session"
+    blocking = False
+
+    def __init__(self, ctx: CollectorContext, state: BgpState) -> None:
+        super().__init__(ctx)
+        self.state = state
+
+    @property
+    def interval_s(self) -> float:
+        bgp = self.ctx.config.bgp
+        if bgp is not None and bgp.interval_s is not None:
+            return bgp.interval_s
+        return self.ctx.config.agent.interval_s
+
+    def collect(self) -> list[Point]:
+        return self.state.session_points() + self.state.prefix_points()
+
+
+class BgpControl:
+    """Control-socket handlers (run on the loop, like the collectors)."""
+
+    def __init__(self, state: BgpState, stream: BgpStreamCollector) -> None:
+        self.state = state
+        self.stream = stream
+
+    def lookup(self, args: dict[str, Any]) -> Any:
+        if "addresses" in args:
+            addresses = args["addresses"]
+            if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+                raise ValueError("addresses: expected a list of strings")
+            return {address: self.state.lookup(address) for address in addresses}
+        address = args.get("address")
+        if not isinstance(address, str):
+            raise ValueError("address: expected an IP address string")
+        return self.state.lookup(address)
+
+    def _command(self, action: str, args: dict[str, Any]) -> Any:
+        carrier, prefix = args.get("carrier"), args.get("prefix")
+        if not isinstance(carrier, str) or not isinstance(prefix, str):
+            raise ValueError("expected {\"carrier\": NAME, \"prefix\": PREFIX}")
+        command, points = self.state.command_for(action, carrier, prefix)
+        if points:
+            self.stream.ctx.emit(points)
+        try:
+            self.stream.supervisor.send_command(command)
+        except RuntimeError:
+            self.state.pending.pop()
+            return {"sent": False, "command": command,
+                    "note": "ExaBGP not running; applied at its next start"}
+        return {"sent": True, "command": command}
+
+    def withdraw(self, args: dict[str, Any]) -> Any:
+        return self._command("withdraw", args)
+
+    def announce(self, args: dict[str, Any]) -> Any:
+        return self._command("announce", args)
+
+    def status(self) -> dict[str, Any]:
+        return {"exabgp": self.stream.supervisor.status(), **self.state.status()}
+
+
+def create(ctx: CollectorContext) -> list[Collector]:
+    config = ctx.config
+    if config.bgp is None or not any(c.bgp for c in config.carriers):
+        return []
+    state = BgpState(config)
+    stream = BgpStreamCollector(ctx, state)
+    control = BgpControl(state, stream)
+    ctx.register_control("bgp.lookup", control.lookup)
+    ctx.register_control("bgp.withdraw", control.withdraw)
+    ctx.register_control("bgp.announce", control.announce)
+    ctx.register_status("bgp", control.status)
+    return [stream, BgpSessionCollector(ctx, state)]

@@ -1,0 +1,130 @@
+"""ExaBGP's configuration and env, written from the agent's config; version detection.
+
+Facts this relies on (measured, ../shared/machine-facts.md):
+- ExaBGP drops privileges to `nobody` by default and its API process then cannot write:
+  the env sets `user` to the agent's own user and `drop = false`.
+- The env path must be absolute (4.2 silently looks a relative one up under /etc/exabgp);
+  5.x takes `--env-file`, 4.2 `--env`.
+- `adj-rib-in false` on every neighbor: the default kept 1.7 GB at 500k routes.
+- `cli = false`: no named pipes under /run/exabgp that two agents would fight over.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pwd
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import Config
+from collectors.bgp.state import Prefix, Session
+
+BRIDGE = Path(__file__).with_name("bridge.py")
+PROCESS_NAME = "egress-agent-bridge"
+
+
+@dataclass(frozen=True)
+class ExabgpVersion:
+    text: str  # "5.0.15"
+    major: int
+
+
+def detect_version(executable: str, timeout_s: float = 20.0) -> ExabgpVersion:
+    """Ask the executable; 4.2 answers `--version`, 5.x `version`. Raises RuntimeError."""
+    for args in (["--version"], ["version"]):
+        try:
+            result = subprocess.run([executable, *args], capture_output=True, text=True,
+                                    timeout=timeout_s, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"cannot run {executable}: {exc}") from None
+        match = re.search(r"ExaBGP\s*:\s*(\d+)\.(\d+)\.?(\d*)", result.stdout + result.stderr)
+        if match and result.returncode == 0:
+            return ExabgpVersion(".".join(g for g in match.groups() if g), int(match.group(1)))
+    raise RuntimeError(f"{executable} does not look like ExaBGP (no version)")
+
+
+def command_line(executable: str, version: ExabgpVersion, env_path: Path,
+                 config_path: Path) -> list[str]:
+    if version.major >= 5:
+        return [executable, "--env-file", str(env_path.absolute()), "server",
+                str(config_path.absolute())]
+    return [executable, "--env", str(env_path.absolute()), str(config_path.absolute())]
+
+
+def env_text() -> str:
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    return (
+        "[exabgp.daemon]\n"
+        f"user = '{user}'\n"
+        "drop = false\n"
+        "daemonize = false\n"
+        "\n[exabgp.api]\n"
+        "ack = true\n"
+        "cli = false\n"
+        "respawn = true\n"
+        "encoder = json\n"
+        "\n[exabgp.log]\n"
+        "level = WARNING\n"
+        "destination = stdout\n"
+        "short = true\n"
+    )
+
+
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
+
+
+def config_text(config: Config, sessions: dict[str, Session], own: list[Prefix],
+                socket_path: Path, generation: int, python: str = sys.executable) -> str:
+    """The ExaBGP configuration: one neighbor per carrier with `[carriers.bgp]`.
+
+    Our prefixes go to each carrier as static routes with `next-hop self`, except those
+    the session cannot carry (another family) or the operator withdrew from it.
+    """
+    assert config.bgp is not None
+    for part in (python, str(BRIDGE), str(socket_path)):
+        if not _SAFE_PATH.match(part):
+            raise ValueError(f"path not usable in an ExaBGP `run` line: {part!r}")
+    lines = [
+        f"process {PROCESS_NAME} {{",
+        f"    run {python} -I {BRIDGE} {socket_path} {int(generation)};",
+        "    encoder json;",
+        "}",
+        "",
+    ]
+    for carrier in config.carriers:
+        if carrier.bgp is None:
+            continue
+        session = sessions[carrier.name]
+        bgp = carrier.bgp
+        routes = [p for p in own if not session.announceable(p)]
+        families = ["ipv4 unicast;", "ipv6 unicast;"]
+        lines += [
+            f"neighbor {ipaddress.ip_address(bgp.peer)} {{",
+            f"    router-id {config.bgp.router_id};",
+            f"    local-address {ipaddress.ip_address(bgp.local_address)};",
+            f"    local-as {int(config.bgp.local_as)};",
+            f"    peer-as {int(bgp.peer_as)};",
+            f"    hold-time {int(bgp.hold_time_s)};",
+            "    adj-rib-in false;",
+            "    family {",
+            *(f"        {f}" for f in families),
+            "    }",
+        ]
+        if routes:
+            lines.append("    static {")
+            lines += [f"        route {p.text} next-hop self;" for p in routes]
+            lines.append("    }")
+        lines += [
+            "    api {",
+            f"        processes [ {PROCESS_NAME} ];",
+            "        neighbor-changes;",
+            "        receive { parsed; update; notification; }",
+            "    }",
+            "}",
+            "",
+        ]
+    return "\n".join(lines)

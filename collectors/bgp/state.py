@@ -1,0 +1,552 @@
+"""BGP state of the agent: sessions, per-carrier RIBs, our prefixes, watched destinations.
+
+Pure: lines (or parsed messages) and a clock in, `bgp_event` points out. No I/O, so every
+detector is tested without ExaBGP; the supervisor feeds it from the bridge.
+
+Hot path: each announced or withdrawn prefix costs one parse, one dict write and one or
+two set probes ("does it touch one of ours or a watched destination?"); only prefixes that
+do touch them reach the detectors. Our prefixes' more-specifics are found by probing the
+prefix's leading bits against the shortest of our lengths (a hash LPM), never by scanning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import Config
+from agent.points import FieldValue, Point
+from collectors.bgp.parser import (
+    KIND_ACK,
+    KIND_BAD,
+    KIND_EOR,
+    KIND_NOTIFICATION,
+    KIND_STATE,
+    KIND_UPDATE,
+    Message,
+    as_path_of,
+    communities_of,
+    int_attr,
+    parse_line,
+)
+from collectors.bgp.rib import (
+    FAMILY_BITS,
+    V4,
+    V6,
+    Attrs,
+    CarrierRib,
+    Interner,
+    format_prefix,
+    parse_address,
+    parse_prefix,
+)
+
+EVENT_SESSION_UP = "session_up"
+EVENT_SESSION_DOWN = "session_down"
+EVENT_OWN_MISSING = "own_prefix_missing"
+EVENT_ORIGIN_MISMATCH = "origin_mismatch"
+EVENT_MORE_SPECIFIC = "more_specific"
+EVENT_PATH_CHANGE = "path_change"
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """One of ours or a watched destination."""
+
+    text: str
+    family: int
+    network: int
+    length: int
+
+    @property
+    def key(self) -> int:
+        return (self.network << 8) | self.length
+
+    @classmethod
+    def parse(cls, text: str) -> Prefix:
+        family, network, length = parse_prefix(text)
+        return cls(format_prefix(family, (network << 8) | length), family, network, length)
+
+    def contains(self, family: int, network: int, length: int) -> bool:
+        if family != self.family or length < self.length:
+            return False
+        shift = FAMILY_BITS[family] - self.length
+        return (network >> shift) == (self.network >> shift)
+
+
+@dataclass
+class Session:
+    carrier: str
+    peer: str
+    peer_as: int
+    local_address: str
+    state: str = "idle"
+    up: bool = False
+    up_since_s: float = 0.0
+    down_since_s: float = 0.0
+    flaps: int = 0
+    updates: int = 0
+    withdrawals: int = 0
+    last_reason: str = ""
+    last_notification: str = ""
+    converge_s: dict[int, float] = field(default_factory=dict)  # family → End-of-RIB delay
+    rib: CarrierRib = field(default_factory=CarrierRib)
+    withdrawn_by_operator: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)  # ExaBGP answered `error`
+    watch_best: dict[int, tuple[int, Attrs] | None] = field(default_factory=dict)
+
+    def announceable(self, prefix: Prefix) -> str:
+        """'' when ExaBGP can send `prefix` on this session, else why not."""
+        session_family = V6 if ":" in self.local_address else V4
+        if prefix.family != session_family:
+            names = {V4: "IPv4", V6: "IPv6"}
+            return (f"{names[prefix.family]} prefix on an {names[session_family]} session: "
+                    "no next hop to announce it with")
+        if prefix.text in self.withdrawn_by_operator:
+            return "withdrawn by operator (bgp.withdraw)"
+        if prefix.text in self.refused:
+            return "ExaBGP refused to announce it"
+        return ""
+
+
+@dataclass
+class ReaderStats:
+    lines: int = 0
+    bad_lines: int = 0
+    bad_prefixes: int = 0
+    unknown_family: int = 0
+    unknown_peer: int = 0
+    acks: int = 0
+    ack_errors: int = 0
+    last_bad: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "bad_lines": self.bad_lines,
+            "bad_prefixes": self.bad_prefixes,
+            "unknown_family": self.unknown_family,
+            "unknown_peer": self.unknown_peer,
+            "acks": self.acks,
+            "ack_errors": self.ack_errors,
+            "last_bad": list(self.last_bad),
+        }
+
+
+class BgpState:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        if config.bgp is None:
+            raise ValueError("no [bgp] table")
+        self.local_as = config.bgp.local_as
+        self.clock = clock
+        self.stats = ReaderStats()
+        self.interner = Interner()
+        self.sessions: dict[str, Session] = {}
+        self.by_peer: dict[str, Session] = {}
+        for carrier in config.carriers:
+            if carrier.bgp is None:
+                continue
+            session = Session(carrier.name, str(carrier.bgp.peer), carrier.bgp.peer_as,
+                              str(carrier.bgp.local_address))
+            self.sessions[carrier.name] = session
+            self.by_peer[str(carrier.bgp.peer)] = session
+        self.own = [Prefix.parse(str(p)) for p in config.bgp.announce]
+        self.watch = [Prefix.parse(str(p)) for p in config.bgp.watch]
+        self.events: deque[dict[str, Any]] = deque(maxlen=20)
+        self.pending: deque[tuple[str, str, str]] = deque()  # (action, carrier, prefix)
+        self.exabgp_version = ""
+        # Interest: exact keys of ours, every ancestor of a watched prefix, and the
+        # leading bits of ours at our shortest length (more-specific candidates).
+        self._own_by_key: dict[int, dict[int, Prefix]] = {V4: {}, V6: {}}
+        self._watch_by_ancestor: dict[int, dict[int, list[int]]] = {V4: {}, V6: {}}
+        self._interest: dict[int, set[int]] = {V4: set(), V6: set()}
+        self._own_shift: dict[int, int] = {}
+        self._own_tops: dict[int, set[int]] = {V4: set(), V6: set()}
+        for prefix in self.own:
+            self._own_by_key[prefix.family][prefix.key] = prefix
+            self._interest[prefix.family].add(prefix.key)
+        for family in (V4, V6):
+            lengths = [p.length for p in self.own if p.family == family]
+            if lengths:
+                shift = FAMILY_BITS[family] - min(lengths)
+                self._own_shift[family] = shift
+                self._own_tops[family] = {
+                    p.network >> shift for p in self.own if p.family == family
+                }
+        for index, prefix in enumerate(self.watch):
+            bits = FAMILY_BITS[prefix.family]
+            for length in range(prefix.length + 1):
+                shift = bits - length
+                key = (((prefix.network >> shift) << shift) << 8) | length
+                self._watch_by_ancestor[prefix.family].setdefault(key, []).append(index)
+                self._interest[prefix.family].add(key)
+
+    # ------------------------------------------------------------ input
+
+    def handle_line(self, line: bytes | str) -> list[Point]:
+        self.stats.lines += 1
+        return self.handle(parse_line(line))
+
+    def handle(self, message: Message) -> list[Point]:
+        kind = message.kind
+        if kind == KIND_BAD:
+            self._bad(message.reason)
+            return []
+        if message.unknown_families:
+            self.stats.unknown_family += len(message.unknown_families)
+        if message.version:
+            self.exabgp_version = message.version
+        if kind == KIND_ACK:
+            return self._ack(message.ack_ok)
+        if kind not in (KIND_UPDATE, KIND_STATE, KIND_EOR, KIND_NOTIFICATION):
+            return []
+        session = self.by_peer.get(message.peer)
+        if session is None:
+            self.stats.unknown_peer += 1
+            return []
+        now = self.clock()
+        if kind == KIND_UPDATE:
+            try:
+                return self._update(session, message, now)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._bad(f"{type(exc).__name__}: {exc}"[:200])
+                return []
+        if kind == KIND_STATE:
+            return self._state(session, message.state, message.reason, now)
+        if kind == KIND_EOR:
+            if message.family and session.up and message.family not in session.converge_s:
+                session.converge_s[message.family] = max(0.0, now - session.up_since_s)
+            return []
+        session.last_notification = message.reason
+        return []
+
+    def _bad(self, reason: str) -> None:
+        self.stats.bad_lines += 1
+        self.stats.last_bad.append(reason)
+
+    # ------------------------------------------------------------ sessions
+
+    def _state(self, session: Session, state: str, reason: str, now: float) -> list[Point]:
+        if state == "up":
+            session.state = "up"
+            if session.up:
+                return []
+            session.up = True
+            session.up_since_s = now
+            session.converge_s = {}
+            points = [self._event(session, EVENT_SESSION_UP, now, detail=f"peer {session.peer}")]
+            for prefix in self.own:
+                why = session.announceable(prefix)
+                if why:
+                    points.append(self._event(session, EVENT_OWN_MISSING, now,
+                                              prefix=prefix.text, detail=why))
+            return points
+        if state == "down":
+            session.state = "down"
+            session.last_reason = reason or session.last_notification or "down"
+            if not session.up:
+                return []  # a connection attempt that failed, not an established session
+            return self._session_lost(session, session.last_reason, now)
+        if not session.up:
+            session.state = state
+        return []
+
+    def _session_lost(self, session: Session, reason: str, now: float) -> list[Point]:
+        session.up = False
+        session.down_since_s = now
+        session.flaps += 1
+        session.last_notification = ""
+        session.rib.clear()  # ExaBGP sends no withdraws for a session that went down
+        points = [self._event(session, EVENT_SESSION_DOWN, now, detail=reason)]
+        points.extend(self._recheck_watches(session, now))
+        self.interner.sweep()
+        return points
+
+    def exabgp_lost(self, reason: str) -> list[Point]:
+        """ExaBGP stopped: every session is down and its routes gone."""
+        now = self.clock()
+        points: list[Point] = []
+        self.pending.clear()
+        for session in self.sessions.values():
+            session.last_reason = reason
+            if session.up:
+                points.extend(self._session_lost(session, reason, now))
+            session.state = "exabgp_down"
+        return points
+
+    # ------------------------------------------------------------ routes
+
+    def _update(self, session: Session, message: Message, now: float) -> list[Point]:
+        points: list[Point] = []
+        rib = session.rib
+        if message.announce:
+            raw = message.attributes
+            path, origin_as, path_len = as_path_of(raw)
+            communities = communities_of(raw, "community")
+            large = communities_of(raw, "large-community")
+            med = int_attr(raw, "med")
+            local_pref = int_attr(raw, "local-preference")
+            origin = raw.get("origin", "")
+            if not isinstance(origin, str):
+                raise TypeError("origin is not a string")
+            intern = self.interner.attrs
+            for family, next_hop, prefixes in message.announce:
+                attrs = intern(Attrs(path, origin_as, path_len, next_hop, communities, large,
+                                     med, local_pref, origin))
+                table = rib.v4 if family == V4 else rib.v6
+                interest = self._interest[family]
+                shift = self._own_shift.get(family, -1)
+                tops = self._own_tops[family]
+                count = 0
+                for text in prefixes:
+                    try:
+                        got_family, network, length = parse_prefix(text)
+                    except ValueError:
+                        self.stats.bad_prefixes += 1
+                        continue
+                    if got_family != family:
+                        self.stats.bad_prefixes += 1
+                        continue
+                    key = (network << 8) | length
+                    old = table.set(key, attrs)
+                    count += 1
+                    if key in interest or (shift >= 0 and (network >> shift) in tops):
+                        points.extend(self._changed(session, family, network, length,
+                                                    old, attrs, now))
+                session.updates += count
+        for family, prefixes in message.withdraw:
+            table = rib.v4 if family == V4 else rib.v6
+            interest = self._interest[family]
+            shift = self._own_shift.get(family, -1)
+            tops = self._own_tops[family]
+            count = 0
+            for text in prefixes:
+                try:
+                    got_family, network, length = parse_prefix(text)
+                except ValueError:
+                    self.stats.bad_prefixes += 1
+                    continue
+                if got_family != family:
+                    self.stats.bad_prefixes += 1
+                    continue
+                key = (network << 8) | length
+                old = table.remove(key)
+                count += 1
+                if old is not None and (
+                    key in interest or (shift >= 0 and (network >> shift) in tops)
+                ):
+                    points.extend(self._changed(session, family, network, length,
+                                                old, None, now))
+            session.withdrawals += count
+        return points
+
+    def _changed(self, session: Session, family: int, network: int, length: int,
+                 old: Attrs | None, new: Attrs | None, now: float) -> list[Point]:
+        """A prefix touching ours or a watched destination changed in one carrier."""
+        points: list[Point] = []
+        key = (network << 8) | length
+        text = format_prefix(family, key)
+        own = self._own_by_key[family].get(key)
+        if own is not None:
+            if new is not None and new.origin_as != self.local_as and (
+                old is None or old.origin_as != new.origin_as
+            ):
+                points.append(self._event(
+                    session, EVENT_ORIGIN_MISMATCH, now, prefix=text, attrs=new,
+                    detail=f"our prefix originated by AS{new.origin_as}, expected "
+                           f"AS{self.local_as}"))
+        elif new is not None and (old is None or old.origin_as != new.origin_as):
+            for mine in self.own:
+                if mine.length < length and mine.contains(family, network, length):
+                    points.append(self._event(
+                        session, EVENT_MORE_SPECIFIC, now, prefix=text, attrs=new,
+                        detail=f"more-specific of our {mine.text} originated by "
+                               f"AS{new.origin_as}"))
+                    break
+        watchers = self._watch_by_ancestor[family].get(key)
+        if watchers:
+            points.extend(self._recheck_watches(session, now, watchers))
+        return points
+
+    def _recheck_watches(self, session: Session, now: float,
+                         indexes: list[int] | None = None) -> list[Point]:
+        points: list[Point] = []
+        for index in indexes if indexes is not None else range(len(self.watch)):
+            watch = self.watch[index]
+            best = session.rib.table(watch.family).lookup(watch.network, watch.length)
+            before = session.watch_best.get(index)
+            session.watch_best[index] = best
+            if _same_path(before, best):
+                continue
+            was = f"{format_prefix(watch.family, before[0])} [{before[1].as_path}]" \
+                if before else "no route"
+            now_text = f"{format_prefix(watch.family, best[0])} [{best[1].as_path}]" \
+                if best else "no route"
+            points.append(self._event(session, EVENT_PATH_CHANGE, now, prefix=watch.text,
+                                      attrs=best[1] if best else None,
+                                      detail=f"{was} -> {now_text}"))
+        return points
+
+    # ------------------------------------------------------------ operator commands
+
+    def command_for(self, action: str, carrier: str, prefix_text: str) -> tuple[str, list[Point]]:
+        """`bgp.withdraw` / `bgp.announce` of one of ours toward one carrier.
+
+        Returns the ExaBGP API command to send (its ack is matched in order) and events.
+        Raises ValueError for an unknown carrier or a prefix that is not ours.
+        """
+        session = self.sessions.get(carrier)
+        if session is None:
+            raise ValueError(f"unknown carrier {carrier!r}")
+        prefix = Prefix.parse(prefix_text)
+        if prefix not in self.own:
+            raise ValueError(f"{prefix.text} is not in bgp.announce")
+        now = self.clock()
+        points: list[Point] = []
+        if action == "withdraw":
+            session.withdrawn_by_operator.add(prefix.text)
+            command = f"neighbor {session.peer} withdraw route {prefix.text} next-hop self"
+            if session.up:
+                points.append(self._event(session, EVENT_OWN_MISSING, now, prefix=prefix.text,
+                                          detail=session.announceable(prefix)))
+        elif action == "announce":
+            session.withdrawn_by_operator.discard(prefix.text)
+            session.refused.discard(prefix.text)
+            command = f"neighbor {session.peer} announce route {prefix.text} next-hop self"
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        self.pending.append((action, carrier, prefix.text))
+        return command, points
+
+    def _ack(self, ok: bool) -> list[Point]:
+        self.stats.acks += 1
+        if not self.pending:
+            return []
+        action, carrier, prefix = self.pending.popleft()
+        if ok:
+            return []
+        self.stats.ack_errors += 1
+        session = self.sessions[carrier]
+        if action == "announce":
+            session.refused.add(prefix)
+            if session.up:
+                return [self._event(session, EVENT_OWN_MISSING, self.clock(), prefix=prefix,
+                                    detail="ExaBGP refused to announce it")]
+        return []
+
+    # ------------------------------------------------------------ output
+
+    def _event(self, session: Session, kind: str, now: float, prefix: str = "",
+               attrs: Attrs | None = None, detail: str = "") -> Point:
+        fields: dict[str, FieldValue] = {
+            "prefix": prefix,
+            "as_path": attrs.as_path if attrs else "",
+            "origin_as": attrs.origin_as if attrs else 0,
+            "detail": detail,
+        }
+        self.events.append({"time": now, "carrier": session.carrier, "kind": kind, **fields})
+        return Point("bgp_event", {"carrier": session.carrier, "kind": kind}, fields,
+                     int(now * 1e9))
+
+    def session_points(self) -> list[Point]:
+        now = self.clock()
+        points = []
+        for session in self.sessions.values():
+            fields: dict[str, FieldValue] = {
+                "state": session.state,
+                "up": session.up,
+                "uptime_s": round(now - session.up_since_s, 3) if session.up else 0.0,
+                "flaps": session.flaps,
+                "prefixes_v4": len(session.rib.v4),
+                "prefixes_v6": len(session.rib.v6),
+                "updates": session.updates,
+                "withdrawals": session.withdrawals,
+            }
+            for family, name in ((V4, "converge_v4_s"), (V6, "converge_v6_s")):
+                if family in session.converge_s:
+                    fields[name] = round(session.converge_s[family], 3)
+            points.append(Point("bgp_session", {"carrier": session.carrier,
+                                                "peer": session.peer,
+                                                "peer_as": str(session.peer_as)}, fields))
+        return points
+
+    def prefix_points(self) -> list[Point]:
+        points = []
+        for session in self.sessions.values():
+            for prefix in self.own:
+                attrs = session.rib.table(prefix.family).routes.get(prefix.key)
+                fields: dict[str, FieldValue] = {
+                    "visible": attrs is not None,
+                    "announced": session.up and not session.announceable(prefix),
+                    "origin_as": attrs.origin_as if attrs else 0,
+                    "as_path": attrs.as_path if attrs else "",
+                    "as_path_len": attrs.path_len if attrs else 0,
+                    "next_hop": attrs.next_hop if attrs else "",
+                }
+                points.append(Point("bgp_prefix", {"carrier": session.carrier,
+                                                   "prefix": prefix.text}, fields))
+        return points
+
+    def lookup(self, address_text: str) -> dict[str, Any]:
+        """Per carrier: the longest-prefix route for an address (traceroute annotation)."""
+        family, address = parse_address(address_text)
+        result: dict[str, Any] = {}
+        for session in self.sessions.values():
+            found = session.rib.table(family).lookup(address)
+            if found is None:
+                result[session.carrier] = None
+                continue
+            key, attrs = found
+            result[session.carrier] = route_dict(family, key, attrs)
+        return result
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        sessions = []
+        for session in self.sessions.values():
+            sessions.append({
+                "carrier": session.carrier,
+                "peer": session.peer,
+                "peer_as": session.peer_as,
+                "state": session.state,
+                "up": session.up,
+                "uptime_s": round(now - session.up_since_s, 1) if session.up else 0.0,
+                "flaps": session.flaps,
+                "prefixes_v4": len(session.rib.v4),
+                "prefixes_v6": len(session.rib.v6),
+                "updates": session.updates,
+                "withdrawals": session.withdrawals,
+                "converge_s": {("v4" if f == V4 else "v6"): round(s, 3)
+                               for f, s in session.converge_s.items()},
+                "last_reason": session.last_reason,
+                "withdrawn_by_operator": sorted(session.withdrawn_by_operator),
+            })
+        return {
+            "exabgp_version": self.exabgp_version,
+            "sessions": sessions,
+            "attribute_sets": len(self.interner),
+            "reader": self.stats.as_dict(),
+            "last_events": list(self.events),
+        }
+
+
+def route_dict(family: int, key: int, attrs: Attrs) -> dict[str, Any]:
+    return {
+        "prefix": format_prefix(family, key),
+        "origin_as": attrs.origin_as,
+        "as_path": attrs.as_path,
+        "next_hop": attrs.next_hop,
+        "communities": attrs.communities,
+        "large_communities": attrs.large_communities,
+        "med": attrs.med if attrs.med >= 0 else None,
+        "local_pref": attrs.local_pref if attrs.local_pref >= 0 else None,
+    }
+
+
+def _same_path(a: tuple[int, Attrs] | None, b: tuple[int, Attrs] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a[0] == b[0] and a[1].as_path == b[1].as_path
