@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "probes": "collectors.probes.collector:create",
     "links": "collectors.links.collector:create_links",
     "billing": "collectors.links.billing:create_billing",
+    "bgp": "collectors.bgp:create",
 }
 
 
