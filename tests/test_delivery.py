@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -52,11 +53,11 @@ def wait_for_delivery(check: Any, timeout_s: float = 20.0) -> None:
 
 
 def assert_every_interval_once(got: list[int], expected: list[int]) -> None:
-    assert got == expected, (
-        f"missing {sorted(set(expected) - set(got))[:5]}, extra {sorted(set(got) - set(expected))[:5]}"
-    )
+    missing = sorted(set(expected) - set(got))[:5]
+    extra = sorted(set(got) - set(expected))[:5]
+    assert got == expected, f"missing {missing}, extra {extra}"
     assert len(set(got)) == len(got)
-    gaps = [b - a for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(got)]
     assert set(gaps) <= {SECOND_NS}, f"gaps {sorted(set(gaps))}"
 
 
@@ -98,7 +99,7 @@ def test_killed_agent_resumes_from_its_cursor(tmp_path: Path, influxdb_v1: Any) 
     got = influx_times(influxdb_v1, "egress", "host", "cpu_percent")
     assert got == expected  # every collected interval, once
     assert set(before_kill) <= set(got)
-    gaps = [b - a for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(got)]
     # the only gap is the restart itself (the agent does not run while it is dead)
     assert sum(1 for g in gaps if g != SECOND_NS) <= 1
     assert max(gaps) <= 3 * SECOND_NS

@@ -101,7 +101,7 @@ names = st.text(
     min_size=1, max_size=12,
 ).filter(lambda s: not s.startswith("_") and s.strip() == s and s != "" and "\\" not in s[-1:])
 hostile = st.text(
-    alphabet=st.sampled_from(list("ab ,=\"\\x") + ["é", "\t"]), min_size=1, max_size=10
+    alphabet=st.sampled_from([*list('ab ,="\\x'), "é", "\t"]), min_size=1, max_size=10
 )
 field_values = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
