@@ -1,0 +1,176 @@
+"""A user-space delay line on a tun device (netem does not exist on these kernels).
+
+Runs in the lab's transit namespace: policy routing sends every packet towards the
+targets and every reply from them through tun `dl`; this process reads each packet and
+writes it back after the delay of the carrier it came through (by source address), or
+drops it with the carrier's loss probability. Replies (destination in a carrier network)
+pass at once. Packets are scheduled on a heap and written when due (select with a
+microsecond timeout), not by a thread per packet, so the added delay is accurate to
+~0.1 ms. TTL / hop limit is given back the one the extra pass through the router costs,
+so traceroute sees the transit router once.
+
+Config (JSON file, re-read on SIGHUP):
+  {"carriers": [{"net": "100.64.1.0/24", "delay_ms": 10, "jitter_ms": 0, "loss_pct": 0}],
+   "only_via": {"203.0.113.11": "100.64.1.0/24"}}
+
+Run: python delayline.py --tun dl --config FILE   (standalone: no project imports)
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import heapq
+import ipaddress
+import json
+import os
+import random
+import select
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+
+
+def open_tun(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    return fd
+
+
+def ipv4_checksum(header: bytes) -> int:
+    total = 0
+    for i in range(0, len(header), 2):
+        total += (header[i] << 8) + header[i + 1]
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def give_back_hop(packet: bytes) -> bytes:
+    version = packet[0] >> 4
+    if version == 4 and len(packet) >= 20 and packet[8] < 255:
+        ihl = (packet[0] & 0x0F) * 4
+        header = bytearray(packet[:ihl])
+        header[8] += 1
+        header[10:12] = b"\0\0"
+        header[10:12] = struct.pack("!H", ipv4_checksum(bytes(header)))
+        return bytes(header) + packet[ihl:]
+    if version == 6 and len(packet) >= 40 and packet[7] < 255:
+        return packet[:7] + bytes([packet[7] + 1]) + packet[8:]
+    return packet
+
+
+class Rules:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.carriers = []
+        for c in config.get("carriers", []):
+            self.carriers.append((ipaddress.ip_network(c["net"]), float(c.get("delay_ms", 0)),
+                                  float(c.get("jitter_ms", 0)), float(c.get("loss_pct", 0))))
+        self.only_via = {ipaddress.ip_address(k): ipaddress.ip_network(v)
+                         for k, v in config.get("only_via", {}).items()}
+
+    def carrier_of(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+                   ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                              float, float, float] | None:
+        for entry in self.carriers:
+            if address in entry[0]:
+                return entry
+        return None
+
+    def delay_s(self, packet: bytes) -> float | None:
+        """Seconds to hold the packet, 0 to pass it at once, None to drop it."""
+        version = packet[0] >> 4
+        if version == 4 and len(packet) >= 20:
+            src = ipaddress.IPv4Address(packet[12:16])
+            dst = ipaddress.IPv4Address(packet[16:20])
+        elif version == 6 and len(packet) >= 40:
+            src = ipaddress.IPv6Address(packet[8:24])
+            dst = ipaddress.IPv6Address(packet[24:40])
+        else:
+            return 0.0
+        if self.carrier_of(dst) is not None:
+            return 0.0  # a reply towards the agent
+        carrier = self.carrier_of(src)
+        only = self.only_via.get(dst)
+        if only is not None and (carrier is None or carrier[0] != only):
+            return None  # this target is reachable through one carrier only
+        if carrier is None:
+            return 0.0
+        _, delay_ms, jitter_ms, loss_pct = carrier
+        if loss_pct > 0 and random.random() * 100.0 < loss_pct:
+            return None
+        if jitter_ms > 0:
+            delay_ms += random.uniform(-jitter_ms, jitter_ms)
+        return max(0.0, delay_ms) / 1000.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tun", default="dl")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+
+    def load() -> Rules:
+        with open(args.config) as fh:
+            return Rules(json.load(fh))
+
+    state = {"rules": load(), "reload": False, "stop": False}
+
+    def on_hup(_sig: int, _frm: object) -> None:
+        state["reload"] = True
+
+    def on_term(_sig: int, _frm: object) -> None:
+        raise SystemExit(0)  # interrupts select() at once
+
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    fd = open_tun(args.tun)
+    heap: list[tuple[float, int, bytes]] = []
+    seq = 0
+    while not state["stop"]:
+        if state["reload"]:
+            state["reload"] = False
+            try:
+                state["rules"] = load()
+            except (OSError, ValueError) as exc:
+                print(f"delayline: reload failed: {exc}", file=sys.stderr)
+        rules: Rules = state["rules"]  # type: ignore[assignment]
+        timeout = max(0.0, heap[0][0] - time.monotonic()) if heap else 1.0
+        try:
+            readable, _, _ = select.select([fd], [], [], timeout)
+        except InterruptedError:
+            continue
+        if readable:
+            for _ in range(256):
+                try:
+                    packet = os.read(fd, 65535)
+                except BlockingIOError:
+                    break
+                delay = rules.delay_s(packet)
+                if delay is None:
+                    continue
+                packet = give_back_hop(packet)
+                if delay <= 0:
+                    os.write(fd, packet)
+                else:
+                    seq += 1
+                    heapq.heappush(heap, (time.monotonic() + delay, seq, packet))
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            _, _, packet = heapq.heappop(heap)
+            try:
+                os.write(fd, packet)
+            except OSError as exc:
+                print(f"delayline: write: {exc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
