@@ -3,8 +3,10 @@ settings the agent relies on (notify, watchdog, user, directories, least capabil
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -178,3 +180,112 @@ def test_unit_settings() -> None:
 def test_drop_in_settings() -> None:
     drop_in = settings(DROP_IN.read_text())
     assert drop_in == {"Type": ["notify-reload"], "ExecReload": [""]}
+
+
+# ---------------------------------------------------------------- scripts/install
+
+INSTALL = ROOT / "scripts" / "install"
+
+
+def run_install(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DESTDIR", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(INSTALL), *args], capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def group_id(root: Path, name: str) -> int | None:
+    group = root / "etc" / "group"
+    if not group.exists():
+        return None
+    for line in group.read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2])
+    return None
+
+
+def test_install_into_a_temp_root_is_complete_and_idempotent(tmp_path: Path) -> None:
+    """Full install (venv from this checkout included) into a temp root, then again."""
+    root = tmp_path / "root"
+    first = run_install("--root", str(root))
+    assert first.returncode == 0, first.stdout + first.stderr
+    venv = root / "opt" / "egress-agent"
+    unit = root / "etc" / "systemd" / "system" / "egress-agent.service"
+    config = root / "etc" / "egress-agent" / "agent.toml"
+    sysusers = root / "usr" / "lib" / "sysusers.d" / "egress-agent.conf"
+
+    # the venv runs the agent's code as installed, not from the checkout
+    probe = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import agent.sdnotify as m; print(m.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith(str(venv))
+    assert (venv / "bin" / "egress-agent").exists()
+    assert (venv / "bin" / "exabgp").exists()
+    assert (venv / "share" / "doc" / "operations.md").read_text() == (
+        ROOT / "docs" / "operations.md"
+    ).read_text()
+
+    assert unit.read_text() == UNIT.read_text()  # default prefix: the unit as shipped
+    assert config.read_text() == (ROOT / "config" / "egress-agent.example.toml").read_text()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o750
+    assert (
+        sysusers.read_text() == (ROOT / "config" / "systemd" / "egress-agent.sysusers").read_text()
+    )
+    if shutil.which("systemd-sysusers"):
+        passwd = (root / "etc" / "passwd").read_text().splitlines()
+        entries = [line for line in passwd if line.startswith("egress-agent:")]
+        assert len(entries) == 1, passwd
+        assert entries[0].endswith(":/var/lib/egress-agent:/usr/sbin/nologin")
+        gid = group_id(root, "egress-agent")
+        assert gid is not None
+        if os.geteuid() == 0:
+            assert config.stat().st_uid == 0
+            assert config.stat().st_gid == gid
+
+    if ANALYZE is not None:  # the installed unit, started from the installed binary
+        check = tmp_path / "check"
+        check.mkdir()
+        text = unit.read_text().replace("ExecStart=/opt/egress-agent/", f"ExecStart={venv}/")
+        (check / "egress-agent.service").write_text(text)
+        result = verify(check / "egress-agent.service")
+        assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+
+    # operator edits, then a second install: the config stays, nothing is duplicated
+    config.write_text(config.read_text() + "\n# edited by the operator\n")
+    config.chmod(0o600)
+    edited = config.read_text()
+    passwd_before = (
+        (root / "etc" / "passwd").read_text() if (root / "etc" / "passwd").exists() else ""
+    )
+    second = run_install("--root", str(root))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "kept existing" in second.stdout
+    assert config.read_text() == edited
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    if passwd_before:
+        assert (root / "etc" / "passwd").read_text() == passwd_before
+    assert unit.read_text() == UNIT.read_text()
+    assert not (ROOT / "build").exists(), "install built inside the checkout"
+
+
+def test_install_prefix_and_bad_arguments(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = run_install("--root", str(root), "--prefix", "/srv/egress", "--no-venv")
+    assert result.returncode == 0, result.stderr
+    unit = settings((root / "etc/systemd/system/egress-agent.service").read_text())
+    assert unit["ExecStart"] == ["/srv/egress/bin/egress-agent run"]
+    path_env = [v for v in unit["Environment"] if v.startswith("PATH=")]
+    assert path_env and path_env[0].startswith("PATH=/srv/egress/bin:")
+    assert not (root / "opt").exists()
+    assert not (root / "srv" / "egress" / "bin").exists()  # --no-venv: no venv
+    for bad in (["--bogus"], ["--prefix", "relative/dir"], ["--root"]):
+        failed = run_install(*bad)
+        assert failed.returncode == 2, (bad, failed.stderr)
+        assert failed.stderr.startswith("install: "), failed.stderr
