@@ -86,6 +86,14 @@ class Scratch:
     def send_udp(self, count: int, payload_bytes: int, from_peer: bool = False) -> None:
         """count UDP datagrams of payload_bytes across the veth (no ARP: static neighbours)."""
         src_ns, dst = (self.peer_ns, AGENT_ADDR) if from_peer else (self.ns, CARRIER_ADDR)
+        dst_ns = self.ns if from_peer else self.peer_ns
+
+        def listen() -> socket.socket:
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sink.bind((dst, 9))  # a listener: no ICMP port-unreachable answers
+            return sink
+
+        listener = in_netns(dst_ns, listen)
 
         def send() -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -93,7 +101,10 @@ class Scratch:
                 for _ in range(count):
                     s.sendto(data, (dst, 9))
 
-        in_netns(src_ns, send)
+        try:
+            in_netns(src_ns, send)
+        finally:
+            listener.close()
 
     def static_neighbours(self) -> None:
         mac_up = json.loads(self.ip("-j", "link", "show", "dev", self.uplink))[0]["address"]

@@ -46,6 +46,8 @@ from collectors.links.routing import RoutingMonitor, RoutingResult
 
 log = logging.getLogger(__name__)
 
+CARRIER_POLL_S = 0.05
+
 
 def link_verdict(state: LinkState | None) -> tuple[bool, str, str]:
     """(up, state tag, detail) of an uplink: up means admin up, carrier on, oper up."""
@@ -56,7 +58,7 @@ def link_verdict(state: LinkState | None) -> tuple[bool, str, str]:
     if not state.carrier:
         return False, "down", "carrier lost"
     if not state.oper_up:
-        return False, "down", f"oper {state.oper_name}"
+        return False, "down", f"oper {state.oper_name}"  # dormant, testing, notpresent
     return True, "up", "up"
 
 
@@ -296,6 +298,7 @@ class LinkEventCollector(StreamingCollector):
         self.events_emitted = 0
         self._nl: RtNetlink | None = None
         self._routing_due = False
+        self._poll_nl: RtNetlink | None = None
         self._routing_wakeup: asyncio.Event | None = None
         self._tables = {c.table & 0xFF if c.table < 256 else 252
                         for c in ctx.config.carriers if c.table is not None}
@@ -351,6 +354,11 @@ class LinkEventCollector(StreamingCollector):
                         if self.index_of.get(state.name) == state.index:
                             point = self._handle(None, state.name, state.index)
                             if point is not None:
+                                # The kernel sends "down" just before deleting a link:
+                                # both in one read are one event, "deleted".
+                                if (points and points[-1].tags["interface"] == state.name
+                                        and points[-1].tags["state"] == "down"):
+                                    points.pop()
                                 points.append(point)
                     else:
                         point = self._handle(state, state.name, state.index)
@@ -402,6 +410,31 @@ class LinkEventCollector(StreamingCollector):
                 self.events_emitted += len(changed)
                 self.ctx.emit([routing_event(c, r) for c, r in changed])
 
+    def _poll_uplinks(self) -> list[tuple[str, LinkState | None]]:
+        assert self._poll_nl is not None
+        return [(name, self._poll_nl.get_link_by_name(name)) for name in self.uplinks]
+
+    async def _carrier_loop(self) -> None:
+        """Read the uplinks' flags every CARRIER_POLL_S.
+
+        Carrier changes reach netlink listeners through the kernel's linkwatch, which runs
+        at most once a second for the whole host: on a busy host (or a flapping link) a
+        carrier loss is announced up to a second late. IFF_LOWER_UP/IFLA_CARRIER in a
+        direct RTM_GETLINK are current at once, so a few tiny requests per second (one per
+        uplink, ~30 us each) bound the delay to CARRIER_POLL_S.
+        """
+        while True:
+            await asyncio.sleep(CARRIER_POLL_S)
+            results = await asyncio.to_thread(self._poll_uplinks)
+            points = []
+            for name, state in results:
+                point = self._handle(state, name, state.index if state else -1)
+                if point is not None:
+                    points.append(point)
+            if points:
+                self.events_emitted += len(points)
+                self.ctx.emit(points)
+
     async def run(self) -> None:
         groups = [RTNLGRP_LINK]
         if self.routing is not None and self.routing.carriers:
@@ -411,8 +444,11 @@ class LinkEventCollector(StreamingCollector):
         self._nl = nl
         loop = asyncio.get_running_loop()
         routing_task: asyncio.Task[None] | None = None
+        self._poll_nl = RtNetlink(self.netns, rcvbuf_bytes=1 << 16)
+        carrier_task: asyncio.Task[None] | None = None
         try:
             await asyncio.to_thread(self._sync, nl)
+            carrier_task = asyncio.create_task(self._carrier_loop())
             # Notifications that arrived during the sync are re-read: harmless (deduped).
             loop.add_reader(nl.fileno(), self._on_readable)
             if self.routing is not None and self.routing.carriers:
@@ -421,9 +457,11 @@ class LinkEventCollector(StreamingCollector):
             await asyncio.Event().wait()  # forever; cancelled on stop
         finally:
             loop.remove_reader(nl.fileno())
-            if routing_task is not None:
-                routing_task.cancel()
+            for task in (routing_task, carrier_task):
+                if task is not None:
+                    task.cancel()
             nl.close()
+            self._poll_nl.close()
             self._nl = None
 
     def status(self) -> dict[str, Any]:

@@ -176,11 +176,11 @@ class LinkState:
 
     @property
     def oper_up(self) -> bool:
-        # "unknown" is what drivers without operstate support (tun, some veth states) say
-        # while working; the kernel itself treats it as up when the carrier is on.
-        return self.admin_up and (
-            self.operstate == 6 or (self.operstate == 0 and self.carrier)
-        )
+        # The kernel's RFC 2863 state follows admin state and carrier, but is updated by
+        # linkwatch (up to a second later), while IFF_UP and the carrier are current in
+        # the message itself. Up: admin up, carrier on, and not dormant/testing/notpresent
+        # (what the operstate becomes once linkwatch has run).
+        return self.admin_up and self.carrier and self.operstate not in (1, 4, 5)
 
     @property
     def oper_name(self) -> str:

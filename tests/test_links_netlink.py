@@ -1,0 +1,365 @@
+"""links collector against real kernel links in scratch namespaces (veth pairs, tbf)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.links.collector import LinkEventCollector, LinksCollector
+from collectors.links.netlink import RtNetlink, in_netns
+from collectors.links.routing import RoutingMonitor
+from tests.test_links_support import (
+    AGENT_ADDR,
+    CARRIER_ADDR,
+    Scratch,
+    Sink,
+    make_config,
+    make_ctx,
+    needs_root,
+    sh,
+)
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def scratch() -> Iterator[Scratch]:
+    needs_root()
+    s = Scratch()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def link_point(points: list, name: str):  # type: ignore[no-untyped-def]
+    found = [p for p in points if p.measurement == "link" and p.tags["interface"] == name]
+    assert len(found) == 1, [p.tags for p in points]
+    return found[0]
+
+
+def test_stats_dump_agrees_with_kernel(scratch: Scratch) -> None:
+    scratch.static_neighbours()
+    scratch.send_udp(50, 300)
+    nl = RtNetlink(scratch.ns)
+    try:
+        index = nl.get_link_by_name(scratch.uplink).index  # type: ignore[union-attr]
+        counters = nl.dump_stats64()[index]
+        links = nl.dump_links()
+    finally:
+        nl.close()
+    kernel = scratch.kernel_counters()
+    assert counters[:4] == (kernel["rx_packets"], kernel["tx_packets"],
+                            kernel["rx_bytes"], kernel["tx_bytes"])
+    assert links[index].name == scratch.uplink
+    assert links[index].mtu == 1500
+    assert links[index].oper_up and links[index].carrier
+
+
+def test_byte_and_packet_deltas_equal_the_kernels(scratch: Scratch, tmp_path: Path) -> None:
+    scratch.static_neighbours()
+    config = make_config(tmp_path, scratch.uplink)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    try:
+        first = link_point(collector.collect(), scratch.uplink)
+        k0 = scratch.kernel_counters()
+        count, payload = 2000, 1000
+        scratch.send_udp(count, payload)  # tx
+        scratch.send_udp(700, 200, from_peer=True)  # rx
+        second = link_point(collector.collect(), scratch.uplink)
+        k1 = scratch.kernel_counters()
+    finally:
+        collector.close()
+    for key in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets"):
+        assert first.fields[key] == k0[key]
+        assert second.fields[key] == k1[key]
+        assert second.fields[key] - first.fields[key] == k1[key] - k0[key]
+    # and the kernel counted exactly what we sent: UDP + IP + Ethernet headers
+    assert second.fields["tx_packets"] - first.fields["tx_packets"] == count
+    assert second.fields["tx_bytes"] - first.fields["tx_bytes"] == count * (payload + 42)
+    assert second.fields["rx_bytes"] - first.fields["rx_bytes"] == 700 * (200 + 42)
+    assert second.tags == {"interface": scratch.uplink, "carrier": "telecom"}
+    assert second.fields["oper_up"] is True and second.fields["carrier_up"] is True
+    assert second.fields["mtu"] == 1500 and second.fields["speed_mbps"] == 10000
+
+
+def _blast(scratch: Scratch, stop: threading.Event, payload: int) -> None:
+    """Offer more than the tbf lets through, from the carrier's side."""
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            data = b"x" * payload
+            while not stop.is_set():
+                for _ in range(40):
+                    try:
+                        s.sendto(data, (AGENT_ADDR, 9))
+                    except OSError:
+                        pass  # qdisc full: dropped, as intended
+                time.sleep(0.002)
+    in_netns(scratch.peer_ns, send)
+
+
+def test_rx_rate_within_5_percent_of_generated_and_utilization(
+        scratch: Scratch, tmp_path: Path) -> None:
+    scratch.static_neighbours()
+    rate_mbit = 20
+    sh("tc", "qdisc", "replace", "dev", scratch.peer, "root", "tbf", "rate",
+       f"{rate_mbit}mbit", "burst", "4kb", "latency", "20ms", netns=scratch.peer_ns)
+    config = make_config(tmp_path, scratch.uplink, committed_mbps=40)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    stop = threading.Event()
+    thread = threading.Thread(target=_blast, args=(scratch, stop, 1200), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.7)  # tbf's burst spent, steady state
+        collector.collect()
+        time.sleep(3.0)
+        point = link_point(collector.collect(), scratch.uplink)
+    finally:
+        stop.set()
+        thread.join(5)
+        collector.close()
+    rx_bps = point.fields["rx_bps"]
+    assert isinstance(rx_bps, float)
+    assert abs(rx_bps - rate_mbit * 1e6) <= 0.05 * rate_mbit * 1e6, rx_bps
+    assert point.fields["rx_util"] == pytest.approx(rx_bps / 40e6)
+    assert 0.45 < point.fields["rx_util"] < 0.55  # type: ignore[operator]
+
+
+def test_utilization_falls_back_to_link_speed(scratch: Scratch, tmp_path: Path) -> None:
+    scratch.static_neighbours()
+    config = make_config(tmp_path, scratch.uplink, committed_mbps=None)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    try:
+        collector.collect()
+        scratch.send_udp(500, 1000)
+        point = link_point(collector.collect(), scratch.uplink)
+    finally:
+        collector.close()
+    assert point.fields["tx_util"] == pytest.approx(point.fields["tx_bps"] / 10e9)  # type: ignore[operator]
+
+
+def test_interface_recreated_mid_run_gives_no_spike(scratch: Scratch, tmp_path: Path) -> None:
+    scratch.static_neighbours()
+    config = make_config(tmp_path, scratch.uplink)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    extra = "lkreset0"
+    try:
+        scratch.ip("link", "add", extra, "type", "veth", "peer", "name", "lkreset1")
+        scratch.ip("link", "set", extra, "up")
+        scratch.ip("link", "set", "lkreset1", "up")
+        for _ in range(3):
+            scratch.ip("link", "set", "lkreset1", "mtu", "1400")  # some traffic-free churn
+        before = link_point(collector.collect(), extra)
+        # Traffic on the old interface so its counters are well above zero.
+        scratch.ip("addr", "add", "100.64.20.1/30", "dev", extra)
+        scratch.ip("neigh", "replace", "100.64.20.2", "lladdr", "02:00:00:00:00:01", "dev",
+                   extra, "nud", "permanent")
+        in_netns(scratch.ns, lambda: _send(("100.64.20.2", 9), 3000, 1000))
+        mid = link_point(collector.collect(), extra)
+        assert mid.fields["tx_bytes"] > 3_000_000  # type: ignore[operator]
+        # Re-create it: counters start again from zero under a new ifindex.
+        scratch.ip("link", "del", extra)
+        scratch.ip("link", "add", extra, "type", "veth", "peer", "name", "lkreset1")
+        scratch.ip("link", "set", extra, "up")
+        after = link_point(collector.collect(), extra)
+        later = link_point(collector.collect(), extra)
+    finally:
+        collector.close()
+    assert before.fields.get("tx_bps", 0.0) >= 0
+    assert after.fields["tx_bytes"] < 10_000  # type: ignore[operator]
+    assert "tx_bps" not in after.fields and "rx_bps" not in after.fields  # no spike, no negative
+    assert later.fields["tx_bps"] >= 0 and later.fields["tx_bps"] < 1e6  # type: ignore[operator]
+
+
+def _send(addr: tuple[str, int], count: int, payload: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(count):
+            s.sendto(b"y" * payload, addr)
+
+
+def test_include_exclude_globs_and_new_interfaces(scratch: Scratch, tmp_path: Path) -> None:
+    from agent.config import parse_config
+    config = parse_config({
+        "agent": {"hostname": "t", "data_dir": str(tmp_path)},
+        "links": {"include": ["lkx*", "lo"], "exclude": ["lkx*b"]},
+    })
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    try:
+        scratch.ip("link", "add", "lkx1a", "type", "veth", "peer", "name", "lkx1b")
+        names = {p.tags["interface"] for p in collector.collect()}
+        assert names == {"lkx1a", "lo"}
+        scratch.ip("link", "set", "lkx1a", "name", "lkx2a")  # renamed: followed by events
+        names = {p.tags["interface"] for p in collector.collect()}
+        assert names == {"lkx2a", "lo"}
+        assert all("carrier" not in p.tags for p in collector.collect())
+    finally:
+        collector.close()
+
+
+# ---------------------------------------------------------------- events
+
+
+async def _with_events(collector: LinkEventCollector, action) -> None:  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(collector.run())
+    try:
+        for _ in range(200):
+            if collector._nl is not None and collector.verdicts:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        await action()
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+async def _wait_event(sink: Sink, count: int, timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(sink.of("link_event")) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
+def test_link_down_up_events_within_200ms(scratch: Scratch, tmp_path: Path) -> None:
+    config = make_config(tmp_path, scratch.uplink)
+    sink = Sink()
+    collector = LinkEventCollector(make_ctx(config, tmp_path, sink), netns=scratch.ns)
+    latencies: list[tuple[str, float, str]] = []
+
+    async def step(args: list[str], peer: bool, expect: str) -> None:
+        # Steps closer than linkwatch's one-second slot: the carrier loss is seen by the
+        # collector's carrier poll, not by a (late) notification.
+        await asyncio.sleep(0.2)
+        seen = len(sink.of("link_event"))
+        t0 = time.monotonic()
+        await asyncio.to_thread(scratch.ip, *args, peer=peer)
+        deadline = t0 + 2.0
+        while time.monotonic() < deadline:
+            new = sink.of("link_event")[seen:]
+            if any(p.tags["state"] == expect for _, p in new):
+                break
+            await asyncio.sleep(0.005)
+        new = sink.of("link_event")[seen:]
+        # Deleting a link: the kernel reports it down first, then gone (two true events).
+        allowed = ["down", "deleted"] if expect == "deleted" else [expect]
+        assert [p.tags["state"] for _, p in new] in (allowed, [expect]), new
+        t_emit, point = next((t, p) for t, p in new if p.tags["state"] == expect)
+        latencies.append((expect, t_emit - t0, str(point.fields["detail"])))
+        assert point.tags["carrier"] == "telecom"
+        assert point.tags["interface"] == scratch.uplink
+        assert point.fields["up"] is (expect == "up")
+        assert point.time_ns > 0
+
+    async def action() -> None:
+        await step(["link", "set", scratch.uplink, "down"], False, "down")  # admin
+        await step(["link", "set", scratch.uplink, "up"], False, "up")
+        await step(["link", "set", scratch.peer, "down"], True, "down")  # carrier loss
+        await step(["link", "set", scratch.peer, "up"], True, "up")
+        await step(["link", "del", scratch.uplink], False, "deleted")
+        await step(["link", "add", scratch.uplink, "type", "veth", "peer", "name",
+                    "lkrecreated"], False, "down")  # created, not up yet
+        await asyncio.to_thread(scratch.ip, "link", "set", "lkrecreated", "up")
+        await step(["link", "set", scratch.uplink, "up"], False, "up")
+
+    asyncio.run(_with_events(collector, action))
+    details = [d for _, _, d in latencies]
+    assert details[0] == "admin down" and details[2] == "carrier lost"
+    for state, latency, detail in latencies:
+        assert latency <= 0.200, latencies
+    print("link_event latencies ms:", [(s, round(v * 1000, 1)) for s, v, _ in latencies])
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_routing_check_fails_without_default_route_and_recovers(
+        scratch: Scratch, tmp_path: Path) -> None:
+    config = make_config(tmp_path, scratch.uplink)
+    routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns, routing=routing)
+    try:
+        ok = link_point(collector.collect(), scratch.uplink)
+        assert ok.fields["route_ok"] is True
+        assert ok.fields["gateway_ok"] is True  # resolved by the check itself (ARP)
+        assert ok.fields["egress_ok"] is True
+        scratch.ip("route", "del", "default", "table", "101")
+        points = collector.collect()
+        failed = link_point(points, scratch.uplink)
+        assert failed.fields["route_ok"] is False and failed.fields["egress_ok"] is False
+        events = [p for p in points if p.measurement == "link_event"]
+        assert [e.tags["state"] for e in events] == ["routing_failed"]
+        assert "no default route in table 101" in str(events[0].fields["detail"])
+        scratch.ip("route", "add", "default", "via", CARRIER_ADDR, "dev", scratch.uplink,
+                   "table", "101")
+        points = collector.collect()
+        back = link_point(points, scratch.uplink)
+        assert back.fields["route_ok"] is True and back.fields["egress_ok"] is True
+        events = [p for p in points if p.measurement == "link_event"]
+        assert [(e.tags["state"], e.fields["up"]) for e in events] == [("routing_ok", True)]
+    finally:
+        collector.close()
+        routing.close()
+
+
+def test_gateway_failed_and_egress_elsewhere(scratch: Scratch, tmp_path: Path) -> None:
+    config = make_config(tmp_path, scratch.uplink)
+    routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+    try:
+        index = {scratch.uplink: RtNetlink(scratch.ns).get_link_by_name(scratch.uplink).index}  # type: ignore[union-attr]
+        routing.check(index)
+        assert routing.results["telecom"].ok
+        # The carrier stops answering ARP: the gateway entry ends FAILED.
+        scratch.ip("link", "set", scratch.peer, "arp", "off", peer=True)
+        scratch.ip("neigh", "flush", "dev", scratch.uplink)
+        scratch.ip("route", "replace", "default", "via", "100.64.9.9", "dev", scratch.uplink,
+                   "onlink", "table", "101")  # a gateway nobody answers for
+        deadline = time.monotonic() + 10
+        result = None
+        while time.monotonic() < deadline:
+            routing.check(index)
+            result = routing.results["telecom"]
+            if result.gateway_ok is False:
+                break
+            time.sleep(0.3)
+        assert result is not None and result.gateway_ok is False, result
+        assert result.route_ok is True and result.egress_ok is True
+        assert "100.64.9.9" in result.detail
+    finally:
+        routing.close()
+
+
+def test_routing_event_streams_without_waiting_for_a_poll(
+        scratch: Scratch, tmp_path: Path) -> None:
+    config = make_config(tmp_path, scratch.uplink)
+    sink = Sink()
+    routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+    collector = LinkEventCollector(make_ctx(config, tmp_path, sink), netns=scratch.ns,
+                                   routing=routing)
+    index = {scratch.uplink: RtNetlink(scratch.ns).get_link_by_name(scratch.uplink).index}  # type: ignore[union-attr]
+    routing.check(index)  # the first poll's verdict: ok
+
+    async def action() -> None:
+        t0 = time.monotonic()
+        await asyncio.to_thread(scratch.ip, "route", "del", "default", "table", "101")
+        await _wait_event(sink, 1)
+        events = sink.of("link_event")
+        assert [p.tags["state"] for _, p in events] == ["routing_failed"]
+        assert events[0][0] - t0 < 1.0
+        await asyncio.to_thread(scratch.ip, "route", "add", "default", "via", CARRIER_ADDR,
+                                "dev", scratch.uplink, "table", "101")
+        await _wait_event(sink, 2)
+        assert [p.tags["state"] for _, p in sink.of("link_event")] == [
+            "routing_failed", "routing_ok"]
+
+    try:
+        asyncio.run(_with_events(collector, action))
+    finally:
+        routing.close()
