@@ -117,6 +117,7 @@ class Supervisor:
         self.last_exit = ""
         self.log_tail: deque[str] = deque(maxlen=20)
         self._restart_now = asyncio.Event()
+        self._stopping = False
 
     # -------------------------------------------------------------- stream
 
@@ -149,7 +150,13 @@ class Supervisor:
         if self.bridge is not protocol:
             return
         self.bridge = None
-        if self.process is not None and self.process.returncode is None:
+        if self.process is not None and self.process.returncode is None and not self._stopping:
+            # ExaBGP may just be dying (the bridge sees EOF first): give it a moment.
+            process = self.process
+            asyncio.get_running_loop().call_later(1.0, self._bridge_gone, process)
+
+    def _bridge_gone(self, process: asyncio.subprocess.Process) -> None:
+        if self.process is process and process.returncode is None and self.bridge is None:
             log.warning("bgp: bridge connection lost while ExaBGP runs; restarting ExaBGP")
             self._restart_now.set()
 
@@ -183,6 +190,8 @@ class Supervisor:
                 log.warning("bgp: ExaBGP stopped (%s); restart in %.0fs", self.last_exit, delay)
                 await asyncio.sleep(delay)
         finally:
+            self._stopping = True
+            self.last_exit = "stopped by the agent"
             await self._stop_process()
             server.close()
             with contextlib.suppress(OSError):
@@ -191,7 +200,6 @@ class Supervisor:
     async def _run_once(self, socket_path: Path) -> None:
         assert self.run_dir is not None and self.version is not None
         self.generation += 1
-        self.last_exit = ""
         env_path = self.run_dir / "exabgp.env"
         config_path = self.run_dir / "exabgp.conf"
         env_path.write_text(env_text())
@@ -211,10 +219,14 @@ class Supervisor:
         try:
             await asyncio.wait({waiter, restart}, return_when=asyncio.FIRST_COMPLETED)
             if not waiter.done():
-                self.last_exit = "bridge connection lost"
+                self.last_exit = "restarted: bridge connection lost"
                 await self._stop_process()
             else:
                 self.last_exit = f"exited with code {self.process.returncode}"
+        except asyncio.CancelledError:
+            self._stopping = True
+            self.last_exit = "stopped by the agent"
+            raise
         finally:
             restart.cancel()
             if not waiter.done():
@@ -247,8 +259,6 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-        if self.last_exit == "":
-            self.last_exit = "stopped by the agent"
 
     def _stop_leftover(self) -> None:
         """Stop an ExaBGP of ours left running by an agent that was killed."""
