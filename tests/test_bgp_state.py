@@ -1,0 +1,256 @@
+"""Sessions, RIB application and detectors of BgpState, fed ExaBGP-shaped lines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent.config import Config, parse_config
+from agent.points import Point
+from collectors.bgp.state import BgpState
+
+PEERS = {"telecom": ("100.64.1.1", 4134), "unicom": ("100.64.2.1", 4837)}
+
+
+def make_config(announce: list[str] | None = None, watch: list[str] | None = None,
+                local6: bool = False) -> Config:
+    carriers = []
+    for i, (name, (peer, asn)) in enumerate(PEERS.items(), start=1):
+        carriers.append({"name": name, "interface": name, "bgp": {
+            "peer": peer, "peer_as": asn,
+            "local_address": f"2001:db8:{i}::2" if local6 and i == 2 else f"100.64.{i}.2"}})
+    return parse_config({
+        "agent": {"hostname": "t"}, "carriers": carriers,
+        "bgp": {"local_as": 64512, "router_id": "100.64.1.2",
+                "announce": announce if announce is not None else ["198.51.100.0/24"],
+                "watch": watch or []},
+    })
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def neighbor(carrier: str) -> dict[str, Any]:
+    peer, asn = PEERS[carrier]
+    return {"address": {"local": "x", "peer": peer}, "asn": {"local": 64512, "peer": asn}}
+
+
+def state_line(carrier: str, state: str, reason: str = "", v42: bool = False) -> str:
+    n = neighbor(carrier) | {"state": state}
+    if reason:
+        n["reason"] = reason
+    return json.dumps({"exabgp": "4.0.1" if v42 else "5.0.0", "type": "state", "neighbor": n})
+
+
+def update_line(carrier: str, prefixes: list[str], path: list[int] | None = None,
+                withdraw: list[str] | None = None, v42: bool = False,
+                next_hop: str | None = None, **extra: Any) -> str:
+    update: dict[str, Any] = {}
+    if prefixes:
+        attribute: dict[str, Any] = {"origin": "igp", **extra}
+        path = path or [PEERS[carrier][1]]
+        attribute["as-path"] = path if v42 else {
+            "0": {"element": "as-sequence", "value": path}}
+        family = "ipv6 unicast" if ":" in prefixes[0] else "ipv4 unicast"
+        update["attribute"] = attribute
+        update["announce"] = {family: {next_hop or PEERS[carrier][0]:
+                                       [{"nlri": p} for p in prefixes]}}
+    if withdraw:
+        family = "ipv6 unicast" if ":" in withdraw[0] else "ipv4 unicast"
+        update["withdraw"] = {family: [{"nlri": p} for p in withdraw]}
+    n = neighbor(carrier) | {"direction": "receive", "message": {"update": update}}
+    return json.dumps({"exabgp": "4.0.1" if v42 else "5.0.0", "type": "update", "neighbor": n})
+
+
+def eor_line(carrier: str, afi: str = "ipv4") -> str:
+    n = neighbor(carrier) | {"message": {"eor": {"afi": afi, "safi": "unicast"}}}
+    return json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": n})
+
+
+def kinds(points: list[Point]) -> list[str]:
+    return [p.tags["kind"] for p in points]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def up(state: BgpState, *carriers: str) -> list[Point]:
+    points = []
+    for carrier in carriers:
+        points += state.handle_line(state_line(carrier, "connected"))
+        points += state.handle_line(state_line(carrier, "up"))
+    return points
+
+
+def test_session_life_counts_and_points(clock: Clock) -> None:
+    state = BgpState(make_config(), clock=clock)
+    assert kinds(up(state, "telecom")) == ["session_up"]
+    assert kinds(state.handle_line(state_line("telecom", "up"))) == []  # no duplicate
+    state.handle_line(update_line("telecom", ["10.0.0.0/24", "10.0.1.0/24"], [4134, 174]))
+    state.handle_line(update_line("telecom", ["2001:db8:1000::/48"], [4134, 6939],
+                                  next_hop="2001:db8:1::1"))
+    state.handle_line(update_line("telecom", ["10.0.0.0/24"], [4134, 3356]))  # replaces
+    state.handle_line(update_line("telecom", [], withdraw=["10.0.1.0/24", "10.9.9.0/24"]))
+    clock.now += 2.5
+    state.handle_line(eor_line("telecom"))
+    clock.now += 7.5
+    [telecom, unicom] = state.session_points()
+    assert telecom.tags == {"carrier": "telecom", "peer": "100.64.1.1", "peer_as": "4134"}
+    assert telecom.fields == {
+        "state": "up", "up": True, "uptime_s": 10.0, "flaps": 0, "prefixes_v4": 1,
+        "prefixes_v6": 1, "updates": 4, "withdrawals": 2, "converge_v4_s": 2.5}
+    assert unicom.fields["state"] == "idle" and unicom.fields["up"] is False
+    assert state.lookup("10.0.0.9")["telecom"]["as_path"] == "4134 3356"
+    assert state.lookup("10.0.1.9") == {"telecom": None, "unicom": None}
+    assert state.lookup("2001:db8:1000::1")["telecom"]["next_hop"] == "2001:db8:1::1"
+
+    # a failed reconnect attempt while up is impossible; a real down drops everything
+    down = state.handle_line(state_line("telecom", "down", "notification received (6,2)"))
+    assert kinds(down) == ["session_down"]
+    assert down[0].fields["detail"] == "notification received (6,2)"
+    [telecom, _] = state.session_points()
+    assert telecom.fields["prefixes_v4"] == telecom.fields["prefixes_v6"] == 0
+    assert telecom.fields["flaps"] == 1 and telecom.fields["up"] is False
+    # connection attempts that fail are not flaps
+    state.handle_line(state_line("telecom", "connected"))
+    assert kinds(state.handle_line(state_line("telecom", "down", "closing"))) == []
+    assert state.sessions["telecom"].flaps == 1
+
+
+def test_both_shapes_give_the_same_rib(clock: Clock) -> None:
+    ribs = []
+    for v42 in (True, False):
+        state = BgpState(make_config(), clock=clock)
+        state.handle_line(state_line("telecom", "up", v42=v42))
+        state.handle_line(update_line("telecom", ["10.0.0.0/24"], [4134, 174, 9808], v42=v42,
+                                      community=[[4134, 100]], med=7,
+                                      **{"local-preference": 200}))
+        ribs.append(dict(state.sessions["telecom"].rib.v4.items()))
+    assert ribs[0] == ribs[1]
+    [attrs] = ribs[0].values()
+    assert (attrs.as_path, attrs.origin_as, attrs.communities, attrs.med, attrs.local_pref) == (
+        "4134 174 9808", 9808, "4134:100", 7, 200)
+
+
+def test_origin_mismatch_and_more_specific(clock: Clock) -> None:
+    state = BgpState(make_config(), clock=clock)
+    up(state, "telecom", "unicom")
+    # our prefix through the other carrier, originated by us: no event
+    assert state.handle_line(update_line("telecom", ["198.51.100.0/24"], [4134, 4837, 64512])) == []
+    [hijack] = state.handle_line(update_line("unicom", ["198.51.100.0/24"], [4837, 65001]))
+    assert hijack.tags == {"carrier": "unicom", "kind": "origin_mismatch"}
+    assert hijack.fields["prefix"] == "198.51.100.0/24" and hijack.fields["origin_as"] == 65001
+    assert hijack.fields["as_path"] == "4837 65001"
+    # the same announcement again is not a new event; another origin is
+    assert state.handle_line(update_line("unicom", ["198.51.100.0/24"], [4837, 65001])) == []
+    assert kinds(state.handle_line(update_line("unicom", ["198.51.100.0/24"], [4837, 65002]))) \
+        == ["origin_mismatch"]
+    # more-specifics from anyone, even with our origin; unrelated and covering ones: none
+    [ms] = state.handle_line(update_line("telecom", ["198.51.100.128/25"], [4134, 64512]))
+    assert ms.tags["kind"] == "more_specific" and ms.fields["prefix"] == "198.51.100.128/25"
+    assert "198.51.100.0/24" in str(ms.fields["detail"])
+    assert state.handle_line(update_line(
+        "telecom", ["198.51.101.0/24", "198.51.0.0/16", "198.51.100.0/23", "10.0.0.0/8"],
+        [4134, 1])) == []
+    both = state.handle_line(update_line("telecom", ["198.51.100.7/32", "198.51.100.64/26"],
+                                         [4134, 65009]))
+    assert kinds(both) == ["more_specific", "more_specific"]
+    # visible in bgp_prefix, per carrier
+    points = {p.tags["carrier"]: p.fields for p in state.prefix_points()}
+    assert points["telecom"]["visible"] is True and points["telecom"]["origin_as"] == 64512
+    assert points["telecom"]["as_path_len"] == 3
+    assert points["unicom"]["origin_as"] == 65002
+    state.handle_line(update_line("unicom", [], withdraw=["198.51.100.0/24"]))
+    points = {p.tags["carrier"]: p.fields for p in state.prefix_points()}
+    assert points["unicom"] == {"visible": False, "announced": True, "origin_as": 0,
+                                "as_path": "", "as_path_len": 0, "next_hop": ""}
+
+
+def test_own_prefix_missing(clock: Clock) -> None:
+    state = BgpState(make_config(announce=["198.51.100.0/24", "2001:db8:ff::/48"],
+                                 local6=True), clock=clock)
+    # telecom's session is IPv4: the IPv6 prefix cannot be announced; unicom's is IPv6
+    points = up(state, "telecom", "unicom")
+    assert kinds(points) == ["session_up", "own_prefix_missing", "session_up",
+                             "own_prefix_missing"]
+    assert points[1].fields["prefix"] == "2001:db8:ff::/48"
+    assert points[3].fields["prefix"] == "198.51.100.0/24"
+    # operator withdrawal: event now, command to send, ack matched in order
+    command, events = state.command_for("withdraw", "telecom", "198.51.100.0/24")
+    assert command == "neighbor 100.64.1.1 withdraw route 198.51.100.0/24 next-hop self"
+    assert kinds(events) == ["own_prefix_missing"]
+    assert state.handle_line(b"done") == []
+    fields = {(p.tags["carrier"], p.tags["prefix"]): p.fields for p in state.prefix_points()}
+    assert fields[("telecom", "198.51.100.0/24")]["announced"] is False
+    command, events = state.command_for("announce", "telecom", "198.51.100.0/24")
+    assert events == []
+    [refused] = state.handle_line(b"error")
+    assert refused.tags["kind"] == "own_prefix_missing"
+    assert refused.fields["detail"] == "ExaBGP refused to announce it"
+    assert state.stats.acks == 2 and state.stats.ack_errors == 1
+    with pytest.raises(ValueError):
+        state.command_for("withdraw", "telecom", "192.0.2.0/24")
+    with pytest.raises(ValueError):
+        state.command_for("withdraw", "nobody", "198.51.100.0/24")
+
+
+def test_watch_path_change(clock: Clock) -> None:
+    state = BgpState(make_config(watch=["203.0.113.0/24"]), clock=clock)
+    up(state, "telecom")
+    [first] = state.handle_line(update_line("telecom", ["203.0.0.0/16"], [4134, 174]))
+    assert first.tags["kind"] == "path_change" and first.fields["prefix"] == "203.0.113.0/24"
+    assert first.fields["as_path"] == "4134 174"
+    # a longer match takes over; an unrelated or more-specific route does not matter
+    [second] = state.handle_line(update_line("telecom", ["203.0.113.0/24"], [4134, 3356, 64496]))
+    assert second.fields["as_path"] == "4134 3356 64496"
+    assert second.fields["detail"] == \
+        "203.0.0.0/16 [4134 174] -> 203.0.113.0/24 [4134 3356 64496]"
+    assert state.handle_line(update_line("telecom", ["203.0.113.128/25", "203.0.114.0/24"],
+                                         [4134, 9])) == []
+    # same path again: nothing; withdrawn: falls back to the /16
+    assert state.handle_line(update_line("telecom", ["203.0.113.0/24"], [4134, 3356, 64496])) == []
+    [back] = state.handle_line(update_line("telecom", [], withdraw=["203.0.113.0/24"]))
+    assert back.fields["as_path"] == "4134 174"
+    # the session going down loses it
+    points = state.handle_line(state_line("telecom", "down", "hold timer expired"))
+    assert kinds(points) == ["session_down", "path_change"]
+    assert points[1].fields["detail"] == "203.0.0.0/16 [4134 174] -> no route"
+
+
+def test_exabgp_lost_marks_everything_down(clock: Clock) -> None:
+    state = BgpState(make_config(), clock=clock)
+    up(state, "telecom", "unicom")
+    state.handle_line(update_line("telecom", ["10.0.0.0/24"]))
+    state.handle_line(update_line("unicom", ["10.0.0.0/24"]))
+    state.command_for("withdraw", "telecom", "198.51.100.0/24")
+    points = state.exabgp_lost("ExaBGP exited with code -9")
+    assert kinds(points) == ["session_down", "session_down"]
+    assert all(p.fields["detail"] == "ExaBGP exited with code -9" for p in points)
+    assert all(len(s.rib) == 0 and s.state == "exabgp_down" for s in state.sessions.values())
+    assert not state.pending  # acks of a dead ExaBGP never come
+    # a restarted ExaBGP re-sends the full table: counts are exact, not doubled
+    up(state, "telecom")
+    state.handle_line(update_line("telecom", ["10.0.0.0/24"]))
+    assert len(state.sessions["telecom"].rib) == 1
+    assert state.exabgp_lost("again") and state.exabgp_lost("again") == []
+
+
+def test_status_shape(clock: Clock) -> None:
+    state = BgpState(make_config(), clock=clock)
+    up(state, "telecom")
+    state.handle_line("{broken")
+    status = state.status()
+    assert status["exabgp_version"] == "5.0.0"
+    assert [s["carrier"] for s in status["sessions"]] == ["telecom", "unicom"]
+    assert status["reader"]["bad_lines"] == 1 and status["reader"]["last_bad"]
+    assert status["last_events"][-1]["kind"] == "session_up"
+    json.dumps(status)
