@@ -131,7 +131,10 @@ class ProbesCollector(StreamingCollector):
         results: list[ProbeResult] = list(await asyncio.gather(*jobs))
         points = [probe_point(r, tick_ns) for r in results]
         errors = [f"{r.carrier} {r.method}: {r.round.error}" for r in results if r.round.error]
-        self.counters[probe.name]["last_error"] = "; ".join(errors)[:500]
+        counters = self.counters.setdefault(
+            probe.name, {"rounds": 0, "overruns": 0, "last_error": ""}
+        )
+        counters["last_error"] = "; ".join(errors)[:500]
         wanted = quality_method(probe.methods)
         per_carrier = {r.carrier: r.stats for r in results if r.method == wanted}
         qualities = assess(probe.target, per_carrier, self.ctx.config.quality)
