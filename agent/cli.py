@@ -111,6 +111,7 @@ def render_status(status: dict[str, Any]) -> str:
             + (f"  last error: {o['last_error']}" if o.get("last_error") else "")
         )
     known = {"host", "config", "started_ns", "reloads", "collectors", "queue_points", "spool",
+             "encoding",
              "outputs", "totals"}
     for section, content in status.items():
         if section not in known:

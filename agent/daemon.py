@@ -91,8 +91,7 @@ class Agent:
                 "retries": worker.stats.retries,
                 "lag_points": lag_points,
             }
-        encoder_dropped = sum(w.output.encoder.stats.dropped_points for w, _ in
-                              self.workers.values())
+        encoder_dropped = self.pipeline.points_unencodable
         return {
             "queue_points": self.pipeline.queue_points,
             "spool_bytes": self.spool.total_bytes,
@@ -112,8 +111,6 @@ class Agent:
                 "lag_records": lag_records,
                 "lag_points": lag_points,
                 **worker.stats.__dict__,
-                "sanitized_values": worker.output.encoder.stats.sanitized_values,
-                "dropped_fields": worker.output.encoder.stats.dropped_fields,
             }
         sections: dict[str, Any] = {}
         for name, provider in self.ctx.status_providers.items():
@@ -137,6 +134,12 @@ class Agent:
                 **self.spool.stats.__dict__,
             },
             "outputs": outputs,
+            "encoding": {
+                "sanitized_values": self.pipeline.encoder_v2.stats.sanitized_values,
+                "sanitized_values_v1": self.pipeline.encoder_v1.stats.sanitized_values,
+                "dropped_fields": self.pipeline.encoder_v2.stats.dropped_fields,
+                "dropped_points": self.pipeline.encoder_v2.stats.dropped_points,
+            },
             "totals": stats,
             **sections,
         }

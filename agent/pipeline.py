@@ -1,4 +1,4 @@
-"""The one path every point takes: emit → queue → spool → outputs.
+"""The one path every point takes: emit → queue → encode → spool → outputs.
 
 `emit` may be called from any thread. A flusher task moves whatever is queued to the spool
 as one batch as soon as something arrives (so an event reaches the database within
@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from agent.outputs.base import OutputWorker
-from agent.points import Point
-from agent.spool import Spool
+from agent.points import LineEncoder, Point
+from agent.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class Pipeline:
         self._queue: collections.deque[Point] = collections.deque()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.encoder_v2 = LineEncoder(version=2)
+        self.encoder_v1 = LineEncoder(version=1)
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()  # keeps batches in emit order
 
@@ -97,12 +99,32 @@ class Pipeline:
             count = min(len(self._queue), self.max_batch_points)
             return [self._queue.popleft() for _ in range(count)]
 
+    def encode(self, batch: list[Point]) -> SpoolRecord | None:
+        """Line protocol for 2.x+, plus a 1.x variant only when a backslash makes them differ."""
+        lines = self.encoder_v2.encode_lines(batch)
+        if not lines:
+            return None
+        body = "\n".join(lines).encode()
+        body_v1 = None
+        if b"\\\\" in body:
+            body_v1 = self.encoder_v1.encode_batch(batch)
+        return SpoolRecord(body, body_v1, len(lines), batch[0].time_ns)
+
+    def _encode_and_append(self, batch: list[Point]) -> None:
+        record = self.encode(batch)
+        if record is not None:
+            self.spool.append(record)
+
+    @property
+    def points_unencodable(self) -> int:
+        return self.encoder_v2.stats.dropped_points
+
     async def flush_once(self) -> int:
         async with self._flush_lock:
             batch = self._take_batch()
             if not batch:
                 return 0
-            await asyncio.to_thread(self.spool.append, batch)
+            await asyncio.to_thread(self._encode_and_append, batch)
         self.stats.points_spooled += len(batch)
         for worker in self.workers:
             worker.notify()

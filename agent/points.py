@@ -123,13 +123,13 @@ class LineEncoder:
     max_cached_series: int = 200_000
 
     def series_key(self, measurement: str, tags: dict[str, str]) -> str:
-        items = tuple(sorted(tags.items()))
-        cache_key = (measurement, items)
+        # Keyed by the tags in the caller's order (cheap); the text itself sorts them.
+        cache_key = (measurement, tuple(tags.items()))
         cached = self._series_cache.get(cache_key)
         if cached is not None:
             return cached
         parts = [escape_measurement(measurement, self.stats)]
-        for key, value in items:
+        for key, value in sorted(tags.items()):
             if value == "":
                 continue  # InfluxDB has no empty tag values: an empty tag is an absent tag
             parts.append(
@@ -154,19 +154,37 @@ class LineEncoder:
     def encode(self, point: Point) -> str | None:
         """One line without the newline, or None when no field could be carried."""
         field_parts = []
+        key_cache = self._field_key_cache
         for key, value in point.fields.items():
-            text = format_field_value(value)
-            if text is None:
-                self.stats.dropped_fields += 1
-                continue
-            field_parts.append(self._field_key(key) + "=" + text)
+            kind = type(value)
+            # Inlined for the common kinds: this loop is the encoder's hot path.
+            if kind is float:
+                assert isinstance(value, float)
+                if value - value != 0.0:  # NaN or infinity
+                    self.stats.dropped_fields += 1
+                    continue
+                text = repr(value)
+            elif kind is int:
+                text = f"{value}i"
+            else:
+                formatted = format_field_value(value)
+                if formatted is None:
+                    self.stats.dropped_fields += 1
+                    continue
+                text = formatted
+            escaped = key_cache.get(key)
+            if escaped is None:
+                escaped = self._field_key(key)
+            field_parts.append(f"{escaped}={text}")
         if not field_parts:
             self.stats.dropped_points += 1
             return None
-        line = self.series_key(point.measurement, point.tags) + " " + ",".join(field_parts)
+        series = self._series_cache.get((point.measurement, tuple(point.tags.items())))
+        if series is None:
+            series = self.series_key(point.measurement, point.tags)
         if point.time_ns:
-            line += f" {point.time_ns}"
-        return line
+            return f"{series} {','.join(field_parts)} {point.time_ns}"
+        return f"{series} {','.join(field_parts)}"
 
     def encode_lines(self, points: Iterable[Point]) -> list[str]:
         lines = []

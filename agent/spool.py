@@ -1,8 +1,11 @@
 """Write-ahead spool: every batch lands here before any output sees it.
 
 Layout under `<data_dir>/spool/`: segment files `<first_seq>.seg`, each a run of records
-`[u32 payload_len][u32 crc32][u64 seq][u32 n_points][u64 first_time_ns][payload]`, payload
-a marshal'd list of point records (measurement, tags, fields, time_ns). `cursors/<output>`
+`[u32 payload_len][u32 crc32][u64 seq][u32 n_points][u64 first_time_ns][payload]`. The
+payload is the batch already encoded as line protocol for InfluxDB 2.x+ (`[0][lines]`), or,
+when a tag held a backslash (the one thing 1.x reads differently), both encodings
+(`[1][u32 len_v2][lines v2][lines v1]`). Encoding once at append means outputs send stored
+bytes as they are, and `report` parses them back. `cursors/<output>`
 holds the next sequence number that output must deliver; it is replaced atomically, so a
 killed agent resumes from it and at worst re-sends a batch (idempotent in InfluxDB: same
 series and timestamp overwrite).
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import marshal
 import os
 import struct
 import threading
@@ -29,8 +31,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from agent.lineproto import parse_lines
 from agent.points import Point
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<IIQIQ")
 HEADER_BYTES = _HEADER.size
 _MAX_PAYLOAD_BYTES = 256 << 20
-PointRecord = tuple[str, dict[str, str], dict[str, Any], int]
+_LEN = struct.Struct("<I")
 
 
 @dataclass(slots=True)
@@ -72,13 +74,32 @@ class _Segment:
     mtime_s: float = 0.0
 
 
-def encode_payload(points: list[Point]) -> bytes:
-    return marshal.dumps([p.as_record() for p in points])
+@dataclass(slots=True)
+class SpoolRecord:
+    """One batch as stored: line protocol for 2.x+, and for 1.x when it differs."""
+
+    lines_v2: bytes
+    lines_v1: bytes | None
+    n_points: int
+    first_time_ns: int = 0
+
+    def lines(self, version: int) -> bytes:
+        return self.lines_v1 if version == 1 and self.lines_v1 is not None else self.lines_v2
 
 
-def decode_payload(payload: bytes) -> list[Point]:
-    records: list[PointRecord] = marshal.loads(payload)  # noqa: S302 - our own files
-    return [Point(r[0], r[1], r[2], r[3]) for r in records]
+def encode_payload(record: SpoolRecord) -> bytes:
+    if record.lines_v1 is None:
+        return b"\x00" + record.lines_v2
+    return b"\x01" + _LEN.pack(len(record.lines_v2)) + record.lines_v2 + record.lines_v1
+
+
+def decode_payload(payload: bytes, n_points: int, first_time_ns: int) -> SpoolRecord:
+    if payload[:1] == b"\x01":
+        (length,) = _LEN.unpack_from(payload, 1)
+        start = 1 + _LEN.size
+        return SpoolRecord(payload[start:start + length], payload[start + length:], n_points,
+                           first_time_ns)
+    return SpoolRecord(payload[1:], None, n_points, first_time_ns)
 
 
 class Spool:
@@ -104,9 +125,9 @@ class Spool:
         self._next_seq = 0
         self._active_fd: int | None = None
         self._last_fsync_s = 0.0
-        self._cache: OrderedDict[int, list[Point]] = OrderedDict()
-        self._cache_points = 0
-        self._cache_max_points = 200_000
+        self._cache: OrderedDict[int, SpoolRecord] = OrderedDict()
+        self._cache_bytes = 0
+        self._cache_max_bytes = 64 << 20
         self._cursors: dict[str, int] = {}
         if not read_only:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -174,17 +195,16 @@ class Spool:
 
     # ------------------------------------------------------------ writing
 
-    def append(self, points: list[Point]) -> int:
+    def append(self, record: SpoolRecord) -> int:
         """Append one batch durably (per fsync policy); returns its sequence number."""
         if self.read_only:
             raise RuntimeError("spool opened read-only")
-        payload = encode_payload(points)
-        first_ns = points[0].time_ns if points else 0
+        payload = encode_payload(record)
+        crc = zlib.crc32(payload)
         with self._lock:
             seq = self._next_seq
             segment = self._active_segment(len(payload))
-            crc = zlib.crc32(payload)
-            header = _HEADER.pack(len(payload), crc, seq, len(points), first_ns)
+            header = _HEADER.pack(len(payload), crc, seq, record.n_points, record.first_time_ns)
             assert self._active_fd is not None
             os.write(self._active_fd, header + payload)
             now = time.time()
@@ -195,15 +215,15 @@ class Spool:
                 self._last_fsync_s = now
             ref = RecordRef(
                 seq, segment.first_seq, segment.size_bytes + HEADER_BYTES, len(payload),
-                len(points), first_ns, crc,
+                record.n_points, record.first_time_ns, crc,
             )
             segment.records.append(ref)
             segment.size_bytes += HEADER_BYTES + len(payload)
             segment.mtime_s = now
             self._next_seq = seq + 1
             self.stats.appended_records += 1
-            self.stats.appended_points += len(points)
-            self._remember(seq, points)
+            self.stats.appended_points += record.n_points
+            self._remember(seq, record, len(payload))
             self._enforce_size()
         return seq
 
@@ -229,12 +249,13 @@ class Spool:
             )
         return active
 
-    def _remember(self, seq: int, points: list[Point]) -> None:
-        self._cache[seq] = points
-        self._cache_points += len(points)
-        while self._cache_points > self._cache_max_points and len(self._cache) > 1:
+    def _remember(self, seq: int, record: SpoolRecord, size_bytes: int) -> None:
+        """Recent records stay in memory: outputs that keep up never read the disk."""
+        self._cache[seq] = record
+        self._cache_bytes += size_bytes
+        while self._cache_bytes > self._cache_max_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
-            self._cache_points -= len(old)
+            self._cache_bytes -= len(old.lines_v2) + len(old.lines_v1 or b"")
 
     def _undelivered_from(self) -> int:
         """Lowest sequence number some output still needs."""
@@ -262,7 +283,7 @@ class Spool:
         for ref in segment.records:
             cached = self._cache.pop(ref.seq, None)
             if cached is not None:
-                self._cache_points -= len(cached)
+                self._cache_bytes -= len(cached.lines_v2) + len(cached.lines_v1 or b"")
         with contextlib.suppress(FileNotFoundError):
             segment.path.unlink()
 
@@ -354,35 +375,36 @@ class Spool:
             refs.extend(r for r in segment.records if r.seq >= seq)
         return refs
 
-    def read_from(self, seq: int, max_points: int) -> list[tuple[int, list[Point]]]:
+    def read_from(self, seq: int, max_points: int) -> list[tuple[int, SpoolRecord]]:
         """Records from `seq` on, whole records, until at least max_points are gathered."""
         with self._lock:
             refs = self._refs_from(seq)
-            out: list[tuple[int, list[Point]]] = []
+            out: list[tuple[int, SpoolRecord]] = []
             total = 0
             for ref in refs:
                 if total >= max_points:
                     break
-                points = self._cache.get(ref.seq)
-                if points is None:
-                    points = self._read_ref(ref)
-                out.append((ref.seq, points))
-                total += len(points)
+                record = self._cache.get(ref.seq)
+                if record is None:
+                    record = self._read_ref(ref)
+                if record is not None:
+                    out.append((ref.seq, record))
+                total += ref.n_points
             return out
 
-    def _read_ref(self, ref: RecordRef) -> list[Point]:
+    def _read_ref(self, ref: RecordRef) -> SpoolRecord | None:
         path = self.dir / f"{ref.segment:020d}.seg"
         try:
             with open(path, "rb") as handle:
                 handle.seek(ref.offset)
                 payload = handle.read(ref.length)
         except FileNotFoundError:
-            return []  # expired or dropped meanwhile (a reader of a live spool)
+            return None  # expired or dropped meanwhile (a reader of a live spool)
         if len(payload) != ref.length or zlib.crc32(payload) != ref.crc:
             self.stats.corrupt_records += 1
             log.warning("spool: record %d unreadable, skipped", ref.seq)
-            return []
-        return decode_payload(payload)
+            return None
+        return decode_payload(payload, ref.n_points, ref.first_time_ns)
 
     def iter_points(self, since_ns: int = 0) -> Iterator[Point]:
         """Every held point at or after since_ns, in spool order (the embedded store)."""
@@ -391,6 +413,9 @@ class Spool:
             # A segment last written before `since` cannot hold a newer point.
             refs = [r for s in self._segments if s.mtime_s >= since_s for r in s.records]
         for ref in refs:
-            for point in self._read_ref(ref):
+            record = self._read_ref(ref)
+            if record is None:
+                continue
+            for point in parse_lines(record.lines_v2):
                 if point.time_ns >= since_ns:
                     yield point

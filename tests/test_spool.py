@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.points import Point
-from agent.spool import HEADER_BYTES, Spool
+from agent.points import LineEncoder, Point
+from agent.spool import HEADER_BYTES, Spool, SpoolRecord
 
 
-def batch(start: int, n: int = 10) -> list[Point]:
-    return [Point("m", {"k": str(i % 3)}, {"v": i}, 1_000 + i) for i in range(start, start + n)]
+def batch(start: int, n: int = 10) -> SpoolRecord:
+    points = [Point("m", {"k": str(i % 3)}, {"v": i}, 1_000 + i) for i in range(start, start + n)]
+    return SpoolRecord(LineEncoder().encode_batch(points), None, n, points[0].time_ns)
+
+
+def values(records: list[tuple[int, SpoolRecord]]) -> list[int]:
+    return [int(line.rsplit(b"v=", 1)[1].split(b"i")[0]) for _, r in records
+            for line in r.lines_v2.split(b"\n")]
 
 
 def test_append_read_and_cursor_survive_reopen(tmp_path: Path) -> None:
@@ -26,7 +32,7 @@ def test_append_read_and_cursor_survive_reopen(tmp_path: Path) -> None:
     reopened = Spool(tmp_path)
     assert reopened.cursor("out") == 3
     rest = reopened.read_from(3, 1000)
-    assert [p.fields["v"] for _, pts in rest for p in pts] == list(range(30, 50))
+    assert values(rest) == list(range(30, 50))
     assert reopened.next_seq == 5
     assert reopened.lag("out") == (2, 20)
 
@@ -42,7 +48,7 @@ def test_torn_last_record_is_cut_and_counted(tmp_path: Path) -> None:
         handle.truncate(size - 7)
     reopened = Spool(tmp_path)
     assert reopened.stats.torn_records == 1
-    assert [p.fields["v"] for _, pts in reopened.read_from(0, 100) for p in pts] == list(range(10))
+    assert values(reopened.read_from(0, 100)) == list(range(10))
     # appends continue after the cut, with the next sequence number
     assert reopened.append(batch(100)) == 1
     reopened.close()
@@ -72,7 +78,7 @@ def test_full_spool_drops_oldest_and_counts(tmp_path: Path) -> None:
         spool.append(batch(i * 10))
     assert spool.total_bytes <= 20_000
     assert spool.stats.dropped_points > 0
-    held = sum(len(p) for _, p in spool.read_from(spool.cursor("down"), 10**9))
+    held = sum(r.n_points for _, r in spool.read_from(spool.cursor("down"), 10**9))
     assert held + spool.stats.dropped_points == 1000  # every point is held or counted
     # the lagging cursor was moved to the oldest held record
     assert spool.read_from(spool.cursor("down"), 1)[0][0] == spool.cursor("down")
@@ -89,7 +95,7 @@ def test_delivered_points_are_not_counted_as_dropped(tmp_path: Path) -> None:
 
 
 def test_retention_expires_only_delivered_segments(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, retention_s=3600, segment_max_bytes=2_000)
+    spool = Spool(tmp_path, retention_s=3600, segment_max_bytes=1_000)
     spool.register_output("out")
     for i in range(20):
         spool.append(batch(i * 10))
@@ -108,6 +114,16 @@ def test_embedded_store_filters_by_time(tmp_path: Path) -> None:
     spool.append(batch(0))
     reader = Spool(tmp_path, read_only=True)
     assert [p.time_ns for p in reader.iter_points(since_ns=1_005)] == list(range(1_005, 1_010))
+
+
+def test_both_encodings_are_kept_when_they_differ(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(SpoolRecord(b"m,t=a\\\\b v=1i 1", b"m,t=a\\b v=1i 1", 1, 1))
+    spool.close()
+    record = Spool(tmp_path).read_from(0, 10)[0][1]
+    assert record.lines(2) == b"m,t=a\\\\b v=1i 1"
+    assert record.lines(1) == b"m,t=a\\b v=1i 1"
+    assert [p.tags["t"] for p in Spool(tmp_path).iter_points()] == ["a\\b"]
 
 
 def test_header_size_is_stable() -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.points import LineEncoder, Point, ProtocolVersion
+from agent.points import ProtocolVersion
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ class Output(abc.ABC):
     max_retry_delay_s: float = 60.0
 
     def __init__(self) -> None:
-        self.encoder = LineEncoder(version=self.protocol_version)
-
-    def encode(self, points: list[Point]) -> bytes:
-        return self.encoder.encode_batch(points)
+        pass
 
     @abc.abstractmethod
     def send(self, body: bytes) -> None:
@@ -87,6 +84,13 @@ class Output(abc.ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    next_seq: int  # the cursor once this batch is delivered
+    n_points: int
+    body: bytes
 
 
 @dataclass
@@ -123,67 +127,74 @@ class OutputWorker:
     def notify(self) -> None:
         self.wake.set()
 
+    def _prepare(self, seq: int) -> _Batch | None:
+        """Whole records from seq on, joined into one request body."""
+        records = self.spool.read_from(seq, self.output.batch_size)
+        if not records:
+            return None
+        version = self.output.protocol_version
+        body = b"\n".join(record.lines(version) for _, record in records)
+        n_points = sum(record.n_points for _, record in records)
+        return _Batch(records[-1][0] + 1, n_points, body)
+
     async def run(self) -> None:
+        """Send batch N while batch N+1 is read and joined: the server's time overlaps ours."""
         attempt = 0
+        current: _Batch | None = None
         while True:
-            batch = await asyncio.to_thread(
-                self.spool.read_from, self.spool.cursor(self.output.name), self.output.batch_size
-            )
-            if not batch:
-                self.wake.clear()
-                if self.spool.cursor(self.output.name) >= self.spool.next_seq:
-                    await self.wake.wait()
-                continue
-            points = [p for _, record in batch for p in record]
-            next_seq = batch[-1][0] + 1
+            if current is None:
+                current = await asyncio.to_thread(
+                    self._prepare, self.spool.cursor(self.output.name)
+                )
+                if current is None:
+                    self.wake.clear()
+                    if self.caught_up():
+                        await self.wake.wait()
+                    continue
+            sending = asyncio.ensure_future(asyncio.to_thread(self.output.send, current.body))
+            following = await asyncio.to_thread(self._prepare, current.next_seq)
             try:
-                body = await asyncio.to_thread(self.output.encode, points)
-                if body:
-                    await asyncio.to_thread(self.output.send, body)
+                await sending
             except RejectedBatchError as exc:
-                await asyncio.to_thread(self._reject, body, points, str(exc))
-            except RetryableWriteError as exc:
+                await asyncio.to_thread(self._reject, current, str(exc))
+            except Exception as exc:  # retryable, or a bug in the HTTP stack: keep the batch
+                retry_after = exc.retry_after_s if isinstance(exc, RetryableWriteError) else None
                 self.stats.retries += 1
-                self.stats.last_error = redact(str(exc))
-                delay = next_backoff_s(attempt, self.output.max_retry_delay_s, exc.retry_after_s)
+                self.stats.last_error = redact(
+                    str(exc) if isinstance(exc, RetryableWriteError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
+                delay = next_backoff_s(attempt, self.output.max_retry_delay_s, retry_after)
                 attempt += 1
                 log.warning(
                     "output %s: %s; %d points kept, retry in %.1fs",
-                    self.output.name, self.stats.last_error, len(points), delay,
+                    self.output.name, self.stats.last_error, current.n_points, delay,
                 )
                 await asyncio.sleep(delay)
                 continue
-            except Exception as exc:  # a bug in the HTTP stack must not kill delivery
-                self.stats.retries += 1
-                self.stats.last_error = redact(f"{type(exc).__name__}: {exc}")
-                delay = next_backoff_s(attempt, self.output.max_retry_delay_s)
-                attempt += 1
-                log.warning("output %s: %s; retry in %.1fs", self.output.name,
-                            self.stats.last_error, delay)
-                await asyncio.sleep(delay)
-                continue
             else:
-                self.stats.points_written += len(points)
+                self.stats.points_written += current.n_points
                 self.stats.batches_written += 1
                 self.stats.last_success_ns = time.time_ns()
                 if attempt:
                     log.info("output %s: delivering again", self.output.name)
                 attempt = 0
-            await asyncio.to_thread(self.spool.commit, self.output.name, next_seq)
+            await asyncio.to_thread(self.spool.commit, self.output.name, current.next_seq)
+            current = following
 
-    def _reject(self, body: bytes, points: list[Point], reason: str) -> None:
+    def _reject(self, batch: _Batch, reason: str) -> None:
         self.rejected_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         path = self.rejected_dir / f"{self.output.name}-{time.time_ns()}.lp"
         with open(path, "wb") as handle:
             handle.write(f"# {reason}\n".encode())
-            handle.write(body)
+            handle.write(batch.body)
             handle.write(b"\n")
         self.stats.write_errors += 1
-        self.stats.rejected_points += len(points)
+        self.stats.rejected_points += batch.n_points
         self.stats.last_error = reason
         log.error(
             "output %s: server rejected a batch of %d points (%s); kept in %s",
-            self.output.name, len(points), reason, path,
+            self.output.name, batch.n_points, reason, path,
         )
 
     def caught_up(self) -> bool:

@@ -1,0 +1,167 @@
+"""Pipeline throughput: 1,000,000 points through encoder, spool and the influxdb output
+into a local VictoriaMetrics, against, in the same run, a plain HTTP POST of the same lines
+(the ceiling) and influxdb-client's own batching WriteApi with Point objects (the common way).
+
+    .venv/bin/python bench/pipeline.py [--points 1000000] [--fsync batch]
+
+Prints one JSON line last:
+{"points_per_s": …, "ratio_vs_raw_post": …, "ratio_vs_client_batching": …}
+Goals: ratio_vs_raw_post >= 0.8 with the spool on (fsync per batch), >= 4x client batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.config import InfluxDBConfig  # noqa: E402
+from agent.outputs.base import OutputWorker  # noqa: E402
+from agent.outputs.influxdb import InfluxDBOutput  # noqa: E402
+from agent.pipeline import Pipeline  # noqa: E402
+from agent.points import LineEncoder, Point  # noqa: E402
+from agent.spool import Spool  # noqa: E402
+from tests.lab.servers import VictoriaMetrics  # noqa: E402
+
+SERIES = 1000
+BATCH_POINTS = 10_000
+BUCKET = "bench"
+
+
+def make_points(n: int, base_ns: int, phase: str = "a") -> list[Point]:
+    """Link-like points: 1,000 interfaces x n/1,000 intervals, 4 fields each. Each phase
+    writes its own series (tag `phase`), so every phase pays the server's series creation."""
+    points = []
+    for i in range(n):
+        series = i % SERIES
+        tick = i // SERIES
+        points.append(Point(
+            "link",
+            {"host": "bench", "interface": f"eth{series}", "carrier": f"c{series % 3}",
+             "phase": phase},
+            {"rx_bytes": tick * 1500 + series, "tx_bytes": tick * 900 + series,
+             "rx_bps": float(tick * 8.5), "tx_bps": float(series * 1.25)},
+            base_ns + tick * 1_000_000_000,
+        ))
+    return points
+
+
+def raw_post(url: str, bodies: list[bytes]) -> float:
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    path = f"/api/v2/write?org=bench&bucket={BUCKET}&precision=ns"
+    started = time.perf_counter()
+    for body in bodies:
+        conn.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 204, response.status
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def client_batching(url: str, points: list[Point]) -> float:
+    from influxdb_client.client.influxdb_client import InfluxDBClient
+    from influxdb_client.client.write.point import Point as ClientPoint
+    from influxdb_client.client.write_api import WriteOptions
+
+    client = InfluxDBClient(url=url, token="", org="bench", enable_gzip=False)
+    started = time.perf_counter()
+    write_api = client.write_api(write_options=WriteOptions(batch_size=BATCH_POINTS,
+                                                            flush_interval=1000))
+    for point in points:
+        record = ClientPoint(point.measurement)
+        for key, value in point.tags.items():
+            record.tag(key, value)
+        for key, value in point.fields.items():
+            record.field(key, value)
+        record.time(point.time_ns)
+        write_api.write(bucket=BUCKET, record=record)
+    write_api.close()  # flushes and waits
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed
+
+
+async def agent_pipeline(url: str, points: list[Point], data_dir: Path, fsync: str) -> float:
+    spool = Spool(data_dir, max_bytes=4 << 30, fsync=fsync)
+    pipeline = Pipeline(spool, "bench", max_batch_points=BATCH_POINTS)
+    pipeline.bind_loop(asyncio.get_running_loop())
+    output = InfluxDBOutput(InfluxDBConfig(url=url, org="bench", bucket=BUCKET,
+                                           batch_size=BATCH_POINTS, gzip=False))
+    worker = OutputWorker(output, spool, data_dir)
+    pipeline.workers.append(worker)
+    flusher = asyncio.create_task(pipeline.run_flusher())
+    sender = asyncio.create_task(worker.run())
+    started = time.perf_counter()
+    for start in range(0, len(points), BATCH_POINTS):  # collectors emit as they go
+        pipeline.emit(points[start:start + BATCH_POINTS])
+        await asyncio.sleep(0)
+    while worker.stats.points_written < len(points):
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    flusher.cancel()
+    sender.cancel()
+    await asyncio.gather(flusher, sender, return_exceptions=True)
+    output.close()
+    spool.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--fsync", default="batch", choices=["batch", "interval", "never"])
+    parser.add_argument("--skip-client", action="store_true", help="skip the slow baseline")
+    args = parser.parse_args()
+    n = args.points
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        server = VictoriaMetrics(data_dir=Path(tmp) / "vm")
+        server.start()
+        try:
+            base = 1_700_000_000_000_000_000
+            lines_points = make_points(n, base, "raw")
+            encoder = LineEncoder(version=2)
+            bodies = [
+                encoder.encode_batch(lines_points[i:i + BATCH_POINTS])
+                for i in range(0, n, BATCH_POINTS)
+            ]
+            raw_s = raw_post(server.url, bodies)
+            print(f"raw POST:        {n / raw_s:>10,.0f} points/s", file=sys.stderr)
+            agent_points = make_points(n, base, "agent")
+            agent_s = asyncio.run(
+                agent_pipeline(server.url, agent_points, Path(tmp) / "agent", args.fsync)
+            )
+            print(f"agent pipeline:  {n / agent_s:>10,.0f} points/s "
+                  f"(spool fsync={args.fsync})", file=sys.stderr)
+            if args.skip_client:
+                client_s = float("nan")
+            else:
+                client_s = client_batching(server.url, make_points(n, base, "client"))
+                print(f"client batching: {n / client_s:>10,.0f} points/s", file=sys.stderr)
+        finally:
+            server.close()
+    print(json.dumps({
+        "points": n,
+        "fsync": args.fsync,
+        "points_per_s": round(n / agent_s),
+        "raw_post_points_per_s": round(n / raw_s),
+        "client_batching_points_per_s": round(n / client_s) if client_s == client_s else None,
+        "ratio_vs_raw_post": round(raw_s / agent_s, 3),
+        "ratio_vs_client_batching": round(client_s / agent_s, 2) if client_s == client_s
+        else None,
+    }))
+
+
+if __name__ == "__main__":
+    main()
