@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -74,10 +75,8 @@ def fresh_db(influxdb_v1_shared: InfluxDBv1) -> Iterator[str]:
     try:
         yield name
     finally:
-        try:
+        with contextlib.suppress(Exception):
             influxdb_v1_shared.drop_database(name)
-        except Exception:
-            pass
 
 
 def _lab_skip_reason() -> str | None:
@@ -109,3 +108,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield the_lab
     finally:
         the_lab.down()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long (e.g. the full MRT table); deselect with "
+                            "-m 'not slow'")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import statistics
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +63,237 @@ def test_shared_influxdb_fresh_db_is_empty(influxdb_v1_shared: InfluxDBv1, fresh
     assert influxdb_v1_shared.query("SHOW MEASUREMENTS", db=fresh_db) == []
     influxdb_v1_shared.write(fresh_db, "m v=1 1\n")
     assert influxdb_v1_shared.count(fresh_db, "m", "v") == 1
+
+
+# ---------------------------------------------------------------- the lab
+
+def _lab_reason() -> str | None:
+    from tests.conftest import _lab_skip_reason
+
+    return _lab_skip_reason()
+
+
+def _alive(pid: int) -> bool:
+    from tests.lab.lab import _alive as alive
+
+    return alive(pid)
+
+
+@pytest.mark.lab
+def test_lab_up_down_twice_leaves_nothing(tmp_path: Path) -> None:
+    reason = _lab_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.lab.lab import Lab, LabSpec
+    from tests.lab.netns import netns_list
+
+    for round_ in range(2):
+        lab = Lab(LabSpec(n_routes=100), workdir=tmp_path / f"round{round_}")
+        lab.up()
+        made = list(lab.namespaces)
+        assert len(made) == 6 and all(ns.startswith(lab.prefix + "-") for ns in made)
+        assert set(made) <= set(netns_list())
+        pids = [p.pid for p in lab.procs.values()] + [b.pid for b in lab.birds.values()]
+        pids += [lab.influxdb.pid, lab.victoria_metrics.pid]  # type: ignore[union-attr]
+        assert len(pids) == 7 and all(_alive(pid) for pid in pids)
+        # the servers answer from the agent namespace
+        lab.influxdb.write("egress", "m v=1 1\n")  # type: ignore[union-attr]
+        assert lab.influxdb.count("egress", "m", "v") == 1  # type: ignore[union-attr]
+        lab.down()
+        assert not set(made) & set(netns_list())
+        assert [pid for pid in pids if _alive(pid)] == []
+        lab.down()  # idempotent
+
+
+def _ping_rtts(lab: Any, source: str, target: str, count: int = 30) -> list[float | None]:
+    proc = lab.exec_in_agent_ns(["ping", "-n", "-c", str(count), "-i", "0.02", "-W", "1",
+                                 "-I", source, target])
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", proc.stdout)]
+
+
+@pytest.mark.lab
+def test_ping_through_each_carrier_shows_its_delay(lab: Any) -> None:
+    medians = {}
+    for c in lab.carriers:
+        rtts = _ping_rtts(lab, c.source, lab.target)
+        assert len(rtts) == 30, f"{c.name}: {len(rtts)}/30 replies"
+        medians[c.name] = statistics.median(rtts)
+        assert c.delay_ms <= medians[c.name] <= c.delay_ms + 1.0, (c.name, medians[c.name])
+        # the carrier's own target answers through it, and through no other carrier
+        assert len(_ping_rtts(lab, c.source, c.target, count=3)) == 3
+        other = next(o for o in lab.carriers if o is not c)
+        assert _ping_rtts(lab, other.source, c.target, count=2) == []
+    assert len(set(round(m) for m in medians.values())) == len(lab.carriers)
+
+
+@pytest.mark.lab
+def test_paths_have_two_router_hops(lab: Any) -> None:
+    c = lab.carriers[1]
+    hops = []
+    for ttl in (1, 2, 3):
+        proc = lab.exec_in_agent_ns(["ping", "-n", "-c", "1", "-W", "1", "-t", str(ttl),
+                                     "-I", c.source, lab.target])
+        hops.append(proc.stdout)
+    assert f"From {c.gateway}" in hops[0] and "Time to live exceeded" in hops[0]
+    assert "From 100.66.0.254" in hops[1] and "Time to live exceeded" in hops[1]
+    assert f"bytes from {lab.target}" in hops[2]
+
+
+@pytest.mark.lab
+def test_target_services_answer_with_the_carrier_delay(lab: Any) -> None:
+    script = (
+        "import socket,struct,sys,time\n"
+        "src,dst=sys.argv[1],sys.argv[2]\n"
+        "t=time.monotonic();s=socket.create_connection((dst,443),2,(src,0));"
+        "tcp=time.monotonic()-t;s.close()\n"
+        "u=socket.socket(2,2);u.bind((src,0));u.settimeout(2)\n"
+        "q=struct.pack('!6H',7,256,1,0,0,0)+b'\\x07example\\x03com\\x00'+struct.pack('!HH',1,1)\n"
+        "t=time.monotonic();u.sendto(q,(dst,53));a=u.recv(512);dns=time.monotonic()-t\n"
+        "s=socket.create_connection((dst,80),2,(src,0));t=time.monotonic()\n"
+        "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');h=s.recv(100);http=time.monotonic()-t\n"
+        "print(tcp*1e3,dns*1e3,http*1e3,socket.inet_ntoa(a[-4:]),h.split(b'\\r\\n')[0].decode())\n"
+    )
+    for c in lab.carriers:
+        proc = lab.exec_in_agent_ns([sys.executable, "-c", script, c.source, lab.target])
+        assert proc.returncode == 0, proc.stderr
+        tcp, dns, http, answer, status = proc.stdout.split(maxsplit=4)
+        for name, value in (("tcp", tcp), ("dns", dns), ("http", http)):
+            assert c.delay_ms <= float(value) <= c.delay_ms + 3.0, (c.name, name, value)
+        assert answer == "203.0.113.10"
+        assert status.strip() == "HTTP/1.1 200 OK"
+
+
+@pytest.mark.lab
+def test_bird_sessions_establish_and_prefix_counts_are_exact(lab: Any, tmp_path: Path) -> None:
+    from tests.lab.speaker import PlainSpeaker, exabgp_binary
+
+    if exabgp_binary() is None:
+        pytest.skip("exabgp not installed")
+    lab.wait_carrier_mesh()
+    with PlainSpeaker(lab, tmp_path / "exabgp") as speaker:
+        speaker.wait_eor(timeout=60)
+        for c in lab.carriers:
+            assert speaker.counts(c.name) == c.expected_routes() == (901, 100)
+            assert lab.birds[c.name].protocol_states()["agent"] == "Established"
+            assert speaker.routes(c.name)["203.0.113.0/24"] == [c.asn, 64496]
+            path = speaker.routes(c.name)["10.0.0.0/24"]
+            assert path[0] == c.asn and len(path) >= 3
+        # our prefix reached each carrier directly and via the others (longer paths)
+        shown = lab.birdc("unicom", "show route 198.51.100.0/24 all")
+        assert "BGP.as_path: 64512" in shown
+        assert "BGP.as_path: 4134 64512" in shown and "BGP.as_path: 9808 64512" in shown
+        # a hijack (more-specific) injected at unicom is seen through every carrier
+        lab.announce("unicom", "198.51.100.0/25", as_path=[65001])
+        try:
+            speaker.wait(lambda: all(
+                speaker.routes(c.name).get("198.51.100.0/25") for c in lab.carriers),
+                timeout=15, what="hijack through every carrier")
+            assert speaker.routes("unicom")["198.51.100.0/25"] == [4837, 65001]
+            assert speaker.routes("telecom")["198.51.100.0/25"] == [4134, 4837, 65001]
+        finally:
+            lab.withdraw("unicom", "198.51.100.0/25")
+        speaker.wait(lambda: not any(
+            speaker.routes(c.name).get("198.51.100.0/25") for c in lab.carriers),
+            timeout=15, what="withdrawal through every carrier")
+        # BIRD stopped: the session goes down; started: routes come back
+        lab.stop_bird("mobile")
+        try:
+            speaker.wait(lambda: speaker._peer("mobile").get("state") == "down",
+                         timeout=15, what="mobile session down")
+        finally:
+            lab.start_bird("mobile")
+        speaker.wait(lambda: speaker.counts("mobile") == (901, 100), timeout=30,
+                     what="mobile routes back")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("carrier", "mbps", "direction"),
+                         [("telecom", 20.0, "up"), ("unicom", 40.0, "down")])
+def test_traffic_rate_on_carrier_counters_within_5pct(lab: Any, carrier: str, mbps: float,
+                                                      direction: str) -> None:
+    result = lab.traffic(carrier, mbps=mbps, seconds=3.0, direction=direction)
+    assert result.carrier_bytes > 0
+    assert abs(result.mbps - mbps) <= 0.05 * mbps, (result.mbps, result.sent_mbps)
+
+
+@pytest.mark.lab
+def test_traffic_above_the_link_rate_is_capped(lab: Any) -> None:
+    c = lab.carrier("mobile")
+    result = lab.traffic("mobile", mbps=c.link_mbps * 1.6, seconds=2.0)
+    assert result.mbps <= c.link_mbps * 1.05
+    assert result.mbps >= c.link_mbps * 0.9
+
+
+@pytest.mark.lab
+def test_set_link_down_cuts_the_carrier(lab: Any) -> None:
+    c = lab.carrier("telecom")
+    lab.set_link("telecom", up=False)
+    try:
+        assert _ping_rtts(lab, c.source, lab.target, count=2) == []
+        out = lab.exec_in_agent_ns(["ip", "link", "show", c.uplink]).stdout
+        assert "NO-CARRIER" in out
+    finally:
+        lab.set_link("telecom", up=True)
+    time.sleep(0.2)
+    assert len(_ping_rtts(lab, c.source, lab.target, count=2)) == 2
+
+
+@pytest.mark.lab
+def test_set_delay_and_loss_at_run_time(lab: Any) -> None:
+    c = lab.carrier("unicom")
+    old = c.delay_ms
+    lab.set_delay("unicom", delay_ms=5.0, loss_pct=50.0)
+    try:
+        rtts = _ping_rtts(lab, c.source, lab.target, count=100)
+        assert 25 <= len(rtts) <= 75
+        assert 5.0 <= statistics.median(rtts) <= 6.0
+    finally:
+        lab.set_delay("unicom", delay_ms=old, loss_pct=0.0)
+
+
+@pytest.mark.lab
+def test_agent_config_matches_the_lab(lab: Any, tmp_path: Path) -> None:
+    from agent.config import load_config
+
+    config = load_config(lab.agent_config(tmp_path / "agent.toml"))
+    assert str(config.agent.data_dir).startswith(str(lab.workdir))
+    assert [c.name for c in config.carriers] == [c.name for c in lab.carriers]
+    for cc in config.carriers:
+        c = lab.carrier(cc.name)
+        assert (cc.interface, str(cc.source), cc.table) == (c.uplink, c.source, c.table)
+        assert cc.bgp is not None
+        assert (str(cc.bgp.peer), cc.bgp.peer_as) == (c.gateway, c.asn)
+    assert config.bgp is not None
+    assert [str(p) for p in config.bgp.announce] == lab.announce_prefixes
+    assert config.outputs.influxdb_v1 is not None
+    assert config.outputs.influxdb_v1.url == lab.influxdb_url
+    assert config.outputs.influxdb is not None
+    assert config.outputs.influxdb.url == lab.victoria_metrics_url
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_full_mrt_table_reaches_a_plain_speaker(tmp_path: Path) -> None:
+    reason = _lab_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.lab.lab import CarrierSpec, Lab, LabSpec
+    from tests.lab.routes import MRT_FIXTURE
+    from tests.lab.speaker import PlainSpeaker, exabgp_binary
+
+    if not MRT_FIXTURE.exists():
+        pytest.skip(f"MRT fixture absent: {MRT_FIXTURE}")
+    if exabgp_binary() is None:
+        pytest.skip("exabgp not installed")
+    spec = LabSpec(carriers=[CarrierSpec("telecom", 4134)], routes="mrt", servers=False)
+    lab = Lab(spec, workdir=tmp_path / "lab")
+    try:
+        lab.up()
+        c = lab.carrier("telecom")
+        assert c.expected_routes() == (577_704, 0)
+        with PlainSpeaker(lab, tmp_path / "exabgp") as speaker:
+            speaker.wait_eor(timeout=600)
+            assert speaker.counts("telecom") == c.expected_routes()
+            assert lab.birds["telecom"].exported("agent") == c.expected_routes()
+    finally:
+        lab.down()

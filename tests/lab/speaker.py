@@ -1,0 +1,230 @@
+"""A plain BGP speaker for lab tests: ExaBGP 5.0 in the agent namespace, peering with
+every carrier, announcing our prefixes, its received routes summarised into a JSON file.
+
+Not the agent's BGP collector: ground truth that the lab's BIRDs send what they should.
+
+    with PlainSpeaker(lab, workdir) as sp:
+        sp.wait_eor(timeout=60)        # End-of-RIB from every carrier, both families
+        sp.routes("telecom")           # {"10.0.0.0/24": [4134, 3356, 8919], ...}
+        sp.counts("telecom")           # (ipv4, ipv6)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tests.lab.netns import ns_argv
+
+if TYPE_CHECKING:
+    from tests.lab.lab import Lab
+
+COLLECTOR = r'''
+import json, os, select, sys, time
+out = sys.argv[1]
+peers = {}
+dirty = [True, 0.0]
+def save(force=False):
+    now = time.monotonic()
+    if not dirty[0] or (not force and now - dirty[1] < 0.3):
+        return
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(peers, fh)
+    os.replace(tmp, out)
+    dirty[0] = False
+    dirty[1] = now
+def peer(addr):
+    return peers.setdefault(addr, {"state": None, "routes": {"ipv4": {}, "ipv6": {}},
+                                   "eor": [], "updates": 0, "withdrawals": 0})
+def path_of(attr):
+    p = attr.get("as-path", [])
+    if isinstance(p, dict):
+        seq = []
+        for seg in p.values():
+            seq.extend(seg.get("value", []))
+        return seq
+    return list(p)
+def lines():
+    buf = b""
+    while True:
+        ready, _, _ = select.select([0], [], [], 0.1)
+        if not ready:
+            save()
+            continue
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            return
+        buf += chunk
+        *complete, buf = buf.split(b"\n")
+        yield from complete
+for line in lines():
+    dirty[0] = True
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    n = msg.get("neighbor", {})
+    addr = n.get("address", {}).get("peer")
+    if not addr:
+        continue
+    p = peer(addr)
+    force = False
+    if msg.get("type") == "state":
+        p["state"] = n.get("state")
+        if n.get("state") == "down":
+            p["routes"] = {"ipv4": {}, "ipv6": {}}
+            p["eor"] = []
+        force = True
+    elif msg.get("type") == "update":
+        m = n.get("message", {})
+        if "eor" in m:
+            p["eor"].append(m["eor"].get("afi"))
+            force = True
+        upd = m.get("update", {})
+        attr = upd.get("attribute", {})
+        for fam, hops in upd.get("announce", {}).items():
+            table = p["routes"]["ipv6" if fam.startswith("ipv6") else "ipv4"]
+            path = path_of(attr)
+            for nlris in hops.values():
+                for nlri in nlris:
+                    prefix = nlri["nlri"] if isinstance(nlri, dict) else nlri
+                    table[prefix] = path
+                    p["updates"] += 1
+        for fam, nlris in upd.get("withdraw", {}).items():
+            table = p["routes"]["ipv6" if fam.startswith("ipv6") else "ipv4"]
+            for nlri in nlris:
+                prefix = nlri["nlri"] if isinstance(nlri, dict) else nlri
+                table.pop(prefix, None)
+                p["withdrawals"] += 1
+    save(force)
+dirty[0] = True
+save(True)
+'''
+
+
+def exabgp_binary() -> str | None:
+    venv = Path(sys.executable).parent / "exabgp"
+    if venv.exists():
+        return str(venv)
+    return shutil.which("exabgp")
+
+
+class PlainSpeaker:
+    def __init__(self, lab: Lab, workdir: Path, announce: list[str] | None = None,
+                 hold_time: int = 30) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.announce = lab.announce_prefixes if announce is None else announce
+        self.hold_time = hold_time
+        self.out = workdir / "received.json"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _config(self) -> str:
+        collector = self.workdir / "collector.py"
+        collector.write_text(COLLECTOR)
+        parts = [
+            "process collector {\n"
+            f"  run {sys.executable} {collector} {self.out};\n"
+            "  encoder json;\n}\n"
+        ]
+        for c in self.lab.carriers:
+            statics = "".join(f"    route {p} next-hop self;\n" for p in self.announce)
+            parts.append(
+                f"neighbor {c.gateway} {{\n"
+                f"  router-id {self.lab.carriers[0].source};\n"
+                f"  local-address {c.source};\n"
+                f"  local-as {self.lab.local_as};\n"
+                f"  peer-as {c.asn};\n"
+                f"  hold-time {self.hold_time};\n"
+                "  adj-rib-in false;\n"
+                "  family { ipv4 unicast; ipv6 unicast; }\n"
+                "  api { processes [ collector ]; receive { parsed; update; } "
+                "neighbor-changes; }\n"
+                f"  static {{\n{statics}  }}\n"
+                "}\n")
+        return "".join(parts)
+
+    def start(self) -> None:
+        binary = exabgp_binary()
+        if binary is None:
+            raise FileNotFoundError("exabgp not found")
+        conf = self.workdir / "exabgp.conf"
+        conf.write_text(self._config())
+        env = self.workdir / "exabgp.env"
+        env.write_text("[exabgp.daemon]\nuser = 'root'\ndrop = false\n"
+                       "[exabgp.log]\nlevel = WARNING\n")
+        log = open(self.workdir / "exabgp.log", "ab")  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                ns_argv(self.lab.agent_ns, [binary, "--env-file", str(env.resolve()),
+                                            "server", str(conf)]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        finally:
+            log.close()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> PlainSpeaker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.out.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _peer(self, carrier: str) -> dict[str, Any]:
+        return dict(self.state().get(self.lab.carrier(carrier).gateway, {}))
+
+    def routes(self, carrier: str, family: str = "ipv4") -> dict[str, list[int]]:
+        return dict(self._peer(carrier).get("routes", {}).get(family, {}))
+
+    def counts(self, carrier: str) -> tuple[int, int]:
+        routes = self._peer(carrier).get("routes", {})
+        return len(routes.get("ipv4", {})), len(routes.get("ipv6", {}))
+
+    def wait(self, predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"exabgp exited: "
+                                   f"{(self.workdir / 'exabgp.log').read_text()[-2000:]}")
+            if predicate():
+                return
+            time.sleep(0.2)
+        summary = {k: (v.get("state"), v.get("eor")) for k, v in self.state().items()}
+        raise TimeoutError(f"{what} not reached after {timeout}s; state: {summary}")
+
+    def wait_eor(self, timeout: float = 60.0) -> None:
+        """Until every carrier session is up and sent End-of-RIB for IPv4 and IPv6."""
+        def done() -> bool:
+            state = self.state()
+            return all(
+                state.get(c.gateway, {}).get("state") == "up"
+                and {"ipv4", "ipv6"} <= set(state.get(c.gateway, {}).get("eor", []))
+                for c in self.lab.carriers)
+
+        self.wait(done, timeout, "End-of-RIB from every carrier")
