@@ -1,0 +1,359 @@
+"""`egress-agent run` as systemd runs it: a real datagram socket as NOTIFY_SOCKET,
+WATCHDOG_USEC set, signals for reload and stop; behaviour observed from outside (the
+Prometheus endpoint, the spool, a real InfluxDB 1.6.7)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.agentproc import influx_times, spool_points, timestamps
+
+ROOT = Path(__file__).resolve().parent.parent
+WATCHDOG_USEC = 1_000_000  # keep-alive expected every 0.5 s
+STOP_LIMIT_S = 10.0
+
+
+def agent_argv() -> list[str]:
+    script = Path(sys.executable).parent / "egress-agent"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "agent.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Notifications:
+    """The systemd side of sd_notify: a bound datagram socket, every message timestamped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[tuple[float, dict[str, str]]] = []  # (monotonic s, fields)
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if line)
+            with self._cond:
+                self.messages.append((time.monotonic(), fields))
+                self._cond.notify_all()
+
+    def wait_for(self, key: str, after: int, timeout_s: float) -> tuple[int, dict[str, str]]:
+        """First message at index >= after carrying `key`; its index and fields."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for i in range(after, len(self.messages)):
+                    if key in self.messages[i][1]:
+                        return i, self.messages[i][1]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {key} within {timeout_s}s: {self.messages[after:]}")
+                self._cond.wait(left)
+
+    def count(self) -> int:
+        with self._cond:
+            return len(self.messages)
+
+    def watchdogs(self, start: int, end: int) -> list[float]:
+        with self._cond:
+            return [t for t, m in self.messages[start:end] if m.get("WATCHDOG") == "1"]
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class Listener:
+    """TCP targets for `tcp:PORT` probes on loopback addresses; accepts and closes."""
+
+    def __init__(self, addresses: list[str], port: int) -> None:
+        self.socks = []
+        for address in addresses:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((address, port))
+            s.listen(128)
+            s.settimeout(0.2)
+            self.socks.append(s)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._accept, args=(s,), daemon=True) for s in self.socks
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _accept(self, s: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = s.accept()
+                conn.close()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(2)
+        for s in self.socks:
+            s.close()
+
+
+class Daemon:
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.log_path = config.parent / f"agent-{time.time_ns()}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }
+        self.proc = subprocess.Popen(
+            [*agent_argv(), "run", "-c", str(config)],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**clean, **env},
+        )
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            self._log.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+def config_text(tmp_path: Path, body: str, collectors: str, interval: str = "1s") -> str:
+    return f"""
+[agent]
+hostname = "lifecycle"
+interval = "{interval}"
+data_dir = "{tmp_path}/data"
+control_socket = "{tmp_path}/run/control.sock"
+collectors = {collectors}
+{body}
+"""
+
+
+def probe_block(name: str, target: str, port: int) -> str:
+    return f"""
+[[probes]]
+name = "{name}"
+target = "{target}"
+methods = ["tcp:{port}"]
+interval = "1s"
+count = 2
+timeout = "300ms"
+"""
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def probe_targets(port: int) -> set[str]:
+    with contextlib.suppress(OSError):
+        return {labels["target"] for labels, _ in scrape(port).get("egress_probe_sent", [])}
+    return set()
+
+
+def wait_until(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def notifications(tmp_path: Path) -> Iterator[Notifications]:
+    n = Notifications(tmp_path / "notify.sock")
+    yield n
+    n.close()
+
+
+def test_notify_watchdog_reload_and_stop(tmp_path: Path, notifications: Notifications) -> None:
+    """READY with STATUS; WATCHDOG every WATCHDOG_USEC/2; SIGHUP with a valid changed config
+    (a new probe target appears) → RELOADING + MONOTONIC_USEC, READY; SIGHUP with an invalid
+    config → still running on the old one; SIGTERM → STOPPING, exit 0 within 10 s."""
+    tcp_port, prom_port = free_port(), free_port()
+    listener = Listener(["127.0.0.1", "127.0.0.2"], tcp_port)
+    outputs = f'[outputs.prometheus]\nlisten = "127.0.0.1:{prom_port}"\n'
+    collectors = '["host", "probes"]'
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        config_text(tmp_path, probe_block("one", "127.0.0.1", tcp_port) + outputs, collectors)
+    )
+    daemon = Daemon(
+        config,
+        {"NOTIFY_SOCKET": str(notifications.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)},
+    )
+    try:
+        # ---- ready, with a status line
+        _, ready = notifications.wait_for("READY", 0, 30)
+        assert ready["READY"] == "1"
+        assert "collectors" in ready.get("STATUS", ""), ready
+        assert daemon.alive()
+
+        # ---- watchdog cadence: every 0.5 s (loose bounds for a loaded machine)
+        start = notifications.count()
+        time.sleep(3.0)
+        beats = notifications.watchdogs(start, notifications.count())
+        assert 4 <= len(beats) <= 8, beats
+        gaps = [b - a for a, b in itertools.pairwise(beats)]
+        assert all(0.25 <= g <= 1.0 for g in gaps), gaps
+
+        wait_until(lambda: probe_targets(prom_port) == {"127.0.0.1"}, 20, "first probe target")
+
+        # ---- reload, valid and changed: a second target
+        config.write_text(
+            config_text(
+                tmp_path,
+                probe_block("one", "127.0.0.1", tcp_port)
+                + probe_block("two", "127.0.0.2", tcp_port)
+                + outputs,
+                collectors,
+            )
+        )
+        mark = notifications.count()
+        before_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        daemon.signal(signal.SIGHUP)
+        reloading_at, reloading = notifications.wait_for("RELOADING", mark, 15)
+        after_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        assert reloading["RELOADING"] == "1"
+        assert before_usec <= int(reloading["MONOTONIC_USEC"]) <= after_usec
+        notifications.wait_for("READY", reloading_at + 1, 15)
+        wait_until(
+            lambda: probe_targets(prom_port) == {"127.0.0.1", "127.0.0.2"},
+            20,
+            "the new probe target after reload",
+        )
+
+        # ---- reload, invalid: refused, old config kept, still watched and probing
+        config.write_text(config.read_text().replace('interval = "1s"', 'interval = "soon"', 1))
+        mark = notifications.count()
+        daemon.signal(signal.SIGHUP)
+        reloading_at, _ = notifications.wait_for("RELOADING", mark, 15)
+        _, after_bad = notifications.wait_for("READY", reloading_at + 1, 15)
+        assert "refused" in after_bad.get("STATUS", ""), after_bad
+        time.sleep(2.0)
+        assert daemon.alive(), daemon.log()
+        assert "agent.interval" in daemon.log()
+        assert probe_targets(prom_port) == {"127.0.0.1", "127.0.0.2"}
+        late = notifications.count()
+        time.sleep(1.5)
+        assert len(notifications.watchdogs(late, notifications.count())) >= 2
+
+        # ---- stop
+        mark = notifications.count()
+        stop_sent = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        notifications.wait_for("STOPPING", mark, STOP_LIMIT_S)
+        code = daemon.wait(STOP_LIMIT_S)
+        assert code == 0, daemon.log()
+        assert time.monotonic() - stop_sent < STOP_LIMIT_S
+        assert "Traceback" not in daemon.log()
+    finally:
+        daemon.kill()
+        listener.close()
+
+
+@pytest.mark.servers
+def test_sigterm_mid_run_loses_nothing(
+    tmp_path: Path, influxdb_v1: Any, notifications: Notifications
+) -> None:
+    """InfluxDB down while the agent runs; SIGTERM mid-run → STOPPING, exit 0 within 10 s,
+    every point in the spool; restarted with InfluxDB up, every one of them delivered."""
+    output = f"""
+[outputs.influxdb_v1]
+url = "{influxdb_v1.url}"
+database = "egress"
+max_retry_delay = "1s"
+"""
+    config = tmp_path / "agent.toml"
+    config.write_text(config_text(tmp_path, output, '["host"]'))
+    env = {"NOTIFY_SOCKET": str(notifications.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+    influxdb_v1.stop()
+    first = Daemon(config, env)
+    try:
+        notifications.wait_for("READY", 0, 30)
+        time.sleep(4.5)
+        mark = notifications.count()
+        stop_sent = time.monotonic()
+        first.signal(signal.SIGTERM)
+        notifications.wait_for("STOPPING", mark, STOP_LIMIT_S)
+        assert first.wait(STOP_LIMIT_S) == 0, first.log()
+        assert time.monotonic() - stop_sent < STOP_LIMIT_S
+    finally:
+        first.kill()
+    spooled = timestamps(spool_points(tmp_path / "data", "host"))
+    assert len(spooled) >= 3, first.log()
+    assert len(set(spooled)) == len(spooled)
+
+    influxdb_v1.start()
+    second = Daemon(config, env)
+    try:
+        mark = notifications.count()
+        notifications.wait_for("READY", mark, 30)
+        wait_until(
+            lambda: set(spooled) <= set(influx_times(influxdb_v1, "egress", "host", "cpu_percent")),
+            30,
+            "delivery of the first run's points after restart",
+        )
+        second.signal(signal.SIGTERM)
+        assert second.wait(STOP_LIMIT_S) == 0, second.log()
+    finally:
+        second.kill()
+    delivered = influx_times(influxdb_v1, "egress", "host", "cpu_percent")
+    assert set(spooled) <= set(delivered)
+    assert len(set(delivered)) == len(delivered)
