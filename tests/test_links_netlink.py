@@ -84,7 +84,7 @@ def test_byte_and_packet_deltas_equal_the_kernels(scratch: Scratch, tmp_path: Pa
     assert second.fields["tx_packets"] - first.fields["tx_packets"] == count
     assert second.fields["tx_bytes"] - first.fields["tx_bytes"] == count * (payload + 42)
     assert second.fields["rx_bytes"] - first.fields["rx_bytes"] == 700 * (200 + 42)
-    assert second.tags == {"interface": scratch.uplink, "carrier": "telecom"}
+    assert second.tags == {"host": "test", "interface": scratch.uplink, "carrier": "telecom"}
     assert second.fields["oper_up"] is True and second.fields["carrier_up"] is True
     assert second.fields["mtu"] == 1500 and second.fields["speed_mbps"] == 10000
 

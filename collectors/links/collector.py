@@ -41,7 +41,7 @@ from collectors.links.netlink import (
     SpeedReader,
     parse_link,
 )
-from collectors.links.rates import rate_bps, utilization
+from collectors.links.rates import counter_delta
 from collectors.links.routing import RoutingMonitor, RoutingResult
 
 log = logging.getLogger(__name__)
@@ -155,9 +155,8 @@ class LinksCollector(PolledCollector):
         self.speed = SpeedReader(netns)
         self.routing = routing
         self._selected: dict[str, bool] = {}
-        self._speed: dict[int, int | None] = {}
+        self._entries: dict[int, tuple[Any, ...]] = {}
         self._prev: dict[int, tuple[int, int, float]] = {}
-        self._tags: dict[int, tuple[str, dict[str, str]]] = {}
         self._routing_events: list[Point] = []
 
     @property
@@ -181,6 +180,22 @@ class LinksCollector(PolledCollector):
         self.cache.close()
         self.speed.close()
 
+    def _entry(self, index: int, state: LinkState) -> tuple[Any, ...]:
+        """What changes only with the link's state, computed once per state change:
+        (selected, tags, oper_up, carrier_up, mtu, speed, capacity bps, wrap bound)."""
+        name = state.name
+        # The host tag is set here so the core never has to touch the (shared) tag dict.
+        tags = {"host": self.ctx.config.agent.hostname, "interface": name}
+        carrier = self.carriers.get(name)
+        if carrier is not None:
+            tags["carrier"] = carrier.name
+        selected = self.selected(name)
+        speed = self.speed.speed_mbps(name) if selected else None
+        capacity_mbps = (carrier.committed_mbps if carrier is not None else None) or speed
+        capacity_bps = capacity_mbps * 1e6 if capacity_mbps else 0.0
+        return (selected, tags, state.oper_up, state.carrier, state.mtu, speed, capacity_bps,
+                speed * 1e6 if speed else None)
+
     def collect(self) -> list[Point]:
         stats = self.cache.nl.dump_stats64()
         now = time.monotonic()
@@ -189,70 +204,65 @@ class LinksCollector(PolledCollector):
         links = cache.links
         changed = cache.changed
         cache.changed = set()
-        speeds = self._speed
         prev_all = self._prev
+        entries = self._entries
         for index in changed:
-            speeds.pop(index, None)
-            self._tags.pop(index, None)
+            entries.pop(index, None)
             if index not in links:
                 prev_all.pop(index, None)
-        carriers = self.carriers
-        tags_of = self._tags
         routing = self._routing_fields()
         points: list[Point] = []
         append = points.append
+        make_entry = self._entry
+        get_entry = entries.get
+        get_prev = prev_all.get
         for index, c in stats.items():
-            state = links.get(index)
-            if state is None:
+            entry = get_entry(index)
+            if entry is None:
+                state = links.get(index)
+                if state is None:
+                    continue
+                entry = entries[index] = make_entry(index, state)
+            selected, tags, oper_up, carrier_up, mtu, speed, capacity_bps, max_bps = entry
+            if not selected:
                 continue
-            entry = tags_of.get(index)
-            if entry is None or entry[0] != state.name:
-                tags = {"interface": state.name}
-                carrier = carriers.get(state.name)
-                if carrier is not None:
-                    tags["carrier"] = carrier.name
-                entry = (state.name, tags)
-                tags_of[index] = entry
-            name, tags = entry
-            if not self.selected(name):
-                continue
-            if index in speeds:
-                speed = speeds[index]
-            else:
-                speed = speeds[index] = self.speed.speed_mbps(name)
-            rx_bytes = c[2]
-            tx_bytes = c[3]
+            rx_packets, tx_packets, rx_bytes, tx_bytes, rx_err, tx_err, rx_drop, tx_drop = c
             fields: dict[str, FieldValue] = {
                 "rx_bytes": rx_bytes, "tx_bytes": tx_bytes,
-                "rx_packets": c[0], "tx_packets": c[1],
-                "rx_errors": c[4], "tx_errors": c[5],
-                "rx_dropped": c[6], "tx_dropped": c[7],
-                "oper_up": state.oper_up, "carrier_up": state.carrier, "mtu": state.mtu,
+                "rx_packets": rx_packets, "tx_packets": tx_packets,
+                "rx_errors": rx_err, "tx_errors": tx_err,
+                "rx_dropped": rx_drop, "tx_dropped": tx_drop,
+                "oper_up": oper_up, "carrier_up": carrier_up, "mtu": mtu,
             }
             if speed is not None:
                 fields["speed_mbps"] = speed
-            prev = prev_all.get(index)
+            prev = get_prev(index)
             prev_all[index] = (rx_bytes, tx_bytes, now)
             if prev is not None:
                 elapsed = now - prev[2]
-                max_bps = speed * 1e6 if speed else None
-                rx_bps = rate_bps(prev[0], rx_bytes, elapsed, max_bps)
-                tx_bps = rate_bps(prev[1], tx_bytes, elapsed, max_bps)
-                carrier = carriers.get(name)
-                committed = carrier.committed_mbps if carrier is not None else None
-                if rx_bps is not None:
-                    fields["rx_bps"] = rx_bps
-                    util = utilization(rx_bps, committed, speed)
-                    if util is not None:
-                        fields["rx_util"] = util
-                if tx_bps is not None:
-                    fields["tx_bps"] = tx_bps
-                    util = utilization(tx_bps, committed, speed)
-                    if util is not None:
-                        fields["tx_util"] = util
-            if routing and name in routing:
-                fields.update(routing[name][1].fields())
-            append(Point("link", dict(tags), fields))
+                if elapsed > 0:
+                    # Inlined fast path of rates.rate_bps; decreases go through it.
+                    rx_delta: int | None = rx_bytes - prev[0]
+                    if rx_delta < 0:  # type: ignore[operator]
+                        rx_delta = counter_delta(prev[0], rx_bytes, elapsed, max_bps)
+                    tx_delta: int | None = tx_bytes - prev[1]
+                    if tx_delta < 0:  # type: ignore[operator]
+                        tx_delta = counter_delta(prev[1], tx_bytes, elapsed, max_bps)
+                    if rx_delta is not None:
+                        rx_bps = rx_delta * 8.0 / elapsed
+                        fields["rx_bps"] = rx_bps
+                        if capacity_bps:
+                            fields["rx_util"] = rx_bps / capacity_bps
+                    if tx_delta is not None:
+                        tx_bps = tx_delta * 8.0 / elapsed
+                        fields["tx_bps"] = tx_bps
+                        if capacity_bps:
+                            fields["tx_util"] = tx_bps / capacity_bps
+            if routing:
+                result = routing.get(tags["interface"])
+                if result is not None:
+                    fields.update(result[1].fields())
+            append(Point("link", tags, fields))
         if routing:
             points.extend(self._routing_events)
             self._routing_events = []
