@@ -19,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.lab.netns import in_netns, ns_argv
 
@@ -72,7 +72,6 @@ class _Server:
         self._own_dir = data_dir is None
         self.data_dir = (Path(data_dir) if data_dir
                          else Path(tempfile.mkdtemp(prefix=f"{self.name}-")))
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.netns = netns
         self.port = port if port is not None else (self.default_port if netns else free_port())
@@ -96,6 +95,7 @@ class _Server:
         """Start (or restart on the same port and data dir) and wait until it answers."""
         if self.running():
             return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare()
         log = open(self.log_file, "ab")  # noqa: SIM115
         try:
@@ -146,6 +146,15 @@ class _Server:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @classmethod
+    def attach(cls, port: int | None = None, netns: str | None = None,
+               host: str = "127.0.0.1") -> Self:
+        """A handle on a server someone else runs (query helpers only; no start/stop)."""
+        server = cls.__new__(cls)
+        _Server.__init__(server, data_dir="/nonexistent", port=port or cls.default_port,
+                         host=host, netns=netns)
+        return server
 
     def close(self) -> None:
         """Stop and, if we made the data dir, remove it."""

@@ -29,20 +29,30 @@ COLLECTOR = r'''
 import json, os, select, sys, time
 out = sys.argv[1]
 peers = {}
-dirty = [True, 0.0]
-def save(force=False):
-    now = time.monotonic()
-    if not dirty[0] or (not force and now - dirty[1] < 0.3):
-        return
-    tmp = out + ".tmp"
+routes = {}
+dirty = {"summary": True, "routes": True, "at": 0.0}
+def dump(path, data):
+    tmp = path + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump(peers, fh)
-    os.replace(tmp, out)
-    dirty[0] = False
-    dirty[1] = now
+        json.dump(data, fh)
+    os.replace(tmp, path)
+def save(force=False, idle=False):
+    # summary (state, EOR, counts) at most every 0.3 s; the full routes (O(table)) only
+    # when the stream is idle or on EOR / state change, so a full table stays cheap
+    now = time.monotonic()
+    if dirty["routes"] and (force or idle):
+        dump(out + ".routes", routes)
+        dirty["routes"] = False
+    if dirty["summary"] and (force or idle or now - dirty["at"] >= 0.3):
+        for addr, p in peers.items():
+            p["counts"] = {fam: len(t) for fam, t in routes.get(addr, {}).items()}
+            p["routes_saved"] = not dirty["routes"]
+        dump(out, peers)
+        dirty["summary"] = False
+        dirty["at"] = now
 def peer(addr):
-    return peers.setdefault(addr, {"state": None, "routes": {"ipv4": {}, "ipv6": {}},
-                                   "eor": [], "updates": 0, "withdrawals": 0})
+    routes.setdefault(addr, {"ipv4": {}, "ipv6": {}})
+    return peers.setdefault(addr, {"state": None, "eor": [], "updates": 0, "withdrawals": 0})
 def path_of(attr):
     p = attr.get("as-path", [])
     if isinstance(p, dict):
@@ -56,7 +66,7 @@ def lines():
     while True:
         ready, _, _ = select.select([0], [], [], 0.1)
         if not ready:
-            save()
+            save(idle=True)
             continue
         chunk = os.read(0, 1 << 20)
         if not chunk:
@@ -65,7 +75,6 @@ def lines():
         *complete, buf = buf.split(b"\n")
         yield from complete
 for line in lines():
-    dirty[0] = True
     try:
         msg = json.loads(line)
     except ValueError:
@@ -75,12 +84,14 @@ for line in lines():
     if not addr:
         continue
     p = peer(addr)
+    dirty["summary"] = True
     force = False
     if msg.get("type") == "state":
         p["state"] = n.get("state")
         if n.get("state") == "down":
-            p["routes"] = {"ipv4": {}, "ipv6": {}}
+            routes[addr] = {"ipv4": {}, "ipv6": {}}
             p["eor"] = []
+            dirty["routes"] = True
         force = True
     elif msg.get("type") == "update":
         m = n.get("message", {})
@@ -90,21 +101,20 @@ for line in lines():
         upd = m.get("update", {})
         attr = upd.get("attribute", {})
         for fam, hops in upd.get("announce", {}).items():
-            table = p["routes"]["ipv6" if fam.startswith("ipv6") else "ipv4"]
+            table = routes[addr]["ipv6" if fam.startswith("ipv6") else "ipv4"]
             path = path_of(attr)
             for nlris in hops.values():
                 for nlri in nlris:
-                    prefix = nlri["nlri"] if isinstance(nlri, dict) else nlri
-                    table[prefix] = path
+                    table[nlri["nlri"] if isinstance(nlri, dict) else nlri] = path
                     p["updates"] += 1
+                    dirty["routes"] = True
         for fam, nlris in upd.get("withdraw", {}).items():
-            table = p["routes"]["ipv6" if fam.startswith("ipv6") else "ipv4"]
+            table = routes[addr]["ipv6" if fam.startswith("ipv6") else "ipv4"]
             for nlri in nlris:
-                prefix = nlri["nlri"] if isinstance(nlri, dict) else nlri
-                table.pop(prefix, None)
+                table.pop(nlri["nlri"] if isinstance(nlri, dict) else nlri, None)
                 p["withdrawals"] += 1
+                dirty["routes"] = True
     save(force)
-dirty[0] = True
 save(True)
 '''
 
@@ -200,11 +210,16 @@ class PlainSpeaker:
         return dict(self.state().get(self.lab.carrier(carrier).gateway, {}))
 
     def routes(self, carrier: str, family: str = "ipv4") -> dict[str, list[int]]:
-        return dict(self._peer(carrier).get("routes", {}).get(family, {}))
+        """Prefix → AS path as received from the carrier (as of the last idle moment)."""
+        try:
+            every = json.loads(Path(str(self.out) + ".routes").read_text())
+        except (OSError, ValueError):
+            return {}
+        return dict(every.get(self.lab.carrier(carrier).gateway, {}).get(family, {}))
 
     def counts(self, carrier: str) -> tuple[int, int]:
-        routes = self._peer(carrier).get("routes", {})
-        return len(routes.get("ipv4", {})), len(routes.get("ipv6", {}))
+        counts = self._peer(carrier).get("counts", {})
+        return int(counts.get("ipv4", 0)), int(counts.get("ipv6", 0))
 
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
