@@ -289,3 +289,102 @@ def test_install_prefix_and_bad_arguments(tmp_path: Path) -> None:
         failed = run_install(*bad)
         assert failed.returncode == 2, (bad, failed.stderr)
         assert failed.stderr.startswith("install: "), failed.stderr
+
+
+# ---------------------------------------------------------------- capabilities
+
+# What each capability of the unit is for, as an operation the agent (or ExaBGP) performs.
+# The script prints OK, or the errno name when the kernel refused.
+_OPERATION = r"""
+import errno, socket, struct, sys
+op = sys.argv[1]
+try:
+    if op == "raw_icmp":  # probes and traceroute
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+    elif op == "bind_device":  # a probe socket bound to its uplink, re-bound (kernel >= 5.7)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+    elif op == "netlink_write":  # RTM_NEWNEIGH NTF_USE (links routing check); no such link
+        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        body = struct.pack("=BxxxiHBB", socket.AF_INET, 0x7FFFFFFF, 0, 0x01, 0)
+        body += struct.pack("=HH", 8, 1) + socket.inet_aton("192.0.2.1")
+        nl.send(struct.pack("=LHHLL", 16 + len(body), 28, 0x1 | 0x4 | 0x500, 1, 0) + body)
+        reply = nl.recv(65536)
+        if struct.unpack_from("=H", reply, 4)[0] == 2:
+            err = -struct.unpack_from("=i", reply, 16)[0]
+            if err == errno.EPERM:
+                raise OSError(err, "netlink")
+    elif op == "netlink_dump":  # RTM_GETLINK dump: needs nothing
+        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        nl.send(struct.pack("=LHHLL", 32, 18, 0x301, 1, 0) + bytes(16))
+        nl.recv(65536)
+    elif op == "bind_bgp":  # ExaBGP listening on 179
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.3", 179))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+except OSError as exc:
+    print(errno.errorcode.get(exc.errno, exc.errno))
+    sys.exit(0)
+print("OK")
+"""
+_NEEDS = {
+    "raw_icmp": "CAP_NET_RAW",
+    "bind_device": "CAP_NET_RAW",
+    "netlink_write": "CAP_NET_ADMIN",
+    "bind_bgp": "CAP_NET_BIND_SERVICE",
+    "netlink_dump": None,
+}
+_UNPRIVILEGED_PYTHON = Path("/usr/bin/python3")
+
+
+def _as_nobody(caps: set[str], operation: str) -> str:
+    """Run the operation as uid/gid 65534 with exactly `caps` (ambient, as the unit does)."""
+    spec = ",".join(["-all", *sorted("+" + c.removeprefix("CAP_").lower() for c in caps)])
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            f"--inh-caps={spec}",
+            f"--ambient-caps={spec}",
+            f"--bounding-set={spec}",
+            "--no-new-privs",
+            str(_UNPRIVILEGED_PYTHON),
+            "-I",
+            "-c",
+            _OPERATION,
+            operation,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) missing")
+@pytest.mark.skipif(
+    not _UNPRIVILEGED_PYTHON.exists(), reason="no /usr/bin/python3 an unprivileged user can run"
+)
+@pytest.mark.parametrize("operation", sorted(_NEEDS))
+def test_each_capability_is_needed_and_enough(operation: str) -> None:
+    """With the unit's ambient set the operation works; without its capability the kernel
+    refuses it, so no capability in the unit is surplus and none is missing."""
+    caps = set(settings(UNIT.read_text())["AmbientCapabilities"][0].split())
+    assert _as_nobody(caps, operation) == "OK"
+    needed = _NEEDS[operation]
+    if needed is None:
+        assert _as_nobody(set(), operation) == "OK"
+    else:
+        assert needed in caps
+        assert _as_nobody(caps - {needed}, operation) in ("EPERM", "EACCES")
+    # and every capability of the unit is the one some operation needs
+    assert caps == {c for c in _NEEDS.values() if c}
