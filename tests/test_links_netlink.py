@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -96,10 +97,8 @@ def _blast(scratch: Scratch, stop: threading.Event, payload: int) -> None:
             data = b"x" * payload
             while not stop.is_set():
                 for _ in range(40):
-                    try:
+                    with contextlib.suppress(OSError):  # qdisc full: dropped, as intended
                         s.sendto(data, (AGENT_ADDR, 9))
-                    except OSError:
-                        pass  # qdisc full: dropped, as intended
                 time.sleep(0.002)
     in_netns(scratch.peer_ns, send)
 
@@ -216,10 +215,8 @@ async def _with_events(collector: LinkEventCollector, action) -> None:  # type: 
         await action()
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
 
 async def _wait_event(sink: Sink, count: int, timeout_s: float = 2.0) -> None:
@@ -272,7 +269,7 @@ def test_link_down_up_events_within_200ms(scratch: Scratch, tmp_path: Path) -> N
     asyncio.run(_with_events(collector, action))
     details = [d for _, _, d in latencies]
     assert details[0] == "admin down" and details[2] == "carrier lost"
-    for state, latency, detail in latencies:
+    for _state, latency, _detail in latencies:
         assert latency <= 0.200, latencies
     print("link_event latencies ms:", [(s, round(v * 1000, 1)) for s, v, _ in latencies])
 

@@ -378,9 +378,9 @@ class LinkEventCollector(StreamingCollector):
                     # rtmsg.rtm_table (252 = "look at RTA_TABLE"): only carrier tables count
                     if buf[off + 20] in self._tables or buf[off + 20] == 252:
                         self._routing_due = True
-                elif mtype in (RTM_NEWNEIGH, RTM_DELNEIGH):
-                    if _U32.unpack_from(buf, off + 20)[0] in self.index_of.values():
-                        self._routing_due = True
+                elif (mtype in (RTM_NEWNEIGH, RTM_DELNEIGH)
+                      and _U32.unpack_from(buf, off + 20)[0] in self.index_of.values()):
+                    self._routing_due = True
                 off += (length + 3) & ~3
         if lost:
             self._routing_due = True

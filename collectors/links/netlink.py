@@ -13,6 +13,7 @@ linux/neighbour.h. Byte order is the host's (netlink is native-endian).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -214,10 +215,9 @@ class RtNetlink:
             self.sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf_bytes)  # SO_RCVBUFFORCE (root)
         except OSError:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
-        try:
+        # kernels < 4.20: dumps are not filtered, callers filter again anyway
+        with contextlib.suppress(OSError):
             self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-        except OSError:
-            pass  # kernels < 4.20: dumps are not filtered, callers filter again anyway
         self.sock.bind((0, 0))
         for group in groups:
             self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
@@ -237,7 +237,8 @@ class RtNetlink:
         self.sock.send(header + payload)
         return self._seq
 
-    def request(self, msg_type: int, flags: int, payload: bytes) -> Iterator[tuple[int, bytes, int]]:
+    def request(self, msg_type: int, flags: int,
+                payload: bytes) -> Iterator[tuple[int, bytearray, int]]:
         """Send one request; yield (type, buffer, offset of message) of each answer.
 
         The buffer is reused between receives: callers parse a message before the next one.

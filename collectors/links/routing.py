@@ -16,6 +16,7 @@ A change of the combined result is a `link_event` with state `routing_ok`/`routi
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -96,10 +97,8 @@ def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | Non
     if gateway_known and gateway is not None:
         state = nl.get_neighbour(uplink_index, gateway)
         if state is None or state & NUD_INCOMPLETE:
-            try:
+            with contextlib.suppress(OSError):
                 nl.resolve_neighbour(uplink_index, gateway)
-            except OSError:
-                pass
             deadline = time.monotonic() + neighbour_wait_s
             while time.monotonic() < deadline:
                 time.sleep(0.02)
