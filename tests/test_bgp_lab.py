@@ -1,0 +1,381 @@
+"""The bgp collector in the lab: real BIRD carriers, real ExaBGP (5.0 pip and 4.2 Debian).
+
+The collector runs as in the daemon (create() → the streaming collector's run() on an
+asyncio loop, here in a thread of the test), with ExaBGP started inside the lab's agent
+namespace through a two-line wrapper (`ip netns exec NS exabgp "$@"`: same PID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.collector import CollectorContext
+from agent.config import parse_config
+from agent.points import Point
+from collectors.bgp import BgpSessionCollector, BgpStreamCollector, create
+from tests.lab.lab import ANNOUNCE, LOCAL_AS, WATCH
+
+pytestmark = pytest.mark.lab
+
+EXABGP_50 = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "exabgp")
+EXABGP_42 = "/usr/sbin/exabgp"
+MRT = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mrt" / \
+    "updates.et-header.2015.gz"
+HOLD_TIME_S = 9
+
+
+def exabgp_versions() -> list[Any]:
+    params = []
+    for name, path in (("5.0", EXABGP_50), ("4.2", EXABGP_42)):
+        marks = [] if Path(path).exists() else [pytest.mark.skip(reason=f"{path} not installed")]
+        params.append(pytest.param(path, id=f"exabgp{name}", marks=marks))
+    return params
+
+
+class AgentBgp:
+    """The bgp collectors on their own event loop thread; records what they emit."""
+
+    def __init__(self, lab: Any, workdir: Path, exabgp: str, hold_time_s: int = HOLD_TIME_S,
+                 carriers: list[Any] | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        wrapper = workdir / "exabgp-in-agent-ns"
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.agent_ns} {exabgp} "$@"\n')
+        wrapper.chmod(0o755)
+        carriers = carriers if carriers is not None else lab.carriers
+        self.config = parse_config({
+            "agent": {"hostname": "lab", "interval": "1s"},
+            "carriers": [{"name": c.name, "interface": c.uplink, "bgp": {
+                "peer": c.gateway, "peer_as": c.asn, "local_address": c.source,
+                "hold_time": hold_time_s}} for c in carriers],
+            "bgp": {"local_as": LOCAL_AS, "router_id": carriers[0].source,
+                    "announce": list(ANNOUNCE), "watch": list(WATCH),
+                    "exabgp": str(wrapper)},
+        })
+        self.points: list[tuple[float, Point]] = []
+        self.lock = threading.Lock()
+        self.ctx = CollectorContext(self.config, self._emit, workdir / "data")
+        collectors = create(self.ctx)
+        self.stream = next(c for c in collectors if isinstance(c, BgpStreamCollector))
+        self.polled = next(c for c in collectors if isinstance(c, BgpSessionCollector))
+        self.state = self.stream.state
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.task = self.call(lambda: asyncio.ensure_future(self.stream.run()))
+
+    async def _cancel(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(BaseException):  # cancelled is the expected outcome
+            await self.task
+
+    def _emit(self, points: Any) -> None:
+        now = time.time()
+        with self.lock:
+            self.points.extend((now, p) for p in points)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def wrapper() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(30)
+
+    def control(self, command: str, **args: Any) -> Any:
+        return self.call(lambda: self.ctx.control_handlers[command](args))
+
+    def events(self, kind: str, carrier: str | None = None,
+               since: float = 0.0) -> list[tuple[float, Point]]:
+        with self.lock:
+            return [(t, p) for t, p in self.points
+                    if p.measurement == "bgp_event" and p.tags["kind"] == kind
+                    and (carrier is None or p.tags["carrier"] == carrier) and t >= since]
+
+    def sessions(self) -> dict[str, dict[str, Any]]:
+        return self.call(lambda: {p.tags["carrier"]: p.fields
+                                  for p in self.state.session_points()})
+
+    def prefixes(self) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.call(lambda: {(p.tags["carrier"], p.tags["prefix"]): p.fields
+                                  for p in self.state.prefix_points()})
+
+    def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.task.done():
+                self.call(self.task.result)  # raises what killed the collector
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                status = self.call(self.ctx.status_providers["bgp"])
+                raise AssertionError(f"timed out waiting for {what}; bgp status: {status}")
+            time.sleep(0.05)
+
+    def exabgp_pid(self) -> int | None:
+        return self.call(lambda: self.stream.supervisor.status()["pid"])
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._cancel(), self.loop).result(30)
+        self.stream.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def exported(lab: Any, carrier: str) -> tuple[int, int]:
+    return lab.birds[carrier].exported("agent")  # type: ignore[no-any-return]
+
+
+def counts_match(agent: AgentBgp, lab: Any) -> bool:
+    sessions = agent.sessions()
+    for c in lab.carriers:
+        fields = sessions[c.name]
+        if not fields["up"]:
+            return False
+        if (fields["prefixes_v4"], fields["prefixes_v6"]) != exported(lab, c.name):
+            return False
+    return True
+
+
+@pytest.fixture
+def agent_factory(lab: Any, tmp_path: Path) -> Iterator[Callable[..., AgentBgp]]:
+    agents: list[AgentBgp] = []
+
+    def make(exabgp: str = EXABGP_50, **kwargs: Any) -> AgentBgp:
+        agent = AgentBgp(lab, tmp_path / f"agent{len(agents)}", exabgp, **kwargs)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.mark.parametrize("exabgp", exabgp_versions())
+def test_sessions_counts_and_bird_stopped(lab: Any, agent_factory: Callable[..., AgentBgp],
+                                         exabgp: str) -> None:
+    agent = agent_factory(exabgp)
+    agent.wait(lambda: counts_match(agent, lab), 60, "all sessions up with exact counts")
+    sessions = agent.sessions()
+    for c in lab.carriers:
+        v4, v6 = c.expected_routes()
+        # what BIRD exports is its route set (v4 includes the watch prefix) and nothing else
+        assert (sessions[c.name]["prefixes_v4"], sessions[c.name]["prefixes_v6"]) == (v4, v6)
+        assert sessions[c.name]["state"] == "up" and sessions[c.name]["flaps"] == 0
+    assert agent.state.stats.bad_lines == 0
+    # End-of-RIB recorded with the time to converge
+    agent.wait(lambda: "converge_v4_s" in agent.sessions()["telecom"], 10, "End-of-RIB")
+    # watched destination: a path per carrier
+    for c in lab.carriers:
+        [(_, first)] = agent.events("path_change", c.name)[:1]
+        assert first.fields["prefix"] == WATCH[0]
+        assert first.fields["as_path"].startswith(f"{c.asn} ")
+    # lookup over the control handler, as the probes' traceroute uses it
+    found = agent.control("bgp.lookup", address="203.0.113.10")
+    assert {name: route["prefix"] for name, route in found.items()} == {
+        c.name: "203.0.113.0/24" for c in lab.carriers}
+    assert found["telecom"]["origin_as"] == 64496
+
+    victim = lab.carriers[-1].name
+    stopped = time.time()
+    lab.stop_bird(victim)
+    try:
+        [(seen, down)] = agent.wait(lambda: agent.events("session_down", victim), HOLD_TIME_S + 2,
+                                    "session_down")
+        assert seen - stopped < HOLD_TIME_S
+        assert down.fields["detail"]
+        fields = agent.sessions()[victim]
+        assert (fields["up"], fields["prefixes_v4"], fields["prefixes_v6"]) == (False, 0, 0)
+        assert fields["flaps"] == 1
+        others = [c.name for c in lab.carriers if c.name != victim]
+        assert all(agent.sessions()[name]["up"] for name in others)
+    finally:
+        lab.start_bird(victim)
+    agent.wait(lambda: counts_match(agent, lab), 60, "the stopped carrier back, exact counts")
+    assert len(agent.events("session_up", victim)) == 2
+
+
+def test_foreign_origin_and_more_specific_within_2s(
+        lab: Any, agent_factory: Callable[..., AgentBgp]) -> None:
+    agent = agent_factory()
+    agent.wait(lambda: counts_match(agent, lab), 60, "sessions up")
+    ours = ANNOUNCE[0]
+    more = ours.replace(".0/24", ".128/25")
+    try:
+        started = time.time()
+        lab.announce("unicom", ours, as_path=[65001])
+        [(seen, event)] = agent.wait(lambda: agent.events("origin_mismatch", since=started), 5,
+                                     "origin_mismatch")
+        assert seen - started < 2.0
+        assert event.tags["carrier"] == "unicom"
+        assert (event.fields["prefix"], event.fields["origin_as"]) == (ours, 65001)
+        assert event.fields["as_path"] == "4837 65001"
+        assert agent.prefixes()[("unicom", ours)]["origin_as"] == 65001
+
+        started = time.time()
+        lab.announce("telecom", more, as_path=[65002])
+        agent.wait(lambda: agent.events("more_specific", "telecom", since=started), 5,
+                   "more_specific")
+        # telecom sends it, and the others pass it on: each carrier's table shows it
+        [(seen, event)] = agent.events("more_specific", "telecom", since=started)
+        assert seen - started < 2.0
+        assert (event.fields["prefix"], event.fields["origin_as"]) == (more, 65002)
+        assert event.fields["as_path"] == "4134 65002"
+        events = agent.events("more_specific", since=started)
+        assert all(p.fields["prefix"] == more for _, p in events)
+    finally:
+        lab.withdraw("unicom", ours)
+        lab.withdraw("telecom", more)
+
+
+def test_withdrawn_from_one_carrier_seen_through_the_others(
+        lab: Any, agent_factory: Callable[..., AgentBgp]) -> None:
+    agent = agent_factory()
+    agent.wait(lambda: counts_match(agent, lab), 60, "sessions up")
+    ours = ANNOUNCE[0]
+    lab.wait_carrier_mesh()
+    # every carrier has it from us directly (and so sends it back to nobody)
+    for c in lab.carriers:
+        assert "AS64512i" in lab.birdc(c.name, f"show route {ours}")
+    result = agent.control("bgp.withdraw", carrier="telecom", prefix=ours)
+    assert result["sent"] is True
+    try:
+        [(_, missing)] = agent.wait(lambda: agent.events("own_prefix_missing", "telecom"), 5,
+                                    "own_prefix_missing")
+        assert missing.fields["prefix"] == ours
+        seen = agent.wait(lambda: agent.prefixes()[("telecom", ours)]["visible"] or None, 10,
+                          "our prefix in telecom's table through another carrier")
+        assert seen
+        fields = agent.prefixes()[("telecom", ours)]
+        assert fields["origin_as"] == LOCAL_AS and fields["announced"] is False
+        assert fields["as_path_len"] == 3
+        middle = int(fields["as_path"].split()[1])
+        assert fields["as_path"] in (f"4134 {middle} 64512",) and middle in (4837, 9808)
+        # the other carriers still have it from us directly
+        for c in lab.carriers[1:]:
+            assert "AS64512i" in lab.birdc(c.name, f"show route {ours}")
+        assert agent.state.stats.ack_errors == 0 and agent.state.stats.acks >= 1
+    finally:
+        agent.control("bgp.announce", carrier="telecom", prefix=ours)
+    agent.wait(lambda: not agent.prefixes()[("telecom", ours)]["visible"], 10,
+               "telecom has it from us directly again")
+
+
+@pytest.mark.parametrize("exabgp", exabgp_versions())
+def test_exabgp_killed_is_restarted_with_exact_counts(
+        lab: Any, agent_factory: Callable[..., AgentBgp], exabgp: str) -> None:
+    agent = agent_factory(exabgp)
+    agent.wait(lambda: counts_match(agent, lab), 60, "sessions up")
+    before = {name: (f["prefixes_v4"], f["prefixes_v6"]) for name, f in agent.sessions().items()}
+    pid = agent.exabgp_pid()
+    assert pid
+    killed = time.time()
+    os.kill(pid, signal.SIGKILL)
+    downs = agent.wait(lambda: len(agent.events("session_down", since=killed)) == 3 and
+                       agent.events("session_down", since=killed), 10, "sessions down")
+    assert all("ExaBGP" in p.fields["detail"] for _, p in downs)
+    assert all(not f["up"] and f["prefixes_v4"] == 0 for f in agent.sessions().values())
+    agent.wait(lambda: agent.exabgp_pid() not in (None, pid), 15, "ExaBGP restarted")
+    agent.wait(lambda: counts_match(agent, lab), 60, "sessions back with exact counts")
+    after = {name: (f["prefixes_v4"], f["prefixes_v6"]) for name, f in agent.sessions().items()}
+    assert after == before  # no double counting
+    assert len(agent.events("session_up", since=killed)) == 3
+    status = agent.call(agent.ctx.status_providers["bgp"])
+    assert status["exabgp"]["restarts"] == 1 and status["exabgp"]["generation"] == 2
+    assert "code -9" in status["exabgp"]["last_exit"]
+
+
+# ---------------------------------------------------------------- the real table
+
+
+def mrt_origins() -> dict[str, int]:
+    """Origin AS per prefix of the final table in the MRT file, read independently here
+    (mrtparse; AS4_PATH merged; prefixes whose path has an AS_SET left out)."""
+    from mrtparse import Reader
+
+    table: dict[str, int] = {}
+    for entry in Reader(str(MRT)):
+        message = entry.data.get("bgp_message")
+        if not message or 2 not in message["type"]:
+            continue
+        for withdrawn in message.get("withdrawn_routes", []):
+            table.pop(f"{withdrawn['prefix']}/{withdrawn['length']}", None)
+        path: list[int] = []
+        path4: list[int] = []
+        has_set = False
+        for attr in message.get("path_attributes", []):
+            kind = next(iter(attr["type"]))
+            if kind in (2, 17):
+                for segment in attr["value"]:
+                    if 2 in segment["type"]:
+                        (path if kind == 2 else path4).extend(int(a) for a in segment["value"])
+                    else:
+                        has_set = True
+        if path4 and 23456 in path:
+            path = path[: len(path) - len(path4)] + path4
+        origin = -1 if has_set or not path else path[-1]
+        for nlri in message.get("nlri", []):
+            table[f"{nlri['prefix']}/{nlri['length']}"] = origin
+    return table
+
+
+@pytest.mark.slow
+def test_real_table_arrives_complete(tmp_path: Path) -> None:
+    if not MRT.exists():
+        pytest.skip(f"MRT fixture absent: {MRT}")
+    if os.geteuid() != 0 or shutil.which("bird") is None:
+        pytest.skip("needs root and bird for the lab")
+    with gzip.open(MRT) as fh:
+        fh.read(1)
+    from tests.lab.lab import DEFAULT_CARRIERS, Lab, LabSpec
+
+    lab = Lab(LabSpec(carriers=[DEFAULT_CARRIERS[0]], routes="mrt", servers=False),
+              workdir=tmp_path / "lab")
+    agent = None
+    try:
+        lab.up()
+        carrier = lab.carriers[0]
+        expected_v4, expected_v6 = carrier.expected_routes()
+        agent = AgentBgp(lab, tmp_path / "agent", EXABGP_50, hold_time_s=90)
+        origins = mrt_origins()
+        assert expected_v4 == len(origins) + 1  # the table plus the lab's watch prefix
+        agent.wait(lambda: agent.sessions()[carrier.name]["prefixes_v4"] == expected_v4, 600,
+                   "the full table")
+        time.sleep(2)  # nothing more than the table may arrive
+        fields = agent.sessions()[carrier.name]
+        assert (fields["prefixes_v4"], fields["prefixes_v6"]) == (expected_v4, expected_v6)
+        assert agent.state.stats.bad_lines == 0 and agent.state.stats.bad_prefixes == 0
+        rng = random.Random(2015)
+        known = [p for p, origin in origins.items() if origin >= 0]
+        sample = rng.sample(known, 2000)
+        for asn in (4134, 4837, 9808):  # the carriers' own prefixes are in the table
+            sample += [p for p in known if origins[p] == asn][:20]
+
+        def origins_seen() -> dict[str, int]:
+            table = agent.state.sessions[carrier.name].rib.v4
+            out = {}
+            for prefix in sample:
+                from collectors.bgp.rib import parse_prefix
+                _, network, length = parse_prefix(prefix)
+                attrs = table.routes.get((network << 8) | length)
+                out[prefix] = attrs.origin_as if attrs else -2
+            return out
+
+        seen = agent.call(origins_seen)
+        wrong = {p: (seen[p], origins[p]) for p in sample if seen[p] != origins[p]}
+        assert not wrong, list(wrong.items())[:10]
+        assert len(sample) >= 2000 + 3
+    finally:
+        if agent is not None:
+            agent.stop()
+        lab.down()
