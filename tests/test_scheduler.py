@@ -1,0 +1,91 @@
+"""Scheduler: aligned ticks, failing and overrunning collectors, streaming restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from agent.collector import CollectorContext, PolledCollector, StreamingCollector
+from agent.config import parse_config
+from agent.pipeline import Pipeline
+from agent.points import Point
+from agent.scheduler import Scheduler, next_tick_ns
+from agent.spool import Spool
+
+
+def make_ctx(tmp_path: Path, pipeline: Pipeline) -> CollectorContext:
+    config = parse_config({"agent": {"data_dir": str(tmp_path), "interval": "200ms"}})
+    return CollectorContext(config=config, emit=pipeline.emit, data_dir=tmp_path)
+
+
+class Good(PolledCollector):
+    name = "good"
+
+    def collect(self) -> list[Point]:
+        return [Point("good", {}, {"v": 1})]
+
+
+class Broken(PolledCollector):
+    name = "broken"
+
+    def collect(self) -> list[Point]:
+        raise OSError("source unreadable")
+
+
+class Slow(PolledCollector):
+    name = "slow"
+
+    def collect(self) -> list[Point]:
+        time.sleep(0.5)
+        return [Point("slow", {}, {"v": 1})]
+
+
+class Flaky(StreamingCollector):
+    name = "flaky"
+    starts = 0
+
+    async def run(self) -> None:
+        type(self).starts += 1
+        self.ctx.emit([Point("flaky", {}, {"start": type(self).starts})])
+        await asyncio.sleep(0.01)
+        raise ConnectionError("peer went away")
+
+
+def test_next_tick_is_exact_multiple() -> None:
+    assert next_tick_ns(10_500_000_000, 1_000_000_000) == 11_000_000_000
+    assert next_tick_ns(11_000_000_000, 1_000_000_000) == 12_000_000_000
+
+
+def test_collectors_fail_independently(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[Point], Scheduler]:
+        spool = Spool(tmp_path)
+        pipeline = Pipeline(spool, "h")
+        pipeline.bind_loop(asyncio.get_running_loop())
+        scheduler = Scheduler(pipeline)
+        ctx = make_ctx(tmp_path, pipeline)
+        collectors = [Good(ctx), Broken(ctx), Slow(ctx), Flaky(ctx)]
+        for collector in collectors:
+            scheduler.start(collector)
+        await asyncio.sleep(1.6)
+        stats = {s.name: s for s in scheduler.stats.values()}
+        await scheduler.stop_all()
+        scheduler.shutdown()
+        points = list(pipeline._take_batch())
+        result = points, scheduler
+        assert stats["broken"].errors >= 5 and stats["broken"].runs >= 5
+        assert "source unreadable" in stats["broken"].last_error
+        assert stats["good"].runs >= 5 and stats["good"].errors == 0
+        assert stats["slow"].overruns >= 1
+        # 0.5, 1.0 s back-off after 0 and 1 failures: at least two restarts in 1.6 s
+        assert 2 <= stats["flaky"].restarts <= 4
+        return result
+
+    points, _ = asyncio.run(scenario())
+    good = [p for p in points if p.measurement == "good"]
+    assert len(good) >= 5
+    interval_ns = 200_000_000
+    assert all(p.time_ns % interval_ns == 0 for p in good)  # aligned to the interval
+    assert all(p.tags["host"] == "h" for p in points)
+    starts = [p.fields["start"] for p in points if p.measurement == "flaky"]
+    assert starts[:2] == [1, 2]
