@@ -1,0 +1,345 @@
+"""BGP: the real table from BIRD through ExaBGP into the agent, against a bare consumer.
+
+    sudo .venv/bin/python bench/bgp.py [--carriers 3] [--exabgp .venv/bin/exabgp]
+
+The lab (tests/lab) brings up N carrier BIRDs, each announcing the real table of
+../shared/fixtures/mrt/updates.et-header.2015.gz (577,706 prefixes) to the agent namespace.
+In the same run, twice, ExaBGP (the same executable and neighbor configuration) receives
+the tables:
+1. baseline: its API process only reads the stream and parses each line's JSON (the
+   floor of any consumer); it stops when every neighbor's IPv4 End-of-RIB has arrived;
+2. agent: the bgp collector as the daemon runs it (supervisor, bridge process, state,
+   RIB, detectors), in a process of its own; it stops when every carrier's table is
+   complete (exact count and End-of-RIB).
+CPU is user+system time of each process over the load (from just before ExaBGP starts
+to the table being complete); the agent's figure includes its bridge process. Memory is
+the agent process's RSS growth from before ExaBGP starts to all tables held (after a
+gc), per route held. Longest-prefix lookups: addresses half inside announced prefixes,
+half uniformly random, on one carrier's table (`lpm_lookups_per_s`) and through the
+`bgp.lookup` handler's function for all carriers (`lookup_calls_per_s`).
+
+Prints progress, then one JSON line last:
+{"prefixes", "agent_cpu_s", "exabgp_cpu_s", "cpu_ratio", "rib_bytes_per_route",
+ "lpm_lookups_per_s", ...}. Goals: cpu_ratio <= 0.25, rib_bytes_per_route <= 150,
+lpm_lookups_per_s >= 200,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EXABGP = str(ROOT / ".venv" / "bin" / "exabgp")
+MRT = ROOT.parent / "shared" / "fixtures" / "mrt" / "updates.et-header.2015.gz"
+
+
+def cpu_self_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_cpu_s(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def make_config(spec: dict[str, Any], exabgp: str) -> Any:
+    from agent.config import parse_config
+
+    return parse_config({
+        "agent": {"hostname": "bench", "interval": "10s"},
+        "carriers": [{"name": c["name"], "interface": c["name"], "bgp": {
+            "peer": c["peer"], "peer_as": c["asn"], "local_address": c["local"],
+            "hold_time": 180}} for c in spec["carriers"]],
+        "bgp": {"local_as": spec["local_as"], "router_id": spec["carriers"][0]["local"],
+                "announce": spec["announce"], "watch": spec["watch"], "exabgp": exabgp},
+    })
+
+
+# ---------------------------------------------------------------- baseline consumer
+
+
+def role_consumer(result_path: str, peers: int) -> int:
+    """ExaBGP API process: parse every line's JSON, stop at every peer's IPv4 EoR."""
+    import psutil
+
+    started = cpu_self_s()
+    exabgp = psutil.Process(os.getppid())
+    eors: set[str] = set()
+    lines = 0
+    for line in sys.stdin:
+        lines += 1
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(data, dict) or data.get("type") != "update":
+            continue
+        message = data["neighbor"]["message"]
+        eor = message.get("eor")
+        if eor and eor.get("afi") == "ipv4":
+            eors.add(data["neighbor"]["address"]["peer"])
+            if len(eors) == peers:
+                times = exabgp.cpu_times()
+                Path(result_path).write_text(json.dumps({
+                    "consumer_cpu_s": cpu_self_s() - started,
+                    "exabgp_cpu_s": times.user + times.system,
+                    "lines": lines,
+                }))
+    return 0
+
+
+def role_baseline(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
+    from collectors.bgp.exabgp import command_line, config_text, detect_version, env_text
+    from collectors.bgp.state import BgpState
+
+    config = make_config(spec, exabgp)
+    state = BgpState(config)
+    work = Path(tempfile.mkdtemp(prefix="bench-bgp-baseline-"))
+    result = work / "result.json"
+    text = config_text(config, state.sessions, state.own, work / "unused.sock", 1)
+    run_line = (f"    run {sys.executable} {Path(__file__).resolve()} --role consumer "
+                f"--result {result} --peers {len(spec['carriers'])};")
+    text = "\n".join(run_line if line.strip().startswith("run ") else line
+                     for line in text.splitlines())
+    (work / "exabgp.conf").write_text(text)
+    (work / "exabgp.env").write_text(env_text())
+    version = detect_version(exabgp)
+    argv = command_line(exabgp, version, work / "exabgp.env", work / "exabgp.conf")
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        while not result.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"ExaBGP exited with {proc.returncode} in the baseline")
+            if time.monotonic() - started > 1800:
+                raise TimeoutError("baseline did not complete in 30 min")
+            time.sleep(0.2)
+        time.sleep(0.1)
+        figures: dict[str, Any] = json.loads(result.read_text())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    figures["wall_s"] = time.monotonic() - started
+    figures["exabgp_version"] = version.text
+    return figures
+
+
+# ---------------------------------------------------------------- the agent
+
+
+def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
+    import psutil
+
+    from agent.collector import CollectorContext
+    from collectors.bgp import BgpStreamCollector, create
+    from collectors.bgp.rib import V4, parse_prefix
+
+    config = make_config(spec, exabgp)
+    work = Path(tempfile.mkdtemp(prefix="bench-bgp-agent-"))
+    events: list[Any] = []
+    ctx = CollectorContext(config, events.extend, work)
+    stream = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector))
+    state = stream.state
+    expected = {c["name"]: c["expected_v4"] for c in spec["carriers"]}
+    me = psutil.Process()
+    gc.collect()
+    rss_before = me.memory_info().rss
+
+    async def load() -> dict[str, Any]:
+        cpu_start = cpu_self_s()
+        started = time.monotonic()
+        task = asyncio.ensure_future(stream.run())
+        try:
+            while True:
+                await asyncio.sleep(0.2)
+                if task.done():
+                    task.result()
+                done = all(len(s.rib.v4) == expected[name] and V4 in s.converge_s
+                           for name, s in state.sessions.items())
+                if done:
+                    break
+                if time.monotonic() - started > 1800:
+                    raise TimeoutError(f"tables incomplete after 30 min: {state.status()}")
+            agent_cpu = cpu_self_s() - cpu_start
+            process = stream.supervisor.process
+            assert process is not None
+            exabgp_proc = psutil.Process(process.pid)
+            exabgp_cpu = proc_cpu_s(process.pid)
+            bridge_cpu = sum(proc_cpu_s(child.pid) for child in exabgp_proc.children())
+            return {"agent_process_cpu_s": agent_cpu, "bridge_cpu_s": bridge_cpu,
+                    "exabgp_cpu_s": exabgp_cpu, "wall_s": time.monotonic() - started}
+        finally:
+            # measure memory while ExaBGP still runs and before the tables are dropped
+            gc.collect()
+            figures_memory["rss_after"] = me.memory_info().rss
+            figures_memory["routes"] = sum(len(s.rib) for s in state.sessions.values())
+            figures_memory["attribute_sets"] = len(state.interner)
+            figures_memory.update(lookups(state, spec))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def lookups(state: Any, spec: dict[str, Any]) -> dict[str, Any]:
+        rng = random.Random(42)
+        first = next(iter(state.sessions.values()))
+        keys = list(first.rib.v4.routes)
+        addresses = []
+        for _ in range(100_000):
+            if rng.random() < 0.5:
+                key = rng.choice(keys)
+                network, length = key >> 8, key & 0xFF
+                addresses.append(network | (rng.getrandbits(32) & ((1 << (32 - length)) - 1)))
+            else:
+                addresses.append(rng.getrandbits(32))
+        table = first.rib.v4
+        lookup = table.lookup
+        t0 = time.perf_counter()
+        hits = 0
+        for address in addresses:
+            if lookup(address) is not None:
+                hits += 1
+        lpm_s = time.perf_counter() - t0
+        texts = [f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
+                 for a in addresses[:20_000]]
+        t0 = time.perf_counter()
+        for text in texts:
+            state.lookup(text)
+        call_s = time.perf_counter() - t0
+        # sanity: the LPM agrees with the table for announced prefixes themselves
+        for key in rng.sample(keys, 1000):
+            found = lookup(key >> 8, key & 0xFF)
+            assert found is not None and found[0] == key
+        parse_prefix("10.0.0.0/8")
+        return {"lpm_lookups_per_s": len(addresses) / lpm_s, "lpm_hit_ratio": hits / len(addresses),
+                "lookup_calls_per_s": len(texts) / call_s}
+
+    figures_memory: dict[str, Any] = {}
+    figures = asyncio.run(load())
+    shutil.rmtree(work, ignore_errors=True)
+    growth = figures_memory["rss_after"] - rss_before
+    figures.update({
+        "agent_cpu_s": figures["agent_process_cpu_s"] + figures["bridge_cpu_s"],
+        "rss_before_bytes": rss_before,
+        "rss_growth_bytes": growth,
+        "routes_held": figures_memory["routes"],
+        "rib_bytes_per_route": growth / max(1, figures_memory["routes"]),
+        "attribute_sets": figures_memory["attribute_sets"],
+        "lpm_lookups_per_s": figures_memory["lpm_lookups_per_s"],
+        "lpm_hit_ratio": figures_memory["lpm_hit_ratio"],
+        "lookup_calls_per_s": figures_memory["lookup_calls_per_s"],
+        "bad_lines": state.stats.bad_lines,
+        "events": len(events),
+    })
+    return figures
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_role(lab: Any, role: str, spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
+    argv = ["ip", "netns", "exec", lab.agent_ns, sys.executable, str(Path(__file__).resolve()),
+            "--role", role, "--spec", json.dumps(spec), "--exabgp", exabgp]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{role} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--carriers", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument("--exabgp", default=EXABGP)
+    parser.add_argument("--role", choices=("baseline", "agent", "consumer"))
+    parser.add_argument("--spec")
+    parser.add_argument("--result")
+    parser.add_argument("--peers", type=int)
+    args = parser.parse_args()
+    if args.role == "consumer":
+        return role_consumer(args.result, args.peers)
+    if args.role in ("baseline", "agent"):
+        spec = json.loads(args.spec)
+        figures = (role_baseline if args.role == "baseline" else role_agent)(spec, args.exabgp)
+        print(json.dumps(figures))
+        return 0
+
+    if os.geteuid() != 0 or shutil.which("bird") is None:
+        print("bench/bgp.py: needs root and bird (the lab)", file=sys.stderr)
+        return 2
+    if not MRT.exists():
+        print(f"bench/bgp.py: MRT fixture absent: {MRT}", file=sys.stderr)
+        return 2
+    from tests.lab.lab import ANNOUNCE, DEFAULT_CARRIERS, LOCAL_AS, WATCH, Lab, LabSpec
+
+    lab = Lab(LabSpec(carriers=list(DEFAULT_CARRIERS[: args.carriers]), routes="mrt",
+                      servers=False))
+    try:
+        t0 = time.monotonic()
+        lab.up()
+        print(f"lab up with {args.carriers} carrier(s), real table each "
+              f"({time.monotonic() - t0:.1f}s)", file=sys.stderr, flush=True)
+        spec = {
+            "local_as": LOCAL_AS, "announce": list(ANNOUNCE), "watch": list(WATCH),
+            "carriers": [{"name": c.name, "asn": c.asn, "peer": c.gateway, "local": c.source,
+                          "expected_v4": c.expected_routes()[0]} for c in lab.carriers],
+        }
+        baseline = run_role(lab, "baseline", spec, args.exabgp)
+        print(f"baseline: {json.dumps(baseline)}", file=sys.stderr, flush=True)
+        agent = run_role(lab, "agent", spec, args.exabgp)
+        print(f"agent: {json.dumps(agent)}", file=sys.stderr, flush=True)
+    finally:
+        lab.down()
+    prefixes = sum(c["expected_v4"] for c in spec["carriers"])
+    result = {
+        "prefixes": prefixes,
+        "carriers": args.carriers,
+        "exabgp_version": baseline["exabgp_version"],
+        "agent_cpu_s": round(agent["agent_cpu_s"], 2),
+        "agent_process_cpu_s": round(agent["agent_process_cpu_s"], 2),
+        "bridge_cpu_s": round(agent["bridge_cpu_s"], 2),
+        "exabgp_cpu_s": round(agent["exabgp_cpu_s"], 2),
+        "cpu_ratio": round(agent["agent_cpu_s"] / agent["exabgp_cpu_s"], 3),
+        "baseline_consumer_cpu_s": round(baseline["consumer_cpu_s"], 2),
+        "baseline_exabgp_cpu_s": round(baseline["exabgp_cpu_s"], 2),
+        "baseline_cpu_ratio": round(baseline["consumer_cpu_s"] / baseline["exabgp_cpu_s"], 3),
+        "agent_vs_baseline_consumer": round(agent["agent_cpu_s"] / baseline["consumer_cpu_s"], 2),
+        "load_wall_s": round(agent["wall_s"], 1),
+        "baseline_load_wall_s": round(baseline["wall_s"], 1),
+        "routes_held": agent["routes_held"],
+        "attribute_sets": agent["attribute_sets"],
+        "rib_bytes_per_route": round(agent["rib_bytes_per_route"], 1),
+        "lpm_lookups_per_s": round(agent["lpm_lookups_per_s"]),
+        "lpm_hit_ratio": round(agent["lpm_hit_ratio"], 3),
+        "lookup_calls_per_s": round(agent["lookup_calls_per_s"]),
+        "bad_lines": agent["bad_lines"],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
