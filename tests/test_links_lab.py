@@ -139,9 +139,14 @@ def test_routing_check_follows_the_carrier_table(lab: Any, tmp_path: Path) -> No
         assert bad.fields["route_ok"] is False and bad.fields["egress_ok"] is False
         others = [uplink_point(points, c.uplink) for c in lab.carriers if c is not carrier]
         assert all(p.fields["route_ok"] and p.fields["egress_ok"] for p in others)
+        # No gateway of its own to check: another uplink's gateway is not looked up here.
+        assert "gateway_ok" not in bad.fields
         events = [p for p in points if p.measurement == "link_event"]
         assert [(e.tags["carrier"], e.tags["state"]) for e in events] == [
             (carrier.name, "routing_failed")]
+        detail = str(events[0].fields["detail"])
+        assert f"no default route in table {carrier.table}" in detail
+        assert "neighbour" not in detail
         sh(*restore)
         points = collector.collect()
         back = uplink_point(points, carrier.uplink)

@@ -75,10 +75,13 @@ def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | Non
         if not defaults:
             problems.append(f"no default route in table {carrier.table}")
         else:
-            gateway_known = True
             hops = [h for r in defaults for h in r.gateways]
             via_uplink = [g for g, oif in hops if oif == uplink_index]
-            gateway = via_uplink[0] if via_uplink else (hops[0][0] if hops else None)
+            if via_uplink:
+                gateway_known, gateway = True, via_uplink[0]
+            elif not hops and any(r.oif == uplink_index for r in defaults):
+                gateway_known = True  # on-link default route: no gateway
+            # a default route through another interface: egress_ok tells
     egress_ok: bool | None = None
     if carrier.source is not None:
         dst = CHECK_DESTINATION_V6 if v6 else CHECK_DESTINATION
@@ -89,8 +92,12 @@ def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | Non
         else:
             egress_ok = route.oif == uplink_index
             if not egress_ok:
-                problems.append(f"traffic from {carrier.source} leaves via ifindex {route.oif}")
-            if not gateway_known:
+                other = nl.get_link(route.oif) if route.oif else None
+                where = other.name if other is not None else f"ifindex {route.oif}"
+                problems.append(f"traffic from {carrier.source} leaves via {where}")
+            elif not gateway_known:
+                # the gateway of another uplink says nothing about this one: only when
+                # the lookup leaves through this uplink
                 gateway_known = True
                 gateway = route.gateways[0][0] if route.gateways else None
     gateway_ok: bool | None = None
