@@ -170,3 +170,24 @@ def test_collect_writes_billing_at_its_interval(scratch: Scratch, tmp_path: Path
         assert collector.collect() == []  # same hour: not written again
     finally:
         collector.close()
+
+
+@pytest.mark.lab
+def test_first_write_of_a_month_closes_the_previous_one(scratch: Scratch,
+                                                        tmp_path: Path) -> None:
+    feb_start = 1_801_440_000  # 2027-02-01 00:00 UTC
+    config = make_config(tmp_path, scratch.uplink)
+    collector = BillingCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    store = collector.stores["telecom"]
+    store.append(feb_start - 2 * SLOT, 7e6, 1e6)
+    store.append(feb_start - SLOT, 9e6, 1e6)
+    store.append(feb_start, 2e6, 1e6)
+    try:
+        points = collector.billing_points(feb_start + 10)
+        assert [p.fields["samples"] for p in points] == [1]
+        points = collector.collect(feb_start + 30.0)
+    finally:
+        collector.close()
+    assert [(p.fields["samples"], p.time_ns) for p in points] == [
+        (1, 0), (2, (feb_start - 1) * 10**9)]
+    assert points[1].fields["p95_bps"] == 9e6

@@ -1,0 +1,2 @@
+"""Links: uplink counters and state, link events, routing checks, 95th-percentile billing
+(see README.md in this directory)."""

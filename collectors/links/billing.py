@@ -211,7 +211,10 @@ class BillingCollector(PolledCollector):
         self.snapshots[carrier] = snap
         self.stores[carrier].save_snapshot(snap)
 
-    def billing_points(self, now_s: float | None = None) -> list[Point]:
+    def billing_points(self, now_s: float | None = None,
+                       time_ns: int = 0) -> list[Point]:
+        """p95 of the billing month `now_s` falls in, per carrier (time_ns 0: stamped by
+        the scheduler)."""
         now = time.time() if now_s is None else now_s
         month = month_of(now)
         points = []
@@ -228,20 +231,30 @@ class BillingCollector(PolledCollector):
                 if p95 is not None:
                     fields["p95_util"] = p95 / committed_bps
             points.append(Point("billing", {"carrier": carrier.name,
-                                            "interface": carrier.interface}, fields))
+                                            "interface": carrier.interface}, fields, time_ns))
         return points
 
-    def collect(self) -> list[Point]:
-        now = time.time()
+    def collect(self, now_s: float | None = None) -> list[Point]:
+        now = time.time() if now_s is None else now_s
         self.sample(now)
         write_slot = math.floor(now / self.write_interval_s)
         if write_slot == self._last_write_slot:
             return []
         self._last_write_slot = write_slot
-        return self.billing_points(now)
+        points = self.billing_points(now)
+        previous = now - max(self.write_interval_s, self.sample_period_s) - 1.0
+        if month_of(previous) != month_of(now):
+            # First write of a new month: the closed month's final figure (its last slot
+            # included), stamped at the month's last second.
+            month_start = math.floor(
+                datetime.strptime(month_of(now), "%Y-%m").replace(tzinfo=UTC).timestamp())
+            points += self.billing_points(month_start - 1, (month_start - 1) * 10**9)
+        return points
 
 
 def create_billing(ctx: CollectorContext) -> list[BillingCollector]:
     if not any(c.interface for c in ctx.config.carriers):
         return []
-    return [BillingCollector(ctx)]
+    collector = BillingCollector(ctx)
+    ctx.register_status("billing", collector.status)
+    return [collector]
