@@ -8,6 +8,8 @@ default), so the measured RTT proves which uplink a probe used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import math
 import subprocess
@@ -201,7 +203,7 @@ def test_tcp_connect_time_follows_the_carrier(lab: Any) -> None:
         result = probe(lab, c.name, lab.target, method="tcp:443", count=5, interval_s=0.02)
         assert result.stats.received == 5, result.round
         assert result.stats.rtt_median_ms is not None
-        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 5.0
+        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 10.0
 
 
 def test_closed_port_is_a_failure(lab: Any) -> None:
@@ -216,15 +218,18 @@ def test_http_time_to_first_byte(lab: Any) -> None:
     assert result.stats.received == 5, result.round
     assert result.stats.rtt_median_ms is not None
     # handshake and request both cross the delay line
-    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 10
+    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 20
 
 
 def test_dns_against_the_lab_target(lab: Any) -> None:
-    result = probe(lab, "telecom", lab.target, method="dns:www.example.org", count=5,
-                   interval_s=0.02)
-    if result.stats.received == 0 and "timed out" in (result.round.error or ""):
-        pytest.xfail("lab DNS responder answers from another source address (reported)")
-    assert result.stats.received == 5, result.round
+    # Needs the lab's DNS answering from the queried address (one socket per target
+    # address): an answer from another address is rightly ignored, as stub resolvers do.
+    for c in lab.carriers:
+        result = probe(lab, c.name, lab.target, method="dns:www.example.org", count=5,
+                       interval_s=0.02)
+        assert result.stats.received == 5, result.round
+        assert result.stats.rtt_median_ms is not None
+        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 10.0
 
 
 DNS_RESPONDER = r"""
@@ -379,7 +384,7 @@ def test_collector_best_carrier_moves_when_one_degrades(lab: Any, tmp_path: Path
         out = []
         try:
             out.append(await collector.probe_once(probe_cfg, 1))
-            await asyncio.to_thread(lab.set_delay, "telecom", None, None, 80.0)
+            await asyncio.to_thread(lab.set_delay, "telecom", None, None, 100.0)
             out.append(await collector.probe_once(probe_cfg, 2))
         finally:
             collector.engine.close()
@@ -525,3 +530,32 @@ def test_cli_traceroute(lab: Any, lab_config: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[1].split() == ["ttl"] + [c.name for c in lab.carriers]
 
+
+
+def test_collector_runs_on_aligned_ticks(lab: Any, tmp_path: Path) -> None:
+    collector, points = make_collector(lab, tmp_path, """
+[[probes]]
+name = "fast"
+target = "203.0.113.10"
+methods = ["icmp"]
+interval = "500ms"
+count = 5
+timeout = "200ms"
+carriers = ["telecom", "unicom"]
+""")
+
+    async def go() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collector.run(), 2.3)
+
+    in_agent_ns(lab, lambda: asyncio.run(go()))
+    probe_points = [p for p in points if p.measurement == "probe"]
+    ticks = sorted({p.time_ns for p in probe_points})
+    assert len(ticks) >= 3
+    assert all(t % 500_000_000 == 0 for t in ticks)
+    assert all(b - a == 500_000_000 for a, b in itertools.pairwise(ticks))
+    assert {p.tags["carrier"] for p in probe_points} == {"telecom", "unicom"}
+    assert all(p.fields["received"] == 5 for p in probe_points)
+    status = collector.status()["probes"]["fast"]
+    assert status["rounds"] >= 3 and status["last_error"] == ""
+    assert collector.engine is None  # sockets released when the task ends
