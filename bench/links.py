@@ -16,12 +16,15 @@ Measured in the same run, interleaved, median of --rounds:
 - psutil_ms: psutil.net_io_counters(pernic=True).
 - steady_cpu_pct: CPU time of the process over wall time while collecting every 1 s for
   --cpu-seconds (percent of one core).
+- events_idle_cpu_pct: the link_event collector idling on 3 uplinks (its 50 ms carrier
+  poll), for half of --cpu-seconds.
 Prints one JSON line last.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -99,6 +102,7 @@ def inner(args: argparse.Namespace) -> None:
     cpu_pct = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100.0
     collector.close()
     nl.close()
+    events_cpu_pct = events_idle_cpu(data_dir, args.cpu_seconds / 2)
 
     result = {
         "interfaces": stats_n - 1,  # without lo
@@ -106,6 +110,7 @@ def inner(args: argparse.Namespace) -> None:
         "ratio_vs_proc_net_dev": round(med["collect"] / med["proc"], 3),
         "ratio_vs_psutil": round(med["collect"] / med["psutil"], 3),
         "steady_cpu_pct": round(cpu_pct, 2),
+        "events_idle_cpu_pct": round(events_cpu_pct, 2),
         "first_collect_ms": round(first_ms, 1),
         "setup_ms": round(setup_ms, 1),
         "stats_dump_ms": round(med["stats"], 2),
@@ -118,6 +123,35 @@ def inner(args: argparse.Namespace) -> None:
         "cpu_ticks": ticks,
     }
     print(json.dumps(result))
+
+
+def events_idle_cpu(data_dir: Path, seconds: float) -> float:
+    """CPU of the link_event collector watching 3 uplinks (carrier poll every 50 ms)."""
+    import asyncio
+
+    from agent.collector import CollectorContext
+    from agent.config import parse_config
+    from collectors.links.collector import LinkEventCollector
+
+    config = parse_config({
+        "agent": {"hostname": "bench", "data_dir": str(data_dir)},
+        "carriers": [{"name": f"c{i}", "interface": f"lkb{i}"} for i in range(3)],
+    })
+    ctx = CollectorContext(config=config, emit=lambda points: None, data_dir=data_dir)
+    collector = LinkEventCollector(ctx)
+
+    async def run() -> float:
+        task = asyncio.create_task(collector.run())
+        await asyncio.sleep(0.5)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        pct = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100.0
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return pct
+
+    return asyncio.run(run())
 
 
 def outer(args: argparse.Namespace) -> int:

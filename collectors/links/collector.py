@@ -17,6 +17,7 @@ import asyncio
 import errno
 import fnmatch
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -420,30 +421,40 @@ class LinkEventCollector(StreamingCollector):
                 self.events_emitted += len(changed)
                 self.ctx.emit([routing_event(c, r) for c, r in changed])
 
-    def _poll_uplinks(self) -> list[tuple[str, LinkState | None]]:
-        assert self._poll_nl is not None
-        return [(name, self._poll_nl.get_link_by_name(name)) for name in self.uplinks]
-
-    async def _carrier_loop(self) -> None:
-        """Read the uplinks' flags every CARRIER_POLL_S.
+    def _carrier_thread(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        """Read the uplinks' flags every CARRIER_POLL_S; hand changes to the loop.
 
         Carrier changes reach netlink listeners through the kernel's linkwatch, which runs
         at most once a second for the whole host: on a busy host (or a flapping link) a
         carrier loss is announced up to a second late. IFF_LOWER_UP/IFLA_CARRIER in a
-        direct RTM_GETLINK are current at once, so a few tiny requests per second (one per
-        uplink, ~30 us each) bound the delay to CARRIER_POLL_S.
+        direct RTM_GETLINK are current at once, so one tiny request per uplink every
+        CARRIER_POLL_S bounds that delay. A thread of its own (not to_thread per poll):
+        the loop only hears of it when something changed.
         """
-        while True:
-            await asyncio.sleep(CARRIER_POLL_S)
-            results = await asyncio.to_thread(self._poll_uplinks)
-            points = []
-            for name, state in results:
-                point = self._handle(state, name, state.index if state else -1)
-                if point is not None:
-                    points.append(point)
-            if points:
-                self.events_emitted += len(points)
-                self.ctx.emit(points)
+        assert self._poll_nl is not None
+        nl = self._poll_nl
+        last: tuple[Any, ...] | None = None
+        while not stop.wait(CARRIER_POLL_S):
+            try:
+                results = [(name, nl.get_link_by_name(name)) for name in self.uplinks]
+            except OSError:
+                log.exception("carrier poll failed")
+                continue
+            key = tuple((s.index, s.flags, s.carrier, s.operstate) if s else None
+                        for _, s in results)
+            if key != last:
+                last = key
+                loop.call_soon_threadsafe(self._apply_poll, results)
+
+    def _apply_poll(self, results: list[tuple[str, LinkState | None]]) -> None:
+        points = []
+        for name, state in results:
+            point = self._handle(state, name, state.index if state else -1)
+            if point is not None:
+                points.append(point)
+        if points:
+            self.events_emitted += len(points)
+            self.ctx.emit(points)
 
     async def run(self) -> None:
         groups = [RTNLGRP_LINK]
@@ -455,10 +466,12 @@ class LinkEventCollector(StreamingCollector):
         loop = asyncio.get_running_loop()
         routing_task: asyncio.Task[None] | None = None
         self._poll_nl = RtNetlink(self.netns, rcvbuf_bytes=1 << 16)
-        carrier_task: asyncio.Task[None] | None = None
+        stop_polling = threading.Event()
+        poller = threading.Thread(target=self._carrier_thread, args=(loop, stop_polling),
+                                  name="link-carrier-poll", daemon=True)
         try:
             await asyncio.to_thread(self._sync, nl)
-            carrier_task = asyncio.create_task(self._carrier_loop())
+            poller.start()
             # Notifications that arrived during the sync are re-read: harmless (deduped).
             loop.add_reader(nl.fileno(), self._on_readable)
             if self.routing is not None and self.routing.carriers:
@@ -467,9 +480,11 @@ class LinkEventCollector(StreamingCollector):
             await asyncio.Event().wait()  # forever; cancelled on stop
         finally:
             loop.remove_reader(nl.fileno())
-            for task in (routing_task, carrier_task):
-                if task is not None:
-                    task.cancel()
+            if routing_task is not None:
+                routing_task.cancel()
+            stop_polling.set()
+            if poller.is_alive():
+                poller.join(1.0)
             nl.close()
             self._poll_nl.close()
             self._nl = None
