@@ -3,16 +3,23 @@ settings the agent relies on (notify, watchdog, user, directories, least capabil
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import re
 import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from agent.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "config" / "systemd" / "egress-agent.service"
@@ -207,10 +214,36 @@ def group_id(root: Path, name: str) -> int | None:
     return None
 
 
-def test_install_into_a_temp_root_is_complete_and_idempotent(tmp_path: Path) -> None:
+def venv_python() -> str:
+    """The interpreter for installed venvs: the distribution's, which any user can run
+    (as on a real host), else this one."""
+    system = "/usr/bin/python3"
+    if Path(system).exists():
+        check = subprocess.run(
+            [system, "-c", "import venv, ensurepip"], capture_output=True, timeout=30
+        )
+        if check.returncode == 0:
+            return system
+    return sys.executable
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
+    """One full install into a temp root (world-readable, so an unprivileged user can run
+    the installed agent), shared by the tests of this module."""
+    root = Path(tempfile.mkdtemp(prefix="egress-agent-install-"))
+    root.chmod(0o755)
+    try:
+        yield root, run_install("--root", str(root), "--python", venv_python())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_install_into_a_temp_root_is_complete_and_idempotent(
+    tmp_path: Path, installed: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
     """Full install (venv from this checkout included) into a temp root, then again."""
-    root = tmp_path / "root"
-    first = run_install("--root", str(root))
+    root, first = installed
     assert first.returncode == 0, first.stdout + first.stderr
     venv = root / "opt" / "egress-agent"
     unit = root / "etc" / "systemd" / "system" / "egress-agent.service"
@@ -266,7 +299,7 @@ def test_install_into_a_temp_root_is_complete_and_idempotent(tmp_path: Path) -> 
     passwd_before = (
         (root / "etc" / "passwd").read_text() if (root / "etc" / "passwd").exists() else ""
     )
-    second = run_install("--root", str(root))
+    second = run_install("--root", str(root), "--python", venv_python())
     assert second.returncode == 0, second.stdout + second.stderr
     assert "kept existing" in second.stdout
     assert config.read_text() == edited
@@ -454,3 +487,213 @@ listen = "127.0.0.1:{port}"
     assert "started:" in result.stderr and "stopped" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert (tmp_path / "data").exists()
+
+
+# ---------------------------------------------------------------- the sandbox, emulated
+
+_SANDBOX_PRELUDE = r"""
+import ctypes, errno, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+# MemoryDenyWriteExecute=yes
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    print("MDWE unavailable", ctypes.get_errno(), file=sys.stderr)
+# SystemCallArchitectures=native, SystemCallFilter=..., SystemCallErrorNumber=EPERM
+allowed = [int(n) for n in os.environ.pop("SANDBOX_SYSCALLS").split(",")]
+LD, JEQ, RET = 0x20, 0x15, 0x06
+ALLOW, KILL, EPERM = 0x7FFF0000, 0x80000000, 0x00050000 | errno.EPERM
+prog = [(LD, 0, 0, 4), (JEQ, 1, 0, 0xC000003E), (RET, 0, 0, KILL), (LD, 0, 0, 0)]
+for nr in allowed:
+    prog += [(JEQ, 0, 1, nr), (RET, 0, 0, ALLOW)]
+prog.append((RET, 0, 0, EPERM))
+code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *i) for i in prog))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog), ctypes.addressof(code))
+if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
+    sys.exit(f"seccomp filter not installed: errno {ctypes.get_errno()}")
+try:
+    os.sched_setaffinity(0, {0})  # @resources: must be refused
+    sys.exit("system call filter not enforced")
+except PermissionError:
+    pass
+sys.argv = ["egress-agent", *sys.argv[1:]]
+from agent.cli import main
+sys.exit(main())
+"""
+_UNISTD = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+_NEWER_SYSCALLS = {"fchmodat2": 452}  # newer than some kernel headers
+
+
+def _syscall_names(group: str) -> set[str]:
+    assert ANALYZE is not None
+    out = subprocess.run(
+        [ANALYZE, "syscall-filter", group], capture_output=True, text=True, check=True
+    ).stdout
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        names |= _syscall_names(item) if item.startswith("@") else {item}
+    return names
+
+
+def unit_syscall_numbers() -> list[int]:
+    """The unit's SystemCallFilter= lines resolved to x86_64 numbers, as systemd would."""
+    numbers = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"#define __NR_(\w+) (\d+)", _UNISTD.read_text())
+    } | _NEWER_SYSCALLS
+    allowed: set[str] = set()
+    for line in settings(UNIT.read_text())["SystemCallFilter"]:
+        deny = line.startswith("~")
+        names: set[str] = set()
+        for item in line.removeprefix("~").split():
+            names |= _syscall_names(item) if item.startswith("@") else {item}
+        allowed = allowed - names if deny else allowed | names
+    return sorted(numbers[n] for n in allowed if n in numbers)
+
+
+def _written_by(uid: int, since: float, exclude: Path) -> list[str]:
+    """Files owned by uid and changed after `since` in the places a process could write."""
+    found = []
+    for top in ("/tmp", "/var/tmp", "/var/lib", "/var/log", "/run", "/etc", "/dev/shm", "/home"):
+        for dirpath, dirnames, filenames in os.walk(top):
+            if Path(dirpath) == exclude or exclude in Path(dirpath).parents:
+                dirnames.clear()
+                continue
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(path)
+                    if st.st_uid == uid and st.st_mtime >= since:
+                        found.append(path)
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) missing")
+@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers are x86_64 here")
+@pytest.mark.skipif(not _UNISTD.exists(), reason=f"{_UNISTD} missing (linux-libc-dev)")
+def test_installed_agent_runs_in_the_units_sandbox(
+    installed: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """The installed agent, with every collector and ExaBGP, runs the way the unit runs it:
+    an unprivileged user with only the unit's ambient capabilities, no new privileges, the
+    unit's system-call filter (EPERM otherwise, native ABI only) and no W+X memory. It
+    probes with raw ICMP, keeps ExaBGP up, stops cleanly, and writes only to its data and
+    runtime directories."""
+    root, install = installed
+    assert install.returncode == 0, install.stderr
+    python = root / "opt" / "egress-agent" / "bin" / "python"
+    caps = settings(UNIT.read_text())["AmbientCapabilities"][0].split()
+    spec = ",".join(["-all", *("+" + c.removeprefix("CAP_").lower() for c in caps)])
+    as_agent = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        f"--inh-caps={spec}",
+        f"--ambient-caps={spec}",
+        f"--bounding-set={spec}",
+        "--no-new-privs",
+    ]
+    can_run = subprocess.run([*as_agent, str(python), "-c", "pass"], capture_output=True)
+    if can_run.returncode != 0:
+        pytest.skip(f"installed interpreter not runnable by an unprivileged user: {python}")
+
+    box = Path(tempfile.mkdtemp(prefix="egress-agent-sandbox-"))
+    try:
+        box.chmod(0o755)
+        for sub in ("data", "run"):
+            (box / sub).mkdir()
+            os.chown(box / sub, 65534, 65534)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            prom_port = s.getsockname()[1]
+        config = box / "agent.toml"
+        config.write_text(
+            f"""
+[agent]
+hostname = "sandbox"
+interval = "1s"
+data_dir = "{box}/data"
+control_socket = "{box}/run/control.sock"
+collectors = ["agent", "host", "disk", "links", "billing", "bgp", "probes"]
+
+[[carriers]]
+name = "loop"
+interface = "lo"
+source = "127.0.0.1"
+  [carriers.bgp]
+  peer = "127.0.0.2"
+  peer_as = 64600
+  local_address = "127.0.0.1"
+
+[bgp]
+local_as = 64512
+router_id = "192.0.2.1"
+announce = ["198.51.100.0/24"]
+exabgp = "{python.parent / "exabgp"}"
+
+[[probes]]
+name = "loopback"
+target = "127.0.0.1"
+methods = ["icmp"]
+interval = "1s"
+count = 2
+timeout = "300ms"
+
+[outputs.prometheus]
+listen = "127.0.0.1:{prom_port}"
+"""
+        )
+        config.chmod(0o644)
+        started = time.time() - 1
+        env = {
+            "PATH": f"{python.parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "SANDBOX_SYSCALLS": ",".join(map(str, unit_syscall_numbers())),
+        }
+        result = subprocess.run(
+            [
+                *as_agent,
+                str(python),
+                "-I",
+                "-c",
+                _SANDBOX_PRELUDE,
+                "run",
+                "-c",
+                str(config),
+                "--duration",
+                "8",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd="/",
+            env=env,
+        )
+        log = result.stdout + result.stderr
+        assert result.returncode == 0, log
+        assert "started:" in log and "stopped" in log, log
+        for bad in (
+            "Traceback",
+            "PermissionError",
+            "Operation not permitted",
+            "ExaBGP stopped",
+            "MDWE unavailable",
+        ):
+            assert bad not in log, log
+        assert "exabgp: reactor" in log, log  # ExaBGP ran (and was stopped by the agent)
+
+        points = list(Spool(box / "data", read_only=True).iter_points())
+        measurements = {p.measurement for p in points}
+        assert {"host", "disk", "link", "probe", "bgp_session", "agent"} <= measurements
+        icmp = [p for p in points if p.measurement == "probe" and p.tags["method"] == "icmp"]
+        assert icmp and all(p.fields["received"] == p.fields["sent"] == 2 for p in icmp)
+
+        assert _written_by(65534, started, box) == []
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
