@@ -103,7 +103,9 @@ class ProbesCollector(StreamingCollector):
         try:
             tasks = []
             for probe in self.ctx.config.probes:
-                self.counters[probe.name] = {"rounds": 0, "overruns": 0, "last_error": ""}
+                self.counters[probe.name] = {
+                    "rounds": 0, "overruns": 0, "errors": 0, "last_error": ""
+                }
                 tasks.append(self._probe_loop(probe))
                 if probe.traceroute:
                     tasks.append(self._trace_loop(probe))
@@ -132,7 +134,7 @@ class ProbesCollector(StreamingCollector):
         points = [probe_point(r, tick_ns) for r in results]
         errors = [f"{r.carrier} {r.method}: {r.round.error}" for r in results if r.round.error]
         counters = self.counters.setdefault(
-            probe.name, {"rounds": 0, "overruns": 0, "last_error": ""}
+            probe.name, {"rounds": 0, "overruns": 0, "errors": 0, "last_error": ""}
         )
         counters["last_error"] = "; ".join(errors)[:500]
         wanted = quality_method(probe.methods)
@@ -153,8 +155,13 @@ class ProbesCollector(StreamingCollector):
         tick_ns = next_tick_ns(time.time_ns(), probe.interval_s)
         while True:
             await sleep_until_ns(tick_ns)
-            self.ctx.emit(await self.probe_once(probe, tick_ns))
-            counters["rounds"] += 1
+            try:
+                self.ctx.emit(await self.probe_once(probe, tick_ns))
+                counters["rounds"] += 1
+            except Exception as exc:  # one bad round must not stop the other entries
+                counters["errors"] = counters.get("errors", 0) + 1
+                counters["last_error"] = f"{type(exc).__name__}: {exc}"[:500]
+                log.exception("probe %s: round failed", probe.name)
             following = next_tick_ns(time.time_ns(), probe.interval_s)
             skipped = round((following - tick_ns) / (probe.interval_s * 1e9)) - 1
             if skipped > 0:
@@ -186,7 +193,10 @@ class ProbesCollector(StreamingCollector):
         tick_ns = next_tick_ns(time.time_ns(), interval_s)
         while True:
             await sleep_until_ns(tick_ns)
-            self.ctx.emit(await self.trace_once(probe, tick_ns))
+            try:
+                self.ctx.emit(await self.trace_once(probe, tick_ns))
+            except Exception:
+                log.exception("traceroute %s: run failed", probe.name)
             tick_ns = next_tick_ns(time.time_ns(), interval_s)
 
 

@@ -163,10 +163,8 @@ class IcmpProber:
                 data, ancdata, _flags, address = sock.recvmsg(2048, 64)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                if self.closed:
-                    return
-                continue
+            except OSError:  # e.g. the interface went away: next readiness retries
+                return
             offset = (data[0] & 0x0F) * 4 if v4 else 0
             if len(data) < offset + _REPLY_FIELDS.size:
                 continue
