@@ -374,31 +374,31 @@ def overview() -> Board:
     b.row("Carrier $carrier", repeat="carrier")
     b.add(stat("Link", [
         q('SELECT last("oper_up") AS "oper" FROM "link" '
-          f"WHERE {HC} AND $timeFilter", "A"),
+          f"WHERE {HC} AND $timeFilter", "A", "oper"),
         q('SELECT last("carrier_up") AS "carrier" FROM "link" '
-          f"WHERE {HC} AND $timeFilter", "B")],
+          f"WHERE {HC} AND $timeFilter", "B", "carrier")],
         mappings=bool_map("UP", "DOWN"),
         description="Last link.oper_up and link.carrier_up of the uplink.",
         text_mode="value_and_name"), 3, 5)
     b.add(bargauge("Utilization now", [
         q('SELECT last("rx_util") * 100 AS "rx" FROM "link" '
-          f"WHERE {HC} AND $timeFilter", "A"),
+          f"WHERE {HC} AND $timeFilter", "A", "rx"),
         q('SELECT last("tx_util") * 100 AS "tx" FROM "link" '
-          f"WHERE {HC} AND $timeFilter", "B")],
+          f"WHERE {HC} AND $timeFilter", "B", "tx")],
         "percent", UTIL_THRESHOLDS,
         "Last rx/tx rate as % of committed.", maximum=100), 4, 5)
     b.add(stat("BGP", [
         q('SELECT last("state") AS "state" FROM "bgp_session" '
-          f"WHERE {HC} AND $timeFilter", "A"),
+          f"WHERE {HC} AND $timeFilter", "A", "state"),
         q('SELECT last("prefixes_v4") AS "v4 prefixes", last("prefixes_v6") AS '
           '"v6 prefixes" FROM "bgp_session" '
-          f"WHERE {HC} AND $timeFilter", "B")],
+          f"WHERE {HC} AND $timeFilter", "B", "$col")],
         mappings=BGP_STATE_MAP, fields="/.*/",
         description="Session state and prefixes received from the carrier.",
         color_mode="value"), 5, 5)
     b.add(stat("95th percentile (month)", [
         q('SELECT last("p95_util") * 100 AS "p95 of committed" FROM "billing" '
-          f"WHERE {HC} AND $timeFilter", "A")],
+          f"WHERE {HC} AND $timeFilter", "A", "p95 of committed")],
         "percent", "p95 of the 5-minute rates this month (billing.p95_util).",
         steps=UTIL_THRESHOLDS, decimals=1), 4, 5)
     b.add(table("Quality by target", [q(
