@@ -202,6 +202,9 @@ def render_table(target: str, address: str, method: str, results: list[ProbeResu
     headers = [r.carrier + (" *" if by_carrier[r.carrier].best else "") for r in results]
     rows: list[list[str]] = []
     for label, key in _ROWS:
+        if key == "loss_pct":
+            rows.append([label] + [f"{r.stats.loss_pct:.1f}" for r in results])
+            continue
         rows.append([label] + [_fmt(r.stats.as_dict()[key]) for r in results])
     rows.append(["status"] + [by_carrier[r.carrier].status for r in results])
     rows.append(["score"] + [f"{by_carrier[r.carrier].score:.1f}" for r in results])
@@ -289,7 +292,8 @@ def render_traces(results: list[TraceResult]) -> str:
     first = results[0]
     shown = first.target if first.target == first.address else f"{first.target} ({first.address})"
     lines = [f"traceroute to {shown} ({first.method})"]
-    lines.append("ttl  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    header = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    lines.append(f"ttl  {header}".rstrip())
     for row in range(depth + 1):
         label = str(row + 1) if row < depth else ""
         line = "  ".join(col[row].ljust(w) for col, w in zip(columns, widths, strict=True))
