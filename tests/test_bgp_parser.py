@@ -108,8 +108,6 @@ def test_acks_and_blank_lines() -> None:
     b'{"type": "state", "neighbor": {"address": {"peer": "100.64.50.1"}}}',
     b'{"type": "update", "neighbor": {"address": {"peer": "100.64.50.1"}, "message": 5}}',
     b'{"type": "update", "neighbor": {"address": {"peer": "100.64.50.1"}, '
-    b'"message": {"update": {"announce": {"ipv4 unicast": {"1.1.1.1": [{"nlri": 7}]}}}}}}',
-    b'{"type": "update", "neighbor": {"address": {"peer": "100.64.50.1"}, '
     b'"message": {"update": {"attribute": {"as-path": "x"}, '
     b'"announce": {"ipv4 unicast": {"1.1.1.1": [{"nlri": "10.0.0.0/8"}]}}}}}}',
     b"\xff\xfe garbage",
@@ -129,15 +127,20 @@ def test_bad_prefixes_and_unknown_families_are_counted() -> None:
             "announce": {
                 "ipv4 unicast": {"100.64.50.1": [{"nlri": "10.0.0.0/8"},
                                                   {"nlri": "10.0.0.0/99"},
+                                                  {"nlri": "10.0.0.0/-1"},
                                                   {"nlri": "2001:db8::/32"},
-                                                  {"nlri": "banana"}]},
+                                                  {"nlri": "banana"},
+                                                  {"nlri": 7}, {"prefix": "x"}, 8,
+                                                  "10.1.0.0/16", "10.2.0.0/16 junk"]},
                 "ipv4 flow": {"x": [{"nlri": "whatever"}]},
                 "l2vpn evpn": {},
             }}}}})
     assert state.handle_line(line) == []
-    assert state.stats.bad_prefixes == 3
+    assert state.stats.bad_prefixes == 8
+    assert state.stats.bad_lines == 0
     assert state.stats.unknown_family == 2
-    assert len(state.sessions["telecom"].rib.v4) == 1
+    assert sorted(state.sessions["telecom"].rib.v4.routes) == [
+        (0x0A000000 << 8) | 8, (0x0A010000 << 8) | 16]
     other_peer = line.replace("100.64.50.1\"}", "192.0.2.9\"}")
     state.handle_line(other_peer)
     assert state.stats.unknown_peer == 1

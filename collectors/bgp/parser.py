@@ -41,15 +41,24 @@ class Message:
     reason: str = ""  # down reason, notification text, or why a line is bad
     ack_ok: bool = True
     family: int = 0  # eor
-    # update: (family, next hop, prefixes) and (family, prefixes)
-    announce: list[tuple[int, str, list[str]]] = field(default_factory=list)
-    withdraw: list[tuple[int, list[str]]] = field(default_factory=list)
+    # update: (family, next hop, NLRI items) and (family, NLRI items); an item is
+    # {"nlri": "prefix", ...} (ExaBGP) or a prefix string; see nlri_text()
+    announce: list[tuple[int, str, list[Any]]] = field(default_factory=list)
+    withdraw: list[tuple[int, list[Any]]] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
     unknown_families: list[str] = field(default_factory=list)
 
 
 def bad(reason: str) -> Message:
     return Message(KIND_BAD, reason=reason)
+
+
+def nlri_text(item: Any) -> str:
+    """One NLRI item → its prefix text; TypeError/KeyError when it is neither shape."""
+    text = item["nlri"] if type(item) is dict else item
+    if type(text) is not str:
+        raise TypeError("nlri is not a string")
+    return text
 
 
 def _nlri_list(items: Any) -> list[str]:
@@ -80,21 +89,23 @@ def _update(message: Message, update: dict[str, Any]) -> Message:
                 continue
             if not isinstance(by_next_hop, dict):
                 return bad(f"announce {family_name} is not an object")
-            groups = [(str(nh), _nlri_list(items)) for nh, items in by_next_hop.items()]
-            if len(groups) > 1 and family == V6:
+            if len(by_next_hop) > 1 and family == V6:
                 # Same prefixes under global and link-local next hops: keep each once,
                 # preferring a global next hop.
-                groups.sort(key=lambda g: g[0].lower().startswith("fe80"))
+                groups = sorted(((str(nh), _nlri_list(items)) for nh, items in by_next_hop.items()),
+                                key=lambda g: g[0].lower().startswith("fe80"))
                 seen: set[str] = set()
-                deduped = []
                 for nh, prefixes in groups:
                     fresh = [p for p in prefixes if p not in seen]
                     seen.update(fresh)
                     if fresh:
-                        deduped.append((nh, fresh))
-                groups = deduped
-            for nh, prefixes in groups:
-                message.announce.append((family, nh, prefixes))
+                        message.announce.append((family, nh, fresh))
+                continue
+            for nh, items in by_next_hop.items():
+                if not isinstance(items, list):
+                    return bad(f"announce {family_name} {nh}: not a list")
+                # items stay raw ({"nlri": ...} or strings): the RIB reads them in its loop
+                message.announce.append((family, str(nh), items))
     withdraw = update.get("withdraw")
     if withdraw is not None:
         if not isinstance(withdraw, dict):
@@ -106,7 +117,7 @@ def _update(message: Message, update: dict[str, Any]) -> Message:
                 continue
             if not isinstance(items, list):
                 return bad(f"withdraw {family_name} is not a list")
-            message.withdraw.append((family, _nlri_list(items)))
+            message.withdraw.append((family, items))
     return message
 
 
@@ -194,6 +205,18 @@ def _parse(line: bytes | str) -> Message:
     return message
 
 
+_INT_ONLY = {int}
+_LIST_ONLY = {list}
+_PAIR_OR_TRIPLE = {2, 3}
+_ASN_MAX = 2**32
+
+
+def _plain_sequence(values: Any) -> bool:
+    """A non-empty list of AS numbers (checked at C speed: this runs per UPDATE)."""
+    return (type(values) is list and bool(values) and set(map(type, values)) == _INT_ONLY
+            and min(values) >= 0 and max(values) < _ASN_MAX)
+
+
 def as_path_of(attributes: dict[str, Any]) -> tuple[str, int, int]:
     """ExaBGP as-path (either shape) → (text, origin AS, path length).
 
@@ -203,6 +226,19 @@ def as_path_of(attributes: dict[str, Any]) -> tuple[str, int, int]:
     raw = attributes.get("as-path")
     if raw is None:
         return "", 0, 0
+    # fast paths: one AS_SEQUENCE, 5.0 and 4.2 shapes
+    if type(raw) is dict and len(raw) == 1:
+        segment = raw.get("0")
+        if type(segment) is dict and segment.get("element") == "as-sequence":
+            values: Any = segment.get("value")
+            if _plain_sequence(values):
+                return " ".join(map(str, values)), values[-1], len(values)
+    elif type(raw) is list and not attributes.get("as-set") and _plain_sequence(raw):
+        return " ".join(map(str, raw)), raw[-1], len(raw)
+    return _as_path_general(raw, attributes)
+
+
+def _as_path_general(raw: Any, attributes: dict[str, Any]) -> tuple[str, int, int]:
     segments: list[tuple[bool, list[int]]] = []  # (is_set, asns)
     if isinstance(raw, list):  # 4.2: flat list; a nested list is an AS_SET
         sequence: list[int] = []
@@ -262,6 +298,8 @@ def communities_of(attributes: dict[str, Any], key: str) -> str:
         return ""
     if not isinstance(raw, list):
         raise TypeError(f"{key} is not a list")
+    if set(map(type, raw)) == _LIST_ONLY and set(map(len, raw)) <= _PAIR_OR_TRIPLE:
+        return " ".join([":".join(map(str, item)) for item in raw])  # the usual shape
     out = []
     for item in raw:
         if isinstance(item, list):

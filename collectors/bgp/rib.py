@@ -56,21 +56,17 @@ class Interner:
             self._strings[value] = got = value
         return got
 
-    def attrs(self, value: Attrs) -> Attrs:
-        got = self._attrs.get(value)
+    def attrs(self, value: tuple[str, int, int, str, str, str, int, int, str]) -> Attrs:
+        """The shared Attrs equal to `value` (a plain tuple in Attrs field order: a tuple
+        and a NamedTuple with equal items hash and compare equal, so a hit costs no
+        object construction)."""
+        got: Attrs | None = self._attrs.get(value)  # type: ignore[call-overload]
         if got is None:
-            value = Attrs(
-                self.string(value.as_path),
-                value.origin_as,
-                value.path_len,
-                self.string(value.next_hop),
-                self.string(value.communities),
-                self.string(value.large_communities),
-                value.med,
-                value.local_pref,
-                value.origin,
-            )
-            self._attrs[value] = got = value
+            path, origin_as, path_len, next_hop, communities, large, med, pref, origin = value
+            string = self.string
+            got = Attrs(string(path), origin_as, path_len, string(next_hop),
+                        string(communities), string(large), med, pref, string(origin))
+            self._attrs[got] = got
             self._added += 1
             if self._added >= self._sweep_every:
                 self.sweep()
@@ -155,7 +151,7 @@ class FamilyTable:
     def __len__(self) -> int:
         return len(self.routes)
 
-    def _recount(self) -> None:
+    def recount(self) -> None:
         self.lengths = tuple(i for i in range(self.bits, -1, -1) if self.length_counts[i])
 
     def set(self, key: int, attrs: Attrs) -> Attrs | None:
@@ -168,7 +164,7 @@ class FamilyTable:
             count = self.length_counts[length]
             self.length_counts[length] = count + 1
             if not count:
-                self._recount()
+                self.recount()
         return old
 
     def remove(self, key: int) -> Attrs | None:
@@ -178,7 +174,7 @@ class FamilyTable:
             count = self.length_counts[length] - 1
             self.length_counts[length] = count
             if not count:
-                self._recount()
+                self.recount()
         return old
 
     def clear(self) -> None:
