@@ -240,7 +240,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler we installed, so a reconfigure (SIGHUP) replaces only ours."""
+    """Our handler (a reconfigure replaces only ours). Without an explicit stream it writes
+    to whatever `sys.stderr` is at the time of each record, not the one at setup (tests and
+    embedding programs swap it)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure_logging(
@@ -257,7 +268,7 @@ def configure_logging(
     if fmt not in ("text", "json"):
         raise ValueError(f"unknown log format {fmt!r} (use text or json)")
     out = stream if stream is not None else sys.stderr
-    handler = _StderrHandler(out)
+    handler = _StderrHandler(stream)
     formatter: logging.Formatter = (
         JsonFormatter() if fmt == "json" else TextFormatter(_stderr_is_journal(out))
     )

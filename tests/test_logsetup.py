@@ -205,3 +205,14 @@ def test_real_stderr_of_a_process(tmp_path: Path) -> None:
         assert len(lines) == 2, lines
         assert TOKEN not in result.stderr
         assert PASSWORD not in result.stderr
+
+
+def test_default_stream_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure_logging("info", "text")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logging.getLogger("a").info("one")
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("a").info("two")
+    assert "one" in first.getvalue() and "two" not in first.getvalue()
+    assert "two" in second.getvalue()
