@@ -346,8 +346,9 @@ def queries(dashboard: Json) -> Iterator[tuple[str, str]]:
     for a in dashboard.get("annotations", {}).get("list", []):
         if a.get("builtIn"):
             continue
-        yield f"annotation {a.get('name')!r}", a.get("query") or a.get("target", {}).get(
-            "query", "")
+        texts = {a.get("query"), a.get("target", {}).get("query")} - {None}
+        assert len(texts) == 1, f"annotation {a.get('name')!r}: differing queries {texts}"
+        yield f"annotation {a.get('name')!r}", texts.pop()
     for v in dashboard.get("templating", {}).get("list", []):
         if v.get("type") == "query":
             query = v.get("query")

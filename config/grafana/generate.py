@@ -123,8 +123,10 @@ def timeseries(title: str, targets: list[Json], unit: str = "", description: str
 def stat(title: str, targets: list[Json], unit: str = "", description: str = "",
          mappings: list[Json] | None = None, steps: Json | None = None,
          color_mode: str = "background", text_mode: str = "value_and_name",
-         fields: str = "", decimals: int | None = None) -> Json:
+         fields: str = "", decimals: int | None = None,
+         overrides: list[Json] | None = None) -> Json:
     p = panel("stat", title, targets, description, unit)
+    p["fieldConfig"]["overrides"] = overrides or []
     defaults = p["fieldConfig"]["defaults"]
     defaults["mappings"] = mappings or []
     defaults["thresholds"] = steps or thresholds((GREEN, None))
@@ -240,10 +242,14 @@ CARRIER_VAR = tag_var("carrier", f'SHOW TAG VALUES WITH KEY = "carrier" WHERE {H
 
 def annotation(name: str, query: str, color: str, text: str, tags: str,
                enable: bool = True) -> Json:
-    """InfluxQL annotation (legacy form: Grafana 9/10 migrate it to a query target)."""
+    """InfluxQL annotation: the query target Grafana 10 reads, and the same query in the
+    legacy top-level fields that Grafana 9 reads."""
+    columns = {"textColumn": text, "tagsColumn": tags, "titleColumn": "", "timeEndColumn": ""}
     return {"name": name, "datasource": DS, "enable": enable, "hide": False,
-            "iconColor": color, "query": query, "textColumn": text, "tagsColumn": tags,
-            "titleColumn": ""}
+            "iconColor": color, "query": query, **columns,
+            "target": {"refId": "Anno", "query": query, "rawQuery": True,
+                       "fromAnnotations": True, "queryType": "tags", "limit": 0,
+                       "matchAny": False, "tags": [], "type": "tags", **columns}}
 
 
 LINK_EVENTS = annotation(
@@ -393,7 +399,9 @@ def overview() -> Board:
         q('SELECT last("prefixes_v4") AS "v4 prefixes", last("prefixes_v6") AS '
           '"v6 prefixes" FROM "bgp_session" '
           f"WHERE {HC} AND $timeFilter", "B", "$col")],
-        mappings=BGP_STATE_MAP, fields="/.*/",
+        fields="/.*/", overrides=[by_name("^state$", ("mappings", BGP_STATE_MAP),
+                                          ("color", {"mode": "thresholds"}))],
+        steps=thresholds((BLUE, None)),
         description="Session state and prefixes received from the carrier.",
         color_mode="value"), 5, 5)
     b.add(stat("95th percentile (month)", [
