@@ -423,6 +423,32 @@ def structure_problems(dashboard: Json) -> list[str]:
     return problems
 
 
+_PANEL_TYPES = {"row", "timeseries", "stat", "state-timeline", "table", "bargauge", "gauge",
+                "barchart", "text", "status-history", "piechart", "heatmap"}
+
+
+def target_problems(dashboard: Json) -> list[str]:
+    """Per panel: a known type, unique refIds, and `$tag_X` aliases only for tags X that
+    the query groups by (else Grafana prints an empty label)."""
+    problems = []
+    for p in all_panels(dashboard):
+        title = p.get("title")
+        if p.get("type") not in _PANEL_TYPES:
+            problems.append(f"panel {title!r}: unknown type {p.get('type')!r}")
+        refs = [t.get("refId") for t in p.get("targets", [])]
+        if None in refs or len(refs) != len(set(refs)):
+            problems.append(f"panel {title!r}: refIds missing or repeated {refs}")
+        for t in p.get("targets", []):
+            group = re.search(r"\bGROUP\s+BY\s+(.*?)(\bfill\s*\(|\bORDER\b|\bLIMIT\b|$)",
+                              t.get("query", ""), re.I | re.S)
+            grouped = set(re.findall(r'"(\w+)"', group.group(1))) if group else set()
+            for tag in re.findall(r"\$tag_(\w+)", t.get("alias", "")):
+                if tag not in grouped:
+                    problems.append(f"panel {title!r} {t.get('refId')}: alias $tag_{tag} "
+                                    "but the query does not GROUP BY it")
+    return problems
+
+
 def provisioned_uid() -> str:
     config = parse_yaml(DATASOURCES_YAML.read_text())
     (ds,) = config["datasources"]
@@ -467,6 +493,19 @@ def test_every_query_names_existing_measurements_fields_and_tags(
             assert query, f"{name}: {where} has no query"
             problems += [f"{name}: {where}: {p}" for p in check_query(query, schema)]
     assert problems == []
+
+
+def test_panels_have_known_types_unique_refids_and_grouped_alias_tags(
+        dashboards: dict[str, Json]) -> None:
+    for name, d in dashboards.items():
+        assert target_problems(d) == [], name
+
+
+def test_every_measurement_is_on_some_dashboard(dashboards: dict[str, Json]) -> None:
+    schema = merged_schema()
+    used = {m for d in dashboards.values() for _, query in queries(d)
+            for m in re.findall(r'\bFROM\s+"(\w+)"', query)}
+    assert set(schema) - used == set()
 
 
 def test_every_template_variable_is_defined(dashboards: dict[str, Json]) -> None:
@@ -555,6 +594,11 @@ def test_check_reports_undefined_variables_foreign_datasources_and_duplicate_ids
     d = _overview()
     d["panels"][2]["id"] = d["panels"][1]["id"]
     assert structure_problems(d) != []
+
+    d = _overview()
+    target = next(p for p in all_panels(d) if "$tag_carrier" in json.dumps(p))["targets"][0]
+    target["query"] = target["query"].replace(', "carrier"', "")
+    assert any("$tag_carrier" in p for p in target_problems(d))
 
 
 # ------------------------------------------------------------------ against InfluxDB 1.6.7

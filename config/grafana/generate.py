@@ -377,6 +377,22 @@ def overview() -> Board:
         hide=("Time",), rename={"target": "Target", "carrier": "Best carrier",
                                 "score": "Score"}, time_from="5m"), 8, 8)
 
+    b.add(timeseries(
+        "95th percentile of committed (month to date)", [q(
+            'SELECT last("p95_util") * 100 FROM "billing" '
+            f"WHERE {HC} AND $timeFilter {EVERY}, \"carrier\" fill(previous)",
+            alias="$tag_carrier")],
+        "percent", "billing.p95_util: what the carrier would bill if the month ended now, "
+        "as % of the commitment. Above 100 % the overage is billed.",
+        steps=UTIL_THRESHOLDS, threshold_lines=True), 12, 7)
+    b.add(state_timeline(
+        "Quality status per target", [q(
+            'SELECT last("status") FROM "quality" '
+            f"WHERE {HC} AND $timeFilter {EVERY}, \"target\", \"carrier\" fill(previous)",
+            alias="$tag_target via $tag_carrier")],
+        STATUS_MAP, "ok / degraded / down of every probe target through every carrier."),
+        12, 7)
+
     b.row("Carrier $carrier", repeat="carrier")
     b.add(stat("Link", [
         q('SELECT last("oper_up") AS "oper" FROM "link" '
@@ -436,14 +452,31 @@ def overview() -> Board:
             'non_negative_derivative(max("tx_errors"), 1s) AS "tx errors", '
             'non_negative_derivative(max("rx_dropped"), 1s) AS "rx dropped", '
             'non_negative_derivative(max("tx_dropped"), 1s) AS "tx dropped" FROM "link" '
-            f"WHERE {HC} AND $timeFilter {EVERY} fill(null)")],
+            f"WHERE {HC} AND $timeFilter {EVERY} fill(null)", alias="$col")],
         "pps", "Interface error and drop counters as rates."), 6, 8)
+    b.add(timeseries(
+        "Packets", [
+            q('SELECT non_negative_derivative(max("rx_packets"), 1s) FROM "link" '
+              f"WHERE {HC} AND $timeFilter {EVERY} fill(null)", "A", "rx"),
+            q('SELECT non_negative_derivative(max("tx_packets"), 1s) FROM "link" '
+              f"WHERE {HC} AND $timeFilter {EVERY} fill(null)", "B", "tx")],
+        "pps", "Packets per second (tx below zero): a flood of small packets shows here "
+        "before it shows in bits.", minimum=None, overrides=[negative_y("^tx$")]), 6, 8)
     b.add(timeseries(
         "RTT median by target", [q(
             'SELECT mean("rtt_median_ms") FROM "probe" '
             f"WHERE {HC} AND \"method\" = 'icmp' AND $timeFilter {EVERY}, \"target\" "
             "fill(null)", alias="$tag_target")],
-        "ms", "ICMP median RTT through this carrier to each target."), 6, 8)
+        "ms", "ICMP median RTT through this carrier to each target."), 12, 7)
+    b.add(timeseries(
+        "Loss by target", [q(
+            'SELECT mean("loss_pct") FROM "probe" '
+            f"WHERE {HC} AND \"method\" = 'icmp' AND $timeFilter {EVERY}, \"target\" "
+            "fill(null)", alias="$tag_target")],
+        "percent", "ICMP loss through this carrier to each target (lines at the default "
+        "degraded 2 % and down 50 %).", maximum=100,
+        steps=thresholds((GREEN, None), (ORANGE, 2), (RED, 50)), threshold_lines=True),
+        12, 7)
     return b
 
 
