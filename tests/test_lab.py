@@ -141,24 +141,29 @@ def test_paths_have_two_router_hops(lab: Any) -> None:
 
 @pytest.mark.lab
 def test_target_services_answer_with_the_carrier_delay(lab: Any) -> None:
+    # five rounds; the median of each service must carry the carrier's delay
     script = (
-        "import socket,struct,sys,time\n"
+        "import socket,statistics,struct,sys,time\n"
         "src,dst=sys.argv[1],sys.argv[2]\n"
-        "t=time.monotonic();s=socket.create_connection((dst,443),2,(src,0));"
-        "tcp=time.monotonic()-t;s.close()\n"
-        "u=socket.socket(2,2);u.bind((src,0));u.settimeout(2)\n"
-        "q=struct.pack('!6H',7,256,1,0,0,0)+b'\\x07example\\x03com\\x00'+struct.pack('!HH',1,1)\n"
-        "t=time.monotonic();u.sendto(q,(dst,53));a=u.recv(512);dns=time.monotonic()-t\n"
-        "s=socket.create_connection((dst,80),2,(src,0));t=time.monotonic()\n"
-        "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');h=s.recv(100);http=time.monotonic()-t\n"
-        "print(tcp*1e3,dns*1e3,http*1e3,socket.inet_ntoa(a[-4:]),h.split(b'\\r\\n')[0].decode())\n"
+        "r={'tcp':[],'dns':[],'http':[]}\n"
+        "for i in range(5):\n"
+        " t=time.monotonic();s=socket.create_connection((dst,443),2,(src,0))\n"
+        " r['tcp'].append(time.monotonic()-t);s.close()\n"
+        " u=socket.socket(2,2);u.bind((src,0));u.settimeout(2);u.connect((dst,53))\n"
+        " q=struct.pack('!6H',i,256,1,0,0,0)+b'\\x07example\\x03com\\x00'+struct.pack('!HH',1,1)\n"
+        " t=time.monotonic();u.send(q);a=u.recv(512);r['dns'].append(time.monotonic()-t)\n"
+        " s=socket.create_connection((dst,80),2,(src,0));t=time.monotonic()\n"
+        " s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');h=s.recv(100)\n"
+        " r['http'].append(time.monotonic()-t)\n"
+        "m={k:statistics.median(v)*1e3 for k,v in r.items()}\n"
+        "print(m['tcp'],m['dns'],m['http'],socket.inet_ntoa(a[-4:]),h.split(b'\\r\\n')[0].decode())\n"
     )
     for c in lab.carriers:
         proc = lab.exec_in_agent_ns([sys.executable, "-c", script, c.source, lab.target])
         assert proc.returncode == 0, proc.stderr
         tcp, dns, http, answer, status = proc.stdout.split(maxsplit=4)
         for name, value in (("tcp", tcp), ("dns", dns), ("http", http)):
-            assert c.delay_ms <= float(value) <= c.delay_ms + 3.0, (c.name, name, value)
+            assert c.delay_ms <= float(value) <= c.delay_ms + 2.0, (c.name, name, value)
         assert answer == "203.0.113.10"
         assert status.strip() == "HTTP/1.1 200 OK"
 

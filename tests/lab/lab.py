@@ -452,7 +452,8 @@ class Lab:
                     [sys.executable, str(HERE / "delayline.py"), "--tun", "dl",
                      "--config", str(self.workdir / "delayline.json")])
         self._spawn("targets", self.target_ns,
-                    [sys.executable, str(HERE / "targets.py"), "--answer", COMMON_TARGET])
+                    [sys.executable, str(HERE / "targets.py"), "--answer", COMMON_TARGET,
+                     "--udp-bind", ",".join(self.targets)])
         # BIRDs
         mrt_file: Path | None = None
         mrt_count = 0
@@ -497,9 +498,30 @@ class Lab:
                                                     netns=self.agent_ns, port=8428)
             self.victoria_metrics.start()
             self._save_state()
+        self._warm_up()
         for bird in self.birds.values():
             bird.wait_ready(timeout=120 if mrt_file else 30)
         self._save_state()
+
+    def _warm_up(self) -> None:
+        """One ping per carrier to its targets, so every hop has resolved its neighbours
+        (else the very first probe through a fresh lab can be lost: a TTL-expired ICMP
+        error from the transit waits on ARP and is dropped)."""
+        # veth carrier changes reach the bridge through linkwatch, up to ~1 s late
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            ports = json.loads(run(["bridge", "-n", self.transit_ns, "-j", "link", "show"])
+                               .stdout or "[]")
+            if len(ports) == len(self.carriers) and all(
+                    p.get("state") == "forwarding" for p in ports):
+                break
+            time.sleep(0.02)
+        procs = [subprocess.Popen(ns_argv(self.agent_ns, [
+            "ping", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source, t]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for c in self.carriers for t in c.targets]
+        for proc in procs:
+            proc.wait(10)
 
     @staticmethod
     def _join_includes(cdir: Path, *files: Path) -> Path:

@@ -5,7 +5,8 @@ carrier's delay comes from the delay line in front, so these answer at once.
 DNS: any A query is answered with ANSWER_A (TTL 60); other types get an empty NOERROR.
 HTTP: any request gets `200 OK` with body `ok\\n`. TCP: other ports accept and close.
 
-Run: python targets.py [--tcp 22,53,80,443] [--answer 203.0.113.10]  (standalone)
+Run: python targets.py [--tcp 22,53,80,443] [--answer 203.0.113.10] [--udp-bind A,B]
+(standalone: no project imports)
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def main() -> int:
     parser.add_argument("--tcp", default="22,53,80,443")
     parser.add_argument("--http", default="80")
     parser.add_argument("--answer", default="203.0.113.10")
+    parser.add_argument("--udp-bind", default="0.0.0.0",
+                        help="addresses for DNS, comma-separated: one socket each, so each "
+                             "answer comes from the address asked (connected clients)")
     args = parser.parse_args()
     answer_a = socket.inet_aton(args.answer)
     http_ports = {int(p) for p in args.http.split(",") if p}
     sel = selectors.DefaultSelector()
-    stop = {"now": False}
 
     def on_term(_sig: int, _frm: object) -> None:
         raise SystemExit(0)  # interrupts select() at once
@@ -65,11 +68,12 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
 
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    udp.bind(("0.0.0.0", 53))
-    udp.setblocking(False)
-    sel.register(udp, selectors.EVENT_READ, ("udp53", None))
+    for address in args.udp_bind.split(","):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        udp.bind((address, 53))
+        udp.setblocking(False)
+        sel.register(udp, selectors.EVENT_READ, ("udp53", None))
     for port in sorted({int(p) for p in args.tcp.split(",") if p} | http_ports):
         lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +82,7 @@ def main() -> int:
         lsock.setblocking(False)
         sel.register(lsock, selectors.EVENT_READ, ("listen", port))
     buffers: dict[socket.socket, bytes] = {}
-    while not stop["now"]:
+    while True:
         try:
             events = sel.select(1.0)
         except InterruptedError:
