@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -360,3 +361,26 @@ def test_routing_event_streams_without_waiting_for_a_poll(
         asyncio.run(_with_events(collector, action))
     finally:
         routing.close()
+
+
+def test_lost_notifications_are_recovered_by_a_resync(scratch: Scratch, tmp_path: Path) -> None:
+    from agent.config import parse_config
+    config = parse_config({"agent": {"hostname": "t", "data_dir": str(tmp_path)},
+                           "links": {"include": ["lkn*"]}})
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
+    # A queue too small for what follows: the kernel reports ENOBUFS on the next read.
+    collector.cache.events.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    try:
+        assert collector.collect() == []
+        batch = "".join(f"link add lkn{i}a type veth peer name lkn{i}b\n" for i in range(40))
+        subprocess.run(["ip", "-n", scratch.ns, "-batch", "-"], input=batch, text=True,
+                       check=True)
+        names = {p.tags["interface"] for p in collector.collect()}
+        assert collector.cache.resyncs == 1  # ENOBUFS seen, state dumped again
+        assert names == {f"lkn{i}{s}" for i in range(40) for s in "ab"}
+        # and renames after the resync are followed again
+        scratch.ip("link", "set", "lkn0a", "name", "lkn0renamed")
+        names = {p.tags["interface"] for p in collector.collect()}
+        assert "lkn0renamed" in names and "lkn0a" not in names
+    finally:
+        collector.close()

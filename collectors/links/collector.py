@@ -72,9 +72,11 @@ class LinkCache:
         self.events.sock.setblocking(False)
         self.links: dict[int, LinkState] = {}
         self.changed: set[int] = set()  # indices whose state changed since the last take
+        self.resyncs = -1  # full dumps after the first one
         self.resync()
 
     def resync(self) -> None:
+        self.resyncs += 1
         self._drain()  # what is queued predates the dump
         self.links = self.nl.dump_links()
         self.changed = set(self.links)
@@ -314,7 +316,14 @@ class LinkEventCollector(StreamingCollector):
         self._tables = {c.table & 0xFF if c.table < 256 else 252
                         for c in ctx.config.carriers if c.table is not None}
 
-    def _sync(self, nl: RtNetlink) -> None:
+    def _sync(self) -> None:
+        nl = RtNetlink(self.netns, rcvbuf_bytes=1 << 16)  # not the subscribed socket
+        try:
+            self._sync_with(nl)
+        finally:
+            nl.close()
+
+    def _sync_with(self, nl: RtNetlink) -> None:
         for carrier in self.uplinks.values():
             state = nl.get_link_by_name(carrier.interface)
             up, tag, _detail = link_verdict(state)
@@ -393,14 +402,18 @@ class LinkEventCollector(StreamingCollector):
             self._routing_wakeup.set()
 
     def _resync_points(self) -> list[Point]:
-        """After lost notifications: compare every uplink with a fresh read."""
-        assert self._nl is not None
+        """After lost notifications: compare every uplink with a fresh read (a socket of
+        its own: the subscribed one is for notifications, the poll thread's is busy)."""
+        nl = RtNetlink(self.netns, rcvbuf_bytes=1 << 16)
         points = []
-        for name in self.uplinks:
-            state = self._nl.get_link_by_name(name)
-            point = self._handle(state, name, state.index if state else -1)
-            if point is not None:
-                points.append(point)
+        try:
+            for name in self.uplinks:
+                state = nl.get_link_by_name(name)
+                point = self._handle(state, name, state.index if state else -1)
+                if point is not None:
+                    points.append(point)
+        finally:
+            nl.close()
         return points
 
     async def _routing_loop(self) -> None:
@@ -470,7 +483,7 @@ class LinkEventCollector(StreamingCollector):
         poller = threading.Thread(target=self._carrier_thread, args=(loop, stop_polling),
                                   name="link-carrier-poll", daemon=True)
         try:
-            await asyncio.to_thread(self._sync, nl)
+            await asyncio.to_thread(self._sync)
             poller.start()
             # Notifications that arrived during the sync are re-read: harmless (deduped).
             loop.add_reader(nl.fileno(), self._on_readable)

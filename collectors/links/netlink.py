@@ -202,7 +202,11 @@ class RouteInfo:
 
 
 class RtNetlink:
-    """One rtnetlink socket for requests (dumps, gets). Not thread-safe: one user at a time."""
+    """One rtnetlink socket for requests (dumps, gets), or, with `groups`, for notifications.
+
+    Not thread-safe: one user at a time. Never make requests on a subscribed socket: the
+    request loop skips messages that are not its answer, so notifications would be lost.
+    """
 
     def __init__(self, netns: str | None = None, groups: tuple[int, ...] = (),
                  rcvbuf_bytes: int = 4 << 20) -> None:
@@ -248,6 +252,7 @@ class RtNetlink:
         recv_into = self.sock.recv_into
         buf = self._buf
         unpack = _NLMSGHDR.unpack_from
+        answered = False
         while True:
             n = recv_into(self._view)
             off = 0
@@ -255,9 +260,10 @@ class RtNetlink:
                 length, mtype, _mflags, mseq, _pid = unpack(buf, off)
                 if length < 16:
                     break
-                if mseq != seq:  # a stale answer of an earlier, abandoned request
+                if mseq != seq:  # a notification, or the rest of an abandoned request
                     off += (length + 3) & ~3
                     continue
+                answered = True
                 if mtype == NLMSG_DONE:
                     return
                 if mtype == NLMSG_ERROR:
@@ -267,7 +273,7 @@ class RtNetlink:
                     raise NetlinkError(-code, os.strerror(-code))
                 yield mtype, buf, off
                 off += (length + 3) & ~3
-            if not dump:
+            if answered and not dump:
                 return
 
     # ------------------------------------------------------------ counters
