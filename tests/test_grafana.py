@@ -501,6 +501,46 @@ def test_panels_have_known_types_unique_refids_and_grouped_alias_tags(
         assert target_problems(d) == [], name
 
 
+def value_type_problems(dashboard: Json, schema: Schema) -> list[str]:
+    """Grafana shows a bool or string value only where the panel can: a stat reduces only
+    numeric fields unless told otherwise ("fields": "/.*/"), a time series plots numbers."""
+    problems = []
+    for p in all_panels(dashboard):
+        for t in p.get("targets", []):
+            query = t.get("query", "")
+            source = re.search(r'\bFROM\s+"(\w+)"', query)
+            if not source or source.group(1) not in schema:
+                continue
+            m = schema[source.group(1)]
+            # values that reach the panel: last("x"), or a plain "x" not inside count()
+            shown = re.findall(r'\b(?:last|first)\(\s*"(\w+)"\s*\)', query)
+            head = query[: source.start()]
+            head = re.sub(r'\w+\((?:[^()]|\([^()]*\))*\)', "", head)
+            shown += [f for f in re.findall(r'"(\w+)"', head) if f in m.fields]
+            odd = [f for f in shown if f in m.fields and
+                   _field_type(f, m.fields[f]) in ("bool", "string")]
+            if not odd:
+                continue
+            if p["type"] == "timeseries":
+                problems.append(f"time series {p['title']!r} plots {odd}")
+            if p["type"] in ("stat", "bargauge", "gauge") and not p["options"].get(
+                    "reduceOptions", {}).get("fields"):
+                problems.append(f"{p['type']} {p['title']!r} would hide {odd}: set "
+                                'reduceOptions.fields to "/.*/"')
+    return problems
+
+
+def test_bool_and_string_values_go_to_panels_that_show_them(
+        dashboards: dict[str, Json]) -> None:
+    schema = merged_schema()
+    for name, d in dashboards.items():
+        assert value_type_problems(d, schema) == [], name
+    d = _overview()
+    link = next(p for p in all_panels(d) if p["title"] == "Link")
+    link["options"]["reduceOptions"]["fields"] = ""
+    assert value_type_problems(d, schema) != []
+
+
 def test_every_measurement_is_on_some_dashboard(dashboards: dict[str, Json]) -> None:
     schema = merged_schema()
     used = {m for d in dashboards.values() for _, query in queries(d)

@@ -399,7 +399,7 @@ def overview() -> Board:
           f"WHERE {HC} AND $timeFilter", "A", "oper"),
         q('SELECT last("carrier_up") AS "carrier" FROM "link" '
           f"WHERE {HC} AND $timeFilter", "B", "carrier")],
-        mappings=bool_map("UP", "DOWN"),
+        mappings=bool_map("UP", "DOWN"), fields="/.*/",
         description="Last link.oper_up and link.carrier_up of the uplink.",
         text_mode="value_and_name"), 3, 5)
     b.add(bargauge("Utilization now", [
