@@ -384,3 +384,29 @@ def test_lost_notifications_are_recovered_by_a_resync(scratch: Scratch, tmp_path
         assert "lkn0renamed" in names and "lkn0a" not in names
     finally:
         collector.close()
+
+
+def test_registry_builds_links_and_billing(scratch: Scratch, tmp_path: Path) -> None:
+    """The registry's factories, as the daemon calls them (inside the namespace)."""
+    from agent.config import parse_config
+    from collectors import build_collectors
+    from collectors.links.billing import BillingCollector
+
+    config = parse_config({
+        "agent": {"hostname": "t", "data_dir": str(tmp_path), "collectors": ["links", "billing"]},
+        "carriers": [{"name": "telecom", "interface": scratch.uplink, "table": 101,
+                      "source": AGENT_ADDR}],
+    })
+    ctx = make_ctx(config, tmp_path)
+    built = in_netns(scratch.ns, lambda: build_collectors(ctx))
+    try:
+        assert [type(c) for c in built] == [LinksCollector, LinkEventCollector,
+                                            BillingCollector]
+        assert set(ctx.status_providers) == {"links", "link_events", "billing"}
+        built[0].collect()  # type: ignore[attr-defined]
+        status = ctx.status_providers["links"]()
+        assert status["routing"]["telecom"]["route_ok"] is True
+    finally:
+        for collector in built:
+            collector.close()
+        built[0].close()  # twice: the shared routing monitor tolerates it

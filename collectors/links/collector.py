@@ -182,6 +182,16 @@ class LinksCollector(PolledCollector):
     def close(self) -> None:
         self.cache.close()
         self.speed.close()
+        if self.routing is not None:
+            self.routing.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "interfaces": len(self.cache.links),
+            "resyncs": self.cache.resyncs,
+            "routing": {name: {**r.fields(), "detail": r.detail}
+                        for name, r in (self.routing.results.items() if self.routing else ())},
+        }
 
     def _entry(self, index: int, state: LinkState) -> tuple[Any, ...]:
         """What changes only with the link's state, computed once per state change:
@@ -512,6 +522,7 @@ def create_links(ctx: CollectorContext) -> list[PolledCollector | StreamingColle
     there are carrier uplinks to watch. Both share one routing monitor."""
     routing = RoutingMonitor(ctx.config.carriers) if ctx.config.carriers else None
     polled = LinksCollector(ctx, routing=routing)
+    ctx.register_status("links", polled.status)
     collectors: list[PolledCollector | StreamingCollector] = [polled]
     if ctx.config.carriers:
         events = LinkEventCollector(ctx, routing=routing)

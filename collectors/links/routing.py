@@ -128,12 +128,15 @@ class RoutingMonitor:
         self.carriers = tuple(c for c in carriers if c.table is not None or c.source is not None)
         self.results: dict[str, RoutingResult] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def check(self, uplink_index: dict[str, int | None]) -> list[tuple[CarrierConfig,
                                                                        RoutingResult]]:
         """Check every carrier; return those whose overall verdict changed (not at start)."""
         changed = []
         with self._lock:
+            if self._closed:
+                return []
             for carrier in self.carriers:
                 result = check_carrier(self.nl, carrier, uplink_index.get(carrier.interface))
                 old = self.results.get(carrier.name)
@@ -143,4 +146,8 @@ class RoutingMonitor:
         return changed
 
     def close(self) -> None:
-        self.nl.close()
+        """Idempotent; the polled and the event collector share the monitor."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.nl.close()
