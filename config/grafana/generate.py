@@ -751,6 +751,12 @@ def host() -> Board:
         'SELECT mean("tcp_established") AS "established", '
         f'mean("tcp_time_wait") AS "time_wait" FROM "host" WHERE {h} {by_host}',
         alias="$tag_host $col")], "short", "IPv4 + IPv6 sockets by state."), 12, 7)
+    b.add(bargauge("Disk used now", [q(
+        'SELECT last("used_percent") FROM "disk" '
+        f'WHERE {h} AND "mount" =~ /^$mount$/ GROUP BY "host", "mount"',
+        alias="$tag_host $tag_mount")], "percent",
+        thresholds((GREEN, None), (ORANGE, 80), (RED, 90)),
+        "Latest use of every mount point.", maximum=100), 12, 7)
 
     b.row("Agent")
     b.add(stat("Agent alive", [q(
@@ -758,14 +764,14 @@ def host() -> Board:
         f'WHERE {HOST} AND time > now() - 2m GROUP BY "host"', alias="$tag_host")],
         description="Self-metric points in the last 2 minutes; 0 or no data means the "
         "agent (or its delivery) stopped.",
-        steps=thresholds((RED, None), (GREEN, 1))), 12, 7)
+        steps=thresholds((RED, None), (GREEN, 1))), 6, 7)
     b.add(timeseries("Agent CPU and memory", [
         q(f'SELECT mean("cpu_percent") FROM "agent" WHERE {h} {by_host}', "A",
           "$tag_host cpu"),
         q(f'SELECT mean("rss_bytes") FROM "agent" WHERE {h} {by_host}', "B",
           "$tag_host rss")], "percent", "The agent process itself.",
         overrides=[by_name("rss$", ("unit", "bytes"),
-                           ("custom.axisPlacement", "right"))]), 12, 7)
+                           ("custom.axisPlacement", "right"))]), 9, 7)
     b.add(timeseries("Queue and spool", [
         q(f'SELECT max("queue_points") FROM "agent" WHERE {h} {by_host}', "A",
           "$tag_host queue points"),
@@ -774,7 +780,7 @@ def host() -> Board:
         "short", "Points waiting in memory and bytes in the on-disk spool; a spool that "
         "keeps growing means an output is behind.",
         overrides=[by_name("spool bytes$", ("unit", "bytes"),
-                           ("custom.axisPlacement", "right"))]), 12, 7)
+                           ("custom.axisPlacement", "right"))]), 9, 7)
     b.add(timeseries("Points written", [q(
         'SELECT non_negative_derivative(max("points_written"), 1s) FROM "agent" '
         f"WHERE {h} {by_host}", alias="$tag_host")], "short",
