@@ -61,8 +61,8 @@ class BillingStore:
     """Samples of one carrier on disk: `<dir>/<YYYY-MM>.samples` lines `slot rx_bps tx_bps`."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory  # made on the first write, not before
+        self._made = False
         self._months: dict[str, dict[int, tuple[float, float]]] = {}
 
     def _path(self, month: str) -> Path:
@@ -98,6 +98,7 @@ class BillingStore:
         if slot_s in samples:
             return False
         line = f"{slot_s} {rx_bps:.3f} {tx_bps:.3f}\n".encode()
+        self._mkdir()
         fd = os.open(self._path(month), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             # A torn line from a crash ends without "\n": start ours on a fresh line.
@@ -123,7 +124,13 @@ class BillingStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def _mkdir(self) -> None:
+        if not self._made:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._made = True
+
     def save_snapshot(self, snap: Snapshot) -> None:
+        self._mkdir()
         path = self.directory / "snapshot.json"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
