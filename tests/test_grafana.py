@@ -158,7 +158,7 @@ def _rows(lines: list[str], start: int) -> tuple[list[str], list[list[str]], int
 
 def parse_spec(text: str) -> Schema:
     """The measurement table of spec §4: | `name` | tags | fields |."""
-    section = re.search(r"^## 4\..*?(?=^## \d)", text, re.S | re.M)
+    section = re.search(r"^## 4\..*?(?=^## |\Z)", text, re.S | re.M)
     if not section:
         raise AssertionError("spec.md has no '## 4.' section")
     lines = section.group(0).splitlines()
@@ -663,8 +663,10 @@ _FLOAT = {"rx_bps", "tx_bps", "rx_util", "tx_util", "cpu_percent", "load1", "loa
 
 
 def _field_type(name: str, typ: str) -> str:
-    if typ in ("int", "float", "bool", "string"):
-        return typ
+    for prefix, kind in (("int", "int"), ("uint", "int"), ("float", "float"),
+                         ("bool", "bool"), ("str", "string")):
+        if typ.startswith(prefix):
+            return kind
     if name in _BOOL:
         return "bool"
     if name in _STRING:
