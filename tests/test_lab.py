@@ -184,6 +184,8 @@ def test_bird_sessions_establish_and_prefix_counts_are_exact(lab: Any, tmp_path:
             path = speaker.routes(c.name)["10.0.0.0/24"]
             assert path[0] == c.asn and len(path) >= 3
         # our prefix reached each carrier directly and via the others (longer paths)
+        speaker.wait(lambda: all(lab.carrier_route(c.name, "198.51.100.0/24") == [64512]
+                                 for c in lab.carriers), timeout=10, what="our prefix")
         shown = lab.birdc("unicom", "show route 198.51.100.0/24 all")
         assert "BGP.as_path: 64512" in shown
         assert "BGP.as_path: 4134 64512" in shown and "BGP.as_path: 9808 64512" in shown

@@ -578,6 +578,22 @@ class Lab:
     def withdraw(self, carrier: str, prefix: str) -> None:
         self.birds[carrier].withdraw(prefix)
 
+    def carrier_route(self, carrier: str, prefix: str) -> list[int] | None:
+        """The AS path of the carrier's best route for exactly `prefix`, as the carrier
+        holds it (a looking glass: without the carrier's own AS), or None if it has none."""
+        proc = run(["birdc", "-s", str(self.birds[carrier].ctl), "show", "route", prefix,
+                    "all"], check=False)
+        in_best = False
+        for line in proc.stdout.splitlines():
+            if line.startswith("\t"):
+                if in_best and "BGP.as_path:" in line:
+                    return [int(x) for x in line.split(":", 1)[1].split()]
+            elif "[" in line and "]" in line:
+                if in_best:
+                    return []  # the best route had no AS path
+                in_best = " * " in line.split("]", 1)[1] + " "
+        return [] if in_best else None
+
     def stop_bird(self, carrier: str) -> None:
         self.birds[carrier].stop()
         self._save_state()
