@@ -85,7 +85,9 @@ def _lab_skip_reason() -> str | None:
     ok, reason = netns_works()
     if not ok:
         return reason
-    for binary in ("bird", "birdc"):
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun (the lab's delay line needs a tun device)"
+    for binary in ("bird", "birdc", "tc", "bridge", "ping"):
         missing = binary_missing(binary)
         if missing:
             return missing

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.lab.lab import Lab, LabSpec, down_state
+from tests.lab.lab import Lab, LabSpec, down_state, parse_carriers
 from tests.lab.netns import netns_list, netns_works
 
 DEFAULT_STATE = Path("/run/egress-agent-lab/state.json")
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"state file (default {DEFAULT_STATE})")
     parser.add_argument("--routes", choices=["synthetic", "mrt"], default="synthetic")
     parser.add_argument("--n-routes", type=int, default=1000)
+    parser.add_argument("--carriers", help="name:asn[:delay_ms[:link_mbps[:jitter_ms"
+                        "[:loss_pct]]]],... (default telecom:4134:10:100,unicom:4837:25:100,"
+                        "mobile:9808:40:50)")
     parser.add_argument("--no-servers", action="store_true",
                         help="no InfluxDB / VictoriaMetrics in the agent namespace")
     parser.add_argument("--prefix", help="name prefix (default: el<pid><random>)")
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                       "run `down` first or pass another --state", file=sys.stderr)
                 return 1
         spec = LabSpec(routes=args.routes, n_routes=args.n_routes, servers=not args.no_servers)
+        if args.carriers:
+            spec.carriers = parse_carriers(args.carriers)
         lab = Lab(spec, prefix=args.prefix, state_file=args.state,
                   workdir=args.state.parent / (args.prefix or "lab"))
         try:

@@ -63,6 +63,23 @@ DEFAULT_CARRIERS = (
 )
 
 
+def parse_carriers(text: str) -> list[CarrierSpec]:
+    """`name:asn[:delay_ms[:link_mbps[:jitter_ms[:loss_pct]]]]`, comma-separated, e.g.
+    `telecom:4134:10,unicom:4837:25,mobile:9808:40:50`."""
+    carriers = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) < 2:
+            raise ValueError(f"bad carrier {item!r}: name:asn[:delay_ms[:link_mbps[:jitter_ms"
+                             "[:loss_pct]]]]")
+        spec = CarrierSpec(parts[0], int(parts[1]))
+        for attr, value in zip(("delay_ms", "link_mbps", "jitter_ms", "loss_pct"), parts[2:],
+                               strict=False):
+            setattr(spec, attr, float(value))
+        carriers.append(spec)
+    return carriers
+
+
 @dataclass
 class LabSpec:
     carriers: list[CarrierSpec] = field(
@@ -73,9 +90,12 @@ class LabSpec:
 
     @classmethod
     def from_env(cls) -> LabSpec:
+        """Defaults, overridden by LAB_ROUTES, LAB_N_ROUTES and LAB_CARRIERS."""
         spec = cls()
         spec.routes = os.environ.get("LAB_ROUTES", spec.routes)
         spec.n_routes = int(os.environ.get("LAB_N_ROUTES", spec.n_routes))
+        if os.environ.get("LAB_CARRIERS"):
+            spec.carriers = parse_carriers(os.environ["LAB_CARRIERS"])
         return spec
 
     def validate(self) -> None:
@@ -313,7 +333,7 @@ class Lab:
         in_netns(ns, write)
 
     def _veth(self, ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
-        run(["ip", "link", "add", name_a, "netns", ns_a, "type", "veth",
+        run(["ip", "link", "add", "name", name_a, "netns", ns_a, "type", "veth",
              "peer", "name", name_b, "netns", ns_b])
 
     def up(self) -> Lab:
@@ -343,12 +363,12 @@ class Lab:
                       "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
 
         # agent namespace
-        cmds = ["link set lo up"]
+        cmds = ["link set dev lo up"]
         for c in self.carriers:
             cmds += [
                 f"addr add {c.source}/24 dev {c.uplink}",
                 f"addr add {c.source6}/64 dev {c.uplink} nodad",
-                f"link set {c.uplink} up",
+                f"link set dev {c.uplink} up",
                 f"route add {c.net} dev {c.uplink} src {c.source} table {c.table}",
                 f"route add default via {c.gateway} dev {c.uplink} table {c.table}",
                 f"-6 route add default via {c.gateway6} dev {c.uplink} table {c.table}",
@@ -371,13 +391,13 @@ class Lab:
         for c in self.carriers:
             self._sysctl(c.ns, forwarding)
             cmds = [
-                "link set lo up",
+                "link set dev lo up",
                 f"addr add {c.gateway}/24 dev agent",
                 f"addr add {c.gateway6}/64 dev agent nodad",
-                "link set agent up",
+                "link set dev agent up",
                 f"addr add {c.ix_address}/24 dev ix",
                 f"addr add {c.ix_address6}/64 dev ix nodad",
-                "link set ix up",
+                "link set dev ix up",
                 f"route add default via {TRANSIT_IX} dev ix",
                 f"route add blackhole {SINK_NET}",
                 f"route add {ANNOUNCE[0]} via {c.source} dev agent",
@@ -389,14 +409,14 @@ class Lab:
 
         # transit: IX bridge, delay line tun, link to the targets
         self._sysctl(self.transit_ns, forwarding)
-        cmds = ["link set lo up", "link add ix type bridge", "link set ix up",
+        cmds = ["link set dev lo up", "link add ix type bridge", "link set ix up",
                 f"addr add {TRANSIT_IX}/24 dev ix", "addr add 2001:db8:ff::fe/64 dev ix nodad"]
         for c in self.carriers:
-            cmds += [f"link set c{c.index} master ix", f"link set c{c.index} up",
+            cmds += [f"link set dev c{c.index} master ix", f"link set c{c.index} up",
                      f"route add {c.net} via {c.ix_address} dev ix"]
         cmds += [
-            "tuntap add dev dl mode tun", "link set dl up",
-            "addr add 203.0.113.1/30 dev tgt", "link set tgt up",
+            "tuntap add dev dl mode tun", "link set dev dl up",
+            "addr add 203.0.113.1/30 dev tgt", "link set dev tgt up",
             "route add 203.0.113.0/24 via 203.0.113.2 dev tgt",
             # from the IX towards the targets, and from the targets back: into the delay line
             "route add 203.0.113.0/24 dev dl table 10",
@@ -410,7 +430,7 @@ class Lab:
                                        "net.ipv4.conf.ix.rp_filter": "0"})
 
         # targets
-        cmds = ["link set lo up", "addr add 203.0.113.2/30 dev tr", "link set dev tr up",
+        cmds = ["link set dev lo up", "addr add 203.0.113.2/30 dev tr", "link set dev tr up",
                 "route add default via 203.0.113.1 dev tr"]
         cmds += [f"addr add {t}/32 dev lo" for t in self.targets]
         self._batch(self.target_ns, cmds)
@@ -607,7 +627,7 @@ class Lab:
     def set_link(self, carrier: str, up: bool) -> None:
         """Carrier side of the uplink down/up (the agent's interface loses carrier)."""
         c = self.carrier(carrier)
-        run(["ip", "-n", c.ns, "link", "set", "agent", "up" if up else "down"])
+        run(["ip", "-n", c.ns, "link", "set", "dev", "agent", "up" if up else "down"])
 
     def set_delay(self, carrier: str, delay_ms: float | None = None,
                   jitter_ms: float | None = None, loss_pct: float | None = None) -> None:
