@@ -78,8 +78,9 @@ class LinkCache:
     def resync(self) -> None:
         self.resyncs += 1
         self._drain()  # what is queued predates the dump
+        before = set(self.links)
         self.links = self.nl.dump_links()
-        self.changed = set(self.links)
+        self.changed |= before | set(self.links)  # gone ones too: their rates are dropped
 
     def _drain(self) -> bool:
         """Apply queued notifications; False if some were lost (ENOBUFS)."""
