@@ -159,6 +159,8 @@ def test_ipv6_through_each_carrier_uplink(lab: Any) -> None:
 def test_loss_within_binomial_interval(lab: Any) -> None:
     n, loss_pct = 400, 20.0
     lab.set_delay("mobile", loss_pct=loss_pct)
+    # The delay line re-reads its rules when it next wakes: wake it before measuring.
+    probe(lab, "mobile", lab.target, count=3, interval_s=0.01, timeout_s=0.2)
     try:
         result = probe(lab, "mobile", lab.target, count=n, interval_s=0.002, timeout_s=1.0)
     finally:
@@ -173,6 +175,7 @@ def test_jitter_matches_injected_jitter(lab: Any) -> None:
     jitter_ms = 8.0
     c = lab.carrier("unicom")
     lab.set_delay("unicom", jitter_ms=jitter_ms)
+    probe(lab, "unicom", lab.target, count=3, interval_s=0.01, timeout_s=0.5)  # rules reload
     try:
         result = probe(lab, "unicom", lab.target, count=300, interval_s=0.01)
     finally:
