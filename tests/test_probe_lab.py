@@ -563,3 +563,11 @@ carriers = ["telecom", "unicom"]
     status = collector.status()["probes"]["fast"]
     assert status["rounds"] >= 3 and status["last_error"] == ""
     assert collector.engine is None  # sockets released when the task ends
+
+
+@pytest.mark.parametrize("method", ["icmp", "udp"])
+def test_traceroute_ipv6_through_each_uplink(lab: Any, method: str) -> None:
+    for c in lab.carriers:
+        result = trace(lab, c.name, c.gateway6, method)
+        assert result.reached, result.as_dict()
+        assert [h.address for h in result.hops] == [c.gateway6]
