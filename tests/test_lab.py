@@ -177,6 +177,10 @@ def test_bird_sessions_establish_and_prefix_counts_are_exact(lab: Any, tmp_path:
     lab.wait_carrier_mesh()
     with PlainSpeaker(lab, tmp_path / "exabgp") as speaker:
         speaker.wait_eor(timeout=60)
+        # a carrier whose session came up last may first pass our own prefix back (learned
+        # over the IX, path [carrier, other, 64512]) and withdraw it once ours arrives
+        speaker.wait(lambda: all(speaker.counts(c.name) == c.expected_routes()
+                                 for c in lab.carriers), timeout=10, what="exact counts")
         for c in lab.carriers:
             assert speaker.counts(c.name) == c.expected_routes() == (901, 100)
             assert lab.birds[c.name].protocol_states()["agent"] == "Established"

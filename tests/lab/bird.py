@@ -64,14 +64,7 @@ class Bird:
             f'protocol static inject6 {{ ipv6;\ninclude "{self.inject6}";\n}}',
         ]
         for peer in self.peers:
-            if peer.role == "agent":
-                # what the agent's own loop detection would drop (ExaBGP keeps it): paths
-                # through the agent's AS, e.g. our prefix learned back from another carrier
-                lines.append(f"filter to_{peer.name} {{ if bgp_path ~ [= * {peer.asn} * =] "
-                             "then reject; accept; }")
-                export = f"filter to_{peer.name}"
-            else:
-                export = "filter to_carriers"
+            export = "all" if peer.role == "agent" else "filter to_carriers"
             nh6 = f" next hop address {peer.next_hop6};" if peer.next_hop6 else ""
             lines.append(
                 f"protocol bgp {peer.name} {{\n"
