@@ -329,6 +329,11 @@ class Lab:
             for key, value in values.items():
                 path = Path("/proc/sys") / key.replace(".", "/")
                 path.write_text(value)
+            # interfaces made before `default` changed keep DAD on: link-local addresses
+            # would stay tentative ~1 s after link up, and the first ND of a probe fails
+            for conf in Path("/proc/sys/net/ipv6/conf").iterdir():
+                (conf / "accept_dad").write_text("0")
+                (conf / "dad_transmits").write_text("0")
 
         in_netns(ns, write)
 
@@ -540,6 +545,9 @@ class Lab:
             "ping", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source, t]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for c in self.carriers for t in c.targets]
+        procs += [subprocess.Popen(ns_argv(self.agent_ns, [
+            "ping", "-6", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source6, c.gateway6]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in self.carriers]
         for proc in procs:
             proc.wait(10)
 
