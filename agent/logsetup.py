@@ -91,8 +91,13 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
     ),
     # InfluxDB 1.x credentials as query parameters: ?u=bob&p=secret
     (re.compile(r"([?&]p=)([^&\s\"']+)"), r"\1" + REDACTED),
-    # Bearer tokens standing alone (e.g. in a repr of request headers)
+    # Credentials after their scheme standing alone (a header whose name was mangled, a
+    # repr of request headers): Bearer anything; Basic/Digest when it looks encoded
     (re.compile(r"(?i)\b(bearer\s+)(?!\*\*\*)([A-Za-z0-9._~+/=-]+)"), r"\1" + REDACTED),
+    (
+        re.compile(r"\b((?:Basic|Digest)\s+)(?=[A-Za-z0-9+/=._-]*[0-9=])[A-Za-z0-9+/=._-]{8,}"),
+        r"\1" + REDACTED,
+    ),
     # scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@/\s]+)(@)"), r"\1" + REDACTED + r"\3"),
 )
@@ -108,6 +113,19 @@ def register_secret(value: str) -> None:
     if len(value) >= _MIN_SECRET_LEN:
         with _secrets_lock:
             _secret_values.add(value)
+
+
+_SECRET_ENV_RE = re.compile(r"(?i)(token|passw(or)?d|secret|api_?key|credential)")
+_MIN_ENV_SECRET_LEN = 6
+
+
+def register_environment_secrets(environ: dict[str, str] | None = None) -> None:
+    """Register the values of environment variables named like secrets ($INFLUX_TOKEN,
+    $*_PASSWORD, ...): the agent may read them, so they must never be logged."""
+    env = os.environ if environ is None else environ
+    for name, value in env.items():
+        if _SECRET_ENV_RE.search(name) and len(value.strip()) >= _MIN_ENV_SECRET_LEN:
+            register_secret(value)
 
 
 def clear_secrets() -> None:
@@ -261,7 +279,9 @@ def configure_logging(
     stream: TextIO | None = None,
 ) -> logging.Handler:
     """Route every logger's records to stderr, one line per event; safe to call again
-    on reload with a new level or format. Raises ValueError on an unknown level/format."""
+    on reload with a new level or format. Raises ValueError on an unknown level/format.
+    Secrets in the environment are registered here; secrets read from files are not known
+    to this module: whoever reads one calls `register_secret` with it."""
     levelno = LEVELS.get(level.lower()) if isinstance(level, str) else None
     if levelno is None:
         raise ValueError(f"unknown log level {level!r} (use {', '.join(LEVELS)})")
@@ -274,6 +294,7 @@ def configure_logging(
     )
     handler.setFormatter(formatter)
     handler.addFilter(RedactingFilter(formatter))
+    register_environment_secrets()
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(old)

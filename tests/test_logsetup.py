@@ -216,3 +216,24 @@ def test_default_stream_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> N
     logging.getLogger("a").info("two")
     assert "one" in first.getvalue() and "two" not in first.getvalue()
     assert "two" in second.getvalue()
+
+
+def test_environment_secrets_are_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFLUX_TOKEN", "Zx81-opaque-value")
+    monkeypatch.setenv("EGRESS_DB_PASSWORD", "q9q9q9q9")
+    monkeypatch.setenv("SHORT_TOKEN", "abc")  # too short to redact without damage
+    stream = configured()
+    logging.getLogger("a").info("env %s %s %s", "Zx81-opaque-value", "q9q9q9q9", "abc")
+    out = stream.getvalue()
+    assert "Zx81-opaque-value" not in out
+    assert "q9q9q9q9" not in out
+    assert out.rstrip().endswith("env *** *** abc")
+
+
+def test_scheme_credentials_without_header_name() -> None:
+    # e.g. a header whose name an HTTP library or another redactor already mangled
+    assert redact("Authorization<x> Basic Ym9iOnB3LTBkOWU4YzdiNmEtU0VDUkVU") == (
+        "Authorization<x> Basic ***"
+    )
+    assert redact("headers: Bearer abc.def") == "headers: Bearer ***"
+    assert redact("basic configuration applied") == "basic configuration applied"
