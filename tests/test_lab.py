@@ -247,6 +247,12 @@ def test_set_link_down_cuts_the_carrier(lab: Any) -> None:
         lab.set_link("telecom", up=True)
     time.sleep(0.2)
     assert len(_ping_rtts(lab, c.source, lab.target, count=2)) == 2
+    proc = lab.exec_in_agent_ns(["ping", "-6", "-n", "-c", "1", "-W", "1", "-I", c.source6,
+                                 c.gateway6])
+    assert proc.returncode == 0, proc.stdout
+    from tests.lab.netns import ip
+
+    assert f"198.51.100.0/24 via {c.source}" in ip("route", netns=c.ns)
 
 
 @pytest.mark.lab

@@ -331,9 +331,11 @@ class Lab:
                 path.write_text(value)
             # interfaces made before `default` changed keep DAD on: link-local addresses
             # would stay tentative ~1 s after link up, and the first ND of a probe fails
+            # and IPv6 addresses would vanish on link down (set_link) without keep_addr_on_down
             for conf in Path("/proc/sys/net/ipv6/conf").iterdir():
                 (conf / "accept_dad").write_text("0")
                 (conf / "dad_transmits").write_text("0")
+                (conf / "keep_addr_on_down").write_text("1")
 
         in_netns(ns, write)
 
@@ -405,12 +407,11 @@ class Lab:
                 "link set dev ix up",
                 f"route add default via {TRANSIT_IX} dev ix",
                 f"route add blackhole {SINK_NET}",
-                f"route add {ANNOUNCE[0]} via {c.source} dev agent",
             ]
             for other in self.carriers:
                 if other is not c:
                     cmds.append(f"route add {other.net} via {other.ix_address} dev ix")
-            self._batch(c.ns, cmds)
+            self._batch(c.ns, cmds + self._uplink_routes(c))
 
         # transit: IX bridge, delay line tun, link to the targets
         self._sysctl(self.transit_ns, forwarding)
@@ -632,10 +633,18 @@ class Lab:
         bird.wait_ready()
         self._save_state()
 
+    @staticmethod
+    def _uplink_routes(c: Carrier) -> list[str]:
+        """Carrier routes through its `agent` link (the kernel drops them on link down)."""
+        return [f"route replace {prefix} via {c.source} dev agent" for prefix in ANNOUNCE]
+
     def set_link(self, carrier: str, up: bool) -> None:
-        """Carrier side of the uplink down/up (the agent's interface loses carrier)."""
+        """Carrier side of the uplink down/up (the agent's interface loses carrier).
+        Addresses stay (keep_addr_on_down); routes over the link come back on up."""
         c = self.carrier(carrier)
         run(["ip", "-n", c.ns, "link", "set", "dev", "agent", "up" if up else "down"])
+        if up:
+            self._batch(c.ns, self._uplink_routes(c))
 
     def set_delay(self, carrier: str, delay_ms: float | None = None,
                   jitter_ms: float | None = None, loss_pct: float | None = None) -> None:
