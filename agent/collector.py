@@ -60,6 +60,11 @@ class Collector(abc.ABC):
     def close(self) -> None:
         """Release sockets or children; called once when the agent stops or reloads."""
 
+    # Optional: `async def reconfigure(self, config: Config) -> bool` applies a changed
+    # config in place on reload (return False to be restarted instead). Set `self.ctx.config`
+    # yourself when you accept it. Without it, a changed slice of the config restarts the
+    # collector's group (collectors/__init__.py: _SLICES).
+
 
 class PolledCollector(Collector):
     """Read a source every `interval_s`; the scheduler stamps points with the aligned tick."""

@@ -267,12 +267,19 @@ class Agent:
             for output in build_outputs(new):
                 self._start_output(output)
             self._start_prometheus()
+        if (new.agent.log_level, new.agent.log_format) != (old.agent.log_level,
+                                                           old.agent.log_format):
+            from agent.logsetup import configure_logging
+
+            configure_logging(new.agent.log_level, new.agent.log_format)
         kept: list[str] = []
         for name in list(self.groups):
             wanted = name in new.agent.collectors
-            if wanted and config_slice(name, new) == config_slice(name, old):
+            group = self.groups[name]
+            unchanged = config_slice(name, new) == config_slice(name, old)
+            if wanted and (unchanged or await self._reconfigure_in_place(group, new)):
                 kept.append(name)
-                for collector in self.groups[name]:
+                for collector in group:
                     collector.ctx = self.ctx
                 continue
             await self._stop_group(name)
@@ -287,6 +294,22 @@ class Agent:
         self.reloads += 1
         log.info("reloaded %s (kept: %s)", new.path, ", ".join(kept) or "none")
         self.notifier.ready(self.status_line())
+        return True
+
+    async def _reconfigure_in_place(self, group: list[Collector], new: Config) -> bool:
+        """A collector that can apply a new config without a restart (BGP: only changed
+        sessions are touched) says so by returning True from `reconfigure`."""
+        if not group or not all(hasattr(c, "reconfigure") for c in group):
+            return False
+        for collector in group:
+            try:
+                applied = await collector.reconfigure(new)  # type: ignore[attr-defined]
+            except Exception as exc:
+                log.warning("collector %s: reconfigure failed (%s); restarting it",
+                            collector.name, exc)
+                return False
+            if not applied:
+                return False
         return True
 
     async def stop(self) -> None:

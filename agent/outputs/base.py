@@ -11,18 +11,15 @@ import abc
 import asyncio
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.logsetup import redact as redact_secrets
 from agent.points import ProtocolVersion
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
-
-_SECRET_RE = re.compile(r"(?i)(token|password|authorization|p=|u=)[^\s&]*")
-
 
 class RetryableWriteError(Exception):
     """The server is down, overloaded or refused us for now: keep the batch, try later."""
@@ -41,8 +38,9 @@ class RejectedBatchError(Exception):
 
 
 def redact(text: str) -> str:
-    """Errors from HTTP libraries may quote URLs or headers: never let a secret through."""
-    return _SECRET_RE.sub(r"\1<redacted>", text)[:500]
+    """Errors from HTTP libraries and servers may quote URLs or headers: never let a secret
+    through (the registered token and password, and anything shaped like a credential)."""
+    return redact_secrets(text)[:500]
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -17,12 +17,16 @@ from influxdb_client.rest import ApiException
 
 from agent.config import InfluxDBConfig
 from agent.outputs.base import Output, RetryableWriteError, classify_status, redact
+from agent.logsetup import register_secret
 from agent.outputs.influxdb_v1 import read_secret
 
 
 def resolve_token(config: InfluxDBConfig) -> str:
     token = read_secret(config.token_file) if config.token_file else None
-    return token or os.environ.get("INFLUX_TOKEN", "")
+    token = token or os.environ.get("INFLUX_TOKEN", "")
+    if token:
+        register_secret(token)
+    return token
 
 
 class InfluxDBOutput(Output):

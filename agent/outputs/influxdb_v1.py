@@ -9,13 +9,18 @@ import urllib.parse
 from pathlib import Path
 
 from agent.config import InfluxDBv1Config
+from agent.logsetup import register_secret
 from agent.outputs.base import Output, RetryableWriteError, classify_status, redact
 
 
 def read_secret(path: Path | None) -> str | None:
+    """Read a token or password file; the value is registered so no log line can carry it."""
     if path is None:
         return None
-    return path.read_text().strip()
+    secret = path.read_text().strip()
+    if secret:
+        register_secret(secret)
+    return secret
 
 
 class InfluxDBv1Output(Output):
