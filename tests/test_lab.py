@@ -314,3 +314,36 @@ def test_full_mrt_table_reaches_a_plain_speaker(tmp_path: Path) -> None:
             assert lab.birds["telecom"].exported("agent") == c.expected_routes()
     finally:
         lab.down()
+
+
+@pytest.mark.lab
+def test_cli_up_status_down(tmp_path: Path) -> None:
+    reason = _lab_reason()
+    if reason:
+        pytest.skip(reason)
+    import json
+    import subprocess
+
+    from tests.lab.netns import netns_list
+
+    repo = Path(__file__).resolve().parents[1]
+    state = tmp_path / "state.json"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tests.lab", *args, "--state", str(state)],
+                              cwd=repo, capture_output=True, text=True, timeout=120)
+
+    up = cli("up", "--no-servers", "--n-routes", "10", "--carriers", "a:64601:5,b:64602:15")
+    try:
+        assert up.returncode == 0, up.stderr
+        made = json.loads(state.read_text())["namespaces"]
+        assert len(made) == 5 and set(made) <= set(netns_list())
+        assert "AS64601" in up.stdout and "AS64602" in up.stdout
+        assert cli("status").returncode == 0
+        again = cli("up", "--no-servers")
+        assert again.returncode == 1 and "already up" in again.stderr
+    finally:
+        down = cli("down")
+    assert down.returncode == 0
+    assert not set(made) & set(netns_list())
+    assert cli("status").returncode == 3
