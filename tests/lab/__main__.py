@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.lab.lab import Lab, LabSpec, down_state, parse_carriers
+from tests.lab.lab import Lab, LabSpec, down_state, gc_labs, parse_carriers
 from tests.lab.netns import netns_list, netns_works
 
 DEFAULT_STATE = Path("/run/egress-agent-lab/state.json")
@@ -16,7 +16,8 @@ DEFAULT_STATE = Path("/run/egress-agent-lab/state.json")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.lab",
                                      description="the three-carrier lab in namespaces")
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "gc"],
+                        help="gc: take down labs whose test run died without cleaning up")
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE,
                         help=f"state file (default {DEFAULT_STATE})")
     parser.add_argument("--routes", choices=["synthetic", "mrt"], default="synthetic")
@@ -48,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         lab = Lab(spec, prefix=args.prefix, state_file=args.state,
                   workdir=args.state.parent / (args.prefix or "lab"))
         try:
-            lab.up()
+            lab.up(owned=False)
             lab.wait_carrier_mesh()
         except Exception as exc:
             print(f"lab: up failed: {exc}", file=sys.stderr)
             return 1
         print(lab.describe())
         print(f"agent namespace: ip netns exec {lab.agent_ns} <command>")
+        return 0
+    if args.command == "gc":
+        for line in gc_labs():
+            print(f"removed {line}")
         return 0
     if args.command == "down":
         if not args.state.exists():

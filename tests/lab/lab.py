@@ -343,9 +343,12 @@ class Lab:
         run(["ip", "link", "add", "name", name_a, "netns", ns_a, "type", "veth",
              "peer", "name", name_b, "netns", ns_b])
 
-    def up(self) -> Lab:
+    def up(self, owned: bool = True) -> Lab:
+        """Build it. `owned`: the lab dies with this process (`python -m tests.lab gc`
+        removes it if this process is killed before `down()`); the CLI passes False."""
         t0 = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        _register(self.prefix, self.state_file, os.getpid() if owned else None)
         try:
             self._up_network()
             self.timings["network_s"] = time.monotonic() - t0
@@ -589,6 +592,7 @@ class Lab:
             if server is not None:
                 server.stop()
         _down_from_state(self.state_file, quiet=True)
+        _unregister(self.prefix)
         self.birds.clear()
         self.procs.clear()
         self.namespaces.clear()
@@ -781,7 +785,48 @@ def _down_from_state(state_file: Path, quiet: bool = False) -> list[str]:
 
 
 def down_state(state_file: Path | str) -> list[str]:
-    return _down_from_state(Path(state_file))
+    removed = _down_from_state(Path(state_file))
+    for entry in REGISTRY.glob("*.json"):
+        try:
+            if json.loads(entry.read_text()).get("state_file") == str(Path(state_file)):
+                entry.unlink()
+        except (OSError, ValueError):
+            pass
+    return removed
+
+
+REGISTRY = Path("/run/egress-agent-lab/registry")
+
+
+def _register(prefix: str, state_file: Path, owner: int | None) -> None:
+    REGISTRY.mkdir(parents=True, exist_ok=True)
+    (REGISTRY / f"{prefix}.json").write_text(json.dumps({
+        "state_file": str(state_file), "owner_pid": owner,
+        "owner_start": _start_time(owner) if owner else None}))
+
+
+def _unregister(prefix: str) -> None:
+    (REGISTRY / f"{prefix}.json").unlink(missing_ok=True)
+
+
+def gc_labs() -> list[str]:
+    """Take down labs whose owning process is gone (a test run that was SIGKILLed).
+    Labs without an owner (made by `python -m tests.lab up`) stay until `down`."""
+    removed = []
+    for entry in sorted(REGISTRY.glob("*.json")) if REGISTRY.exists() else []:
+        try:
+            info = json.loads(entry.read_text())
+        except (OSError, ValueError):
+            continue
+        owner = info.get("owner_pid")
+        if owner is None:
+            continue
+        if _alive(owner) and _start_time(owner) == info.get("owner_start"):
+            continue
+        removed += _down_from_state(Path(info["state_file"]), quiet=True)
+        entry.unlink(missing_ok=True)
+        removed.append(f"lab {entry.stem}")
+    return removed
 
 
 def remove_workdir(workdir: Path) -> None:
