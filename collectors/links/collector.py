@@ -160,6 +160,7 @@ class LinksCollector(PolledCollector):
         self.routing = routing
         self._selected: dict[str, bool] = {}
         self._entries: dict[int, tuple[Any, ...]] = {}
+        self._hostname = ctx.config.agent.hostname
         self._prev: dict[int, tuple[int, int, float]] = {}
         self._routing_events: list[Point] = []
 
@@ -199,7 +200,7 @@ class LinksCollector(PolledCollector):
         (selected, tags, oper_up, carrier_up, mtu, speed, capacity bps, wrap bound)."""
         name = state.name
         # The host tag is set here so the core never has to touch the (shared) tag dict.
-        tags = {"host": self.ctx.config.agent.hostname, "interface": name}
+        tags = {"host": self._hostname, "interface": name}
         carrier = self.carriers.get(name)
         if carrier is not None:
             tags["carrier"] = carrier.name
@@ -220,6 +221,10 @@ class LinksCollector(PolledCollector):
         cache.changed = set()
         prev_all = self._prev
         entries = self._entries
+        if self.ctx.config.agent.hostname != self._hostname:
+            # a reload that kept this collector (its slice unchanged) but renamed the host
+            self._hostname = self.ctx.config.agent.hostname
+            entries.clear()
         for index in changed:
             entries.pop(index, None)
             if index not in links:
