@@ -157,3 +157,79 @@ def test_routing_check_follows_the_carrier_table(lab: Any, tmp_path: Path) -> No
         sh(*restore, check=False)
         collector.close()
         routing.close()
+
+
+def _agent_config(lab: Any, tmp_path: Path, hostname: str) -> Path:
+    """config/lab.toml for this lab, the daemon running only links + billing at 1 s, its
+    own host name (the lab's InfluxDB is shared by the session), InfluxDB 1.x output only."""
+    path = lab.agent_config(tmp_path / "agent.toml")
+    text = path.read_text()
+    text = text.replace('[agent]\nhostname = "lab-agent"\ninterval = "5s"',
+                        f'[agent]\nhostname = "{hostname}"\ninterval = "1s"\n'
+                        'collectors = ["links", "billing"]', 1)
+    assert f'hostname = "{hostname}"' in text, "config/lab.toml [agent] changed"
+    text = text[:text.index("[outputs.influxdb]")]  # keep [outputs.influxdb_v1] only
+    text = text.replace(str(lab.workdir / "agent-data"), str(tmp_path / "data"))
+    text = text.replace(str(lab.workdir / "agent-control.sock"), str(tmp_path / "ctl.sock"))
+    path.write_text(text)
+    return path
+
+
+def test_daemon_writes_link_event_to_influxdb_at_once(lab: Any, tmp_path: Path) -> None:
+    """The real daemon in the agent namespace: carrier side down → `link_event` in
+    InfluxDB 1.6.7, stamped within 200 ms of the `ip link set` and stored within 1 s."""
+    import os
+    import subprocess
+    import sys
+
+    carrier = lab.carriers[-1]
+    hostname = f"links-e2e-{os.getpid()}"
+    config = _agent_config(lab, tmp_path, hostname)
+    assert "[outputs.influxdb_v1]" in config.read_text()
+    agent = lab.popen_in_agent_ns(
+        [sys.executable, "-m", "agent.cli", "run", "-c", str(config), "--duration", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def rows(measurement: str) -> list[dict[str, Any]]:
+        return list(lab.influxdb.query(
+            f"SELECT * FROM {measurement} WHERE host = '{hostname}'", db="egress"))
+
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not rows("link"):
+            time.sleep(0.2)
+        assert rows("link"), "no link points from the daemon"
+        t0_ns = time.time_ns()
+        t0 = time.monotonic()
+        lab.set_link(carrier.name, False)
+        stored_after = None
+        while time.monotonic() - t0 < 5:
+            events = [r for r in rows("link_event") if r.get("state") == "down"]
+            if events:
+                stored_after = time.monotonic() - t0
+                break
+            time.sleep(0.02)
+        lab.set_link(carrier.name, True)
+        assert events, "no link_event in InfluxDB"
+        (event,) = events
+        assert event["interface"] == carrier.uplink and event["carrier"] == carrier.name
+        assert event["up"] is False and event["detail"] == "carrier lost"
+        stamped_ms = (event["time"] - t0_ns) / 1e6
+        print(f"link_event stamped {stamped_ms:.1f} ms after set_link, "
+              f"queryable after {stored_after * 1000:.0f} ms")  # type: ignore[operator]
+        assert 0 <= stamped_ms <= 200
+        assert stored_after is not None and stored_after < 1.0
+        # ... and `link` carries the uplink's state and the routing fields
+        uplink_rows = [r for r in rows("link") if r["interface"] == carrier.uplink]
+        assert uplink_rows[0]["carrier"] == carrier.name
+        assert {"route_ok", "gateway_ok", "egress_ok", "rx_bytes", "oper_up"} <= {
+            k for r in uplink_rows for k, v in r.items() if v is not None}
+    finally:
+        lab.set_link(carrier.name, True)
+        agent.terminate()
+        try:
+            out, _ = agent.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            out, _ = agent.communicate()
+    assert agent.returncode == 0, out
