@@ -24,7 +24,7 @@ def lab_config(lab: Any, tmp_path: Path, committed_mbps: float = 40) -> Config:
         "agent": {"hostname": "lab", "data_dir": str(tmp_path)},
         "carriers": [
             {"name": c.name, "interface": c.uplink, "source": c.source, "table": c.table,
-             "committed_mbps": committed_mbps}
+             "source6": c.source6, "committed_mbps": committed_mbps}
             for c in lab.carriers
         ],
         "links": {"include": ["*"], "exclude": ["lo"]},
@@ -130,9 +130,13 @@ def test_routing_check_follows_the_carrier_table(lab: Any, tmp_path: Path) -> No
                "dev", carrier.uplink, "table", str(carrier.table)]
     from tests.test_links_support import sh
     try:
-        ok = uplink_point(collector.collect(), carrier.uplink)
-        assert (ok.fields["route_ok"], ok.fields["gateway_ok"], ok.fields["egress_ok"]) == (
-            True, True, True)
+        checks = ("route_ok", "gateway_ok", "egress_ok", "route6_ok", "gateway6_ok",
+                  "egress6_ok")
+        points = collector.collect()
+        for c in lab.carriers:  # IPv4 and IPv6 through every carrier's own table
+            fields = uplink_point(points, c.uplink).fields
+            assert {k: fields.get(k) for k in checks} == dict.fromkeys(checks, True), c.name
+        ok = uplink_point(points, carrier.uplink)
         sh("ip", "-n", lab.agent_ns, "route", "del", "default", "table", str(carrier.table))
         points = collector.collect()
         bad = uplink_point(points, carrier.uplink)

@@ -410,3 +410,37 @@ def test_registry_builds_links_and_billing(scratch: Scratch, tmp_path: Path) -> 
         for collector in built:
             collector.close()
         built[0].close()  # twice: the shared routing monitor tolerates it
+
+
+def test_ipv6_routing_checks_with_source6(tmp_path: Path) -> None:
+    needs_root()
+    scratch = Scratch(ipv6=True)
+    try:
+        from tests.test_links_support import AGENT_ADDR6, CARRIER_ADDR6
+        config = make_config(tmp_path, scratch.uplink, source6=AGENT_ADDR6)
+        routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+        collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns,
+                                   routing=routing)
+        try:
+            ok = link_point(collector.collect(), scratch.uplink)
+            assert {k: ok.fields[k] for k in ("route_ok", "gateway_ok", "egress_ok",
+                                              "route6_ok", "gateway6_ok", "egress6_ok")} == {
+                "route_ok": True, "gateway_ok": True, "egress_ok": True,
+                "route6_ok": True, "gateway6_ok": True, "egress6_ok": True}
+            scratch.ip("-6", "route", "del", "default", "table", "101")
+            points = collector.collect()
+            bad = link_point(points, scratch.uplink)
+            assert bad.fields["route_ok"] is True and bad.fields["egress_ok"] is True
+            assert bad.fields["route6_ok"] is False and bad.fields["egress6_ok"] is False
+            (event,) = [p for p in points if p.measurement == "link_event"]
+            assert event.tags["state"] == "routing_failed"
+            assert "no IPv6 default route in table 101" in str(event.fields["detail"])
+            scratch.ip("-6", "route", "add", "default", "via", CARRIER_ADDR6, "dev",
+                       scratch.uplink, "table", "101")
+            back = link_point(collector.collect(), scratch.uplink)
+            assert back.fields["route6_ok"] is True and back.fields["egress6_ok"] is True
+            assert back.fields["gateway6_ok"] is True
+        finally:
+            collector.close()
+    finally:
+        scratch.close()

@@ -28,6 +28,8 @@ _counter = itertools.count(1)
 
 AGENT_ADDR = "100.64.9.1"
 CARRIER_ADDR = "100.64.9.2"
+AGENT_ADDR6 = "2001:db8:9::1"
+CARRIER_ADDR6 = "2001:db8:9::2"
 TABLE = 101
 
 
@@ -45,7 +47,7 @@ def sh(*argv: str, netns: str | None = None, check: bool = True) -> str:
 
 
 class Scratch:
-    def __init__(self, uplink: str | None = None) -> None:
+    def __init__(self, uplink: str | None = None, ipv6: bool = False) -> None:
         n = next(_counter)
         pid = os.getpid()
         self.ns = f"lka{pid}_{n}"
@@ -55,8 +57,13 @@ class Scratch:
         sh("ip", "netns", "add", self.ns)
         sh("ip", "netns", "add", self.peer_ns)
         for ns in (self.ns, self.peer_ns):
-            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", netns=ns)
-            sh("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", netns=ns)
+            # IPv6 off unless asked for: no router/neighbour solicitations in the counters
+            flag = "0" if ipv6 else "1"
+            sh("sysctl", "-qw", f"net.ipv6.conf.all.disable_ipv6={flag}", netns=ns)
+            sh("sysctl", "-qw", f"net.ipv6.conf.default.disable_ipv6={flag}", netns=ns)
+            if ipv6:  # no DAD: a tentative link-local cannot send neighbour solicitations
+                sh("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", netns=ns)
+                sh("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", netns=ns)
             sh("ip", "link", "set", "lo", "up", netns=ns)
         sh("ip", "-n", self.ns, "link", "add", self.uplink, "type", "veth", "peer", "name",
            self.peer, "netns", self.peer_ns)
@@ -68,6 +75,15 @@ class Scratch:
            self.uplink, "table", str(TABLE))
         sh("ip", "-n", self.ns, "rule", "add", "from", AGENT_ADDR, "lookup", str(TABLE))
         sh("ip", "-n", self.ns, "rule", "add", "oif", self.uplink, "lookup", str(TABLE))
+        if ipv6:
+            sh("ip", "-n", self.ns, "-6", "addr", "add", f"{AGENT_ADDR6}/64", "dev",
+               self.uplink, "nodad")
+            sh("ip", "-n", self.peer_ns, "-6", "addr", "add", f"{CARRIER_ADDR6}/64", "dev",
+               self.peer, "nodad")
+            sh("ip", "-n", self.ns, "-6", "route", "add", "default", "via", CARRIER_ADDR6,
+               "dev", self.uplink, "table", str(TABLE))
+            sh("ip", "-n", self.ns, "-6", "rule", "add", "from", AGENT_ADDR6, "lookup",
+               str(TABLE))
         # a route back for the carrier's side (198.51.100.0/24 stands for "the internet")
         sh("ip", "-n", self.peer_ns, "addr", "add", "198.51.100.1/24", "dev", "lo")
 

@@ -35,6 +35,7 @@ from collectors.links.netlink import (
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
     RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_IPV6_ROUTE,
     RTNLGRP_LINK,
     RTNLGRP_NEIGH,
     LinkState,
@@ -488,7 +489,7 @@ class LinkEventCollector(StreamingCollector):
     async def run(self) -> None:
         groups = [RTNLGRP_LINK]
         if self.routing is not None and self.routing.carriers:
-            groups += [RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH]
+            groups += [RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE, RTNLGRP_NEIGH]
         nl = RtNetlink(self.netns, groups=tuple(groups))
         nl.sock.setblocking(False)
         self._nl = nl

@@ -57,6 +57,7 @@ RTM_GETSTATS = 94
 RTNLGRP_LINK = 1
 RTNLGRP_NEIGH = 3
 RTNLGRP_IPV4_ROUTE = 7
+RTNLGRP_IPV6_ROUTE = 11
 
 # if_link.h
 IFLA_IFNAME = 3
@@ -403,7 +404,9 @@ class RtNetlink:
         address = ipaddress.ip_address(dst)
         family = socket.AF_INET if address.version == 4 else socket.AF_INET6
         alen = 4 if family == socket.AF_INET else 16
-        flags = RTM_F_LOOKUP_TABLE | (RTM_F_FIB_MATCH if fib_match else 0)
+        # IPv6 (strict checking) refuses RTM_F_LOOKUP_TABLE with EINVAL; IPv4 accepts it.
+        flags = (RTM_F_LOOKUP_TABLE if family == socket.AF_INET else 0) | (
+            RTM_F_FIB_MATCH if fib_match else 0)
         src_len = alen * 8 if src is not None else 0
         payload = _RTMSG.pack(family, alen * 8, src_len, 0, 0, 0, 0, 0, flags)
         payload += _NLATTR.pack(4 + alen, RTA_DST) + address.packed

@@ -11,6 +11,9 @@ Three checks, each a field on `link` (absent when it cannot be evaluated for lac
 - `egress_ok`: RTM_GETROUTE for CHECK_DESTINATION from the carrier's `source` (through the
   policy rules, as a probe or reply would go) leaves through the uplink.
 
+With an IPv6 `source6` (and an IPv4 `source`), the same three run for IPv6 as `route6_ok`,
+`gateway6_ok` (neighbour discovery), `egress6_ok` (lookup of 100::1, RFC 6666 discard-only).
+
 A change of the combined result is a `link_event` with state `routing_ok`/`routing_failed`.
 """
 
@@ -26,10 +29,11 @@ from agent.config import CarrierConfig
 from collectors.links.netlink import NUD_INCOMPLETE, NUD_NAMES, NUD_USABLE, RtNetlink
 
 # TEST-NET-1: never in a real routing table (bogon-filtered), so the lookup falls through
-# to the carrier's default route. IPv6: the documentation prefix, for the same reason.
+# to the carrier's default route. IPv6: 100::/64 is discard-only (RFC 6666), same reason.
 CHECK_DESTINATION = "192.0.2.1"
-CHECK_DESTINATION_V6 = "2001:db8::1"
+CHECK_DESTINATION_V6 = "100::1"
 NEIGHBOUR_WAIT_S = 1.0
+_CHECKS = ("route_ok", "gateway_ok", "egress_ok", "route6_ok", "gateway6_ok", "egress6_ok")
 
 
 @dataclass(frozen=True)
@@ -38,33 +42,29 @@ class RoutingResult:
     gateway_ok: bool | None
     egress_ok: bool | None
     detail: str
+    route6_ok: bool | None = None
+    gateway6_ok: bool | None = None
+    egress6_ok: bool | None = None
 
     @property
     def ok(self) -> bool:
-        return all(v is not False for v in (self.route_ok, self.gateway_ok, self.egress_ok))
+        return all(getattr(self, key) is not False for key in _CHECKS)
 
     def fields(self) -> dict[str, bool]:
         out = {}
-        for key in ("route_ok", "gateway_ok", "egress_ok"):
+        for key in _CHECKS:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
         return out
 
 
-def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | None,
-                  neighbour_wait_s: float = NEIGHBOUR_WAIT_S) -> RoutingResult:
-    """Run the three checks for one carrier (blocking: up to neighbour_wait_s)."""
-    problems: list[str] = []
-    v6 = carrier.source is not None and carrier.source.version == 6
+def _check_family(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int,
+                  source: str | None, v6: bool, neighbour_wait_s: float,
+                  problems: list[str]) -> tuple[bool | None, bool | None, bool | None]:
+    """(route_ok, gateway_ok, egress_ok) of one address family."""
     family = socket.AF_INET6 if v6 else socket.AF_INET
-    if uplink_index is None:
-        return RoutingResult(
-            False if carrier.table is not None else None,
-            None,
-            False if carrier.source is not None else None,
-            f"uplink {carrier.interface} does not exist",
-        )
+    label = "IPv6 " if v6 else ""
     route_ok: bool | None = None
     gateway: str | None = None
     gateway_known = False
@@ -73,7 +73,7 @@ def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | Non
                     if r.dst_len == 0 and r.type == 1]
         route_ok = bool(defaults)
         if not defaults:
-            problems.append(f"no default route in table {carrier.table}")
+            problems.append(f"no {label}default route in table {carrier.table}")
         else:
             hops = [h for r in defaults for h in r.gateways]
             via_uplink = [g for g, oif in hops if oif == uplink_index]
@@ -83,18 +83,18 @@ def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | Non
                 gateway_known = True  # on-link default route: no gateway
             # a default route through another interface: egress_ok tells
     egress_ok: bool | None = None
-    if carrier.source is not None:
+    if source is not None:
         dst = CHECK_DESTINATION_V6 if v6 else CHECK_DESTINATION
-        route = nl.route_get(dst, src=str(carrier.source))
+        route = nl.route_get(dst, src=source)
         if route is None:
             egress_ok = False
-            problems.append(f"no route from {carrier.source}")
+            problems.append(f"no route from {source}")
         else:
             egress_ok = route.oif == uplink_index
             if not egress_ok:
                 other = nl.get_link(route.oif) if route.oif else None
                 where = other.name if other is not None else f"ifindex {route.oif}"
-                problems.append(f"traffic from {carrier.source} leaves via {where}")
+                problems.append(f"traffic from {source} leaves via {where}")
             elif not gateway_known:
                 # the gateway of another uplink says nothing about this one: only when
                 # the lookup leaves through this uplink
@@ -117,7 +117,40 @@ def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | Non
             problems.append(f"gateway {gateway} neighbour {NUD_NAMES.get(state or 0, state)}")
     elif gateway_known:
         gateway_ok = True  # on-link default route: no gateway to resolve
-    return RoutingResult(route_ok, gateway_ok, egress_ok, "; ".join(problems) or "ok")
+    return route_ok, gateway_ok, egress_ok
+
+
+def check_carrier(nl: RtNetlink, carrier: CarrierConfig, uplink_index: int | None,
+                  neighbour_wait_s: float = NEIGHBOUR_WAIT_S) -> RoutingResult:
+    """Run the checks for one carrier (blocking: up to neighbour_wait_s per family).
+
+    `source` decides the family of route_ok/gateway_ok/egress_ok (IPv4 unless it is an
+    IPv6 address); with an IPv4 `source` and a `source6`, the same checks run for IPv6 as
+    route6_ok/gateway6_ok/egress6_ok.
+    """
+    main_v6 = carrier.source is not None and carrier.source.version == 6
+    extra_v6 = not main_v6 and carrier.source6 is not None
+    if uplink_index is None:
+        missing = {
+            "route_ok": False if carrier.table is not None else None,
+            "egress_ok": False if carrier.source is not None else None,
+        }
+        if extra_v6:
+            missing["route6_ok"] = False if carrier.table is not None else None
+            missing["egress6_ok"] = False
+        return RoutingResult(missing["route_ok"], None, missing["egress_ok"],
+                             f"uplink {carrier.interface} does not exist",
+                             missing.get("route6_ok"), None, missing.get("egress6_ok"))
+    problems: list[str] = []
+    source = str(carrier.source) if carrier.source is not None else None
+    route_ok, gateway_ok, egress_ok = _check_family(
+        nl, carrier, uplink_index, source, main_v6, neighbour_wait_s, problems)
+    route6_ok = gateway6_ok = egress6_ok = None
+    if extra_v6:
+        route6_ok, gateway6_ok, egress6_ok = _check_family(
+            nl, carrier, uplink_index, str(carrier.source6), True, neighbour_wait_s, problems)
+    return RoutingResult(route_ok, gateway_ok, egress_ok, "; ".join(problems) or "ok",
+                         route6_ok, gateway6_ok, egress6_ok)
 
 
 class RoutingMonitor:
@@ -125,7 +158,8 @@ class RoutingMonitor:
 
     def __init__(self, carriers: tuple[CarrierConfig, ...], netns: str | None = None) -> None:
         self.nl = RtNetlink(netns)  # its own socket: used from the poll and the event thread
-        self.carriers = tuple(c for c in carriers if c.table is not None or c.source is not None)
+        self.carriers = tuple(c for c in carriers if c.table is not None or c.source is not None
+                              or c.source6 is not None)
         self.results: dict[str, RoutingResult] = {}
         self._lock = threading.Lock()
         self._closed = False
