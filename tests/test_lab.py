@@ -105,9 +105,10 @@ def test_lab_up_down_twice_leaves_nothing(tmp_path: Path) -> None:
         lab.down()  # idempotent
 
 
-def _ping_rtts(lab: Any, source: str, target: str, count: int = 30) -> list[float | None]:
-    proc = lab.exec_in_agent_ns(["ping", "-n", "-c", str(count), "-i", "0.02", "-W", "1",
-                                 "-I", source, target])
+def _ping_rtts(lab: Any, source: str, target: str, count: int = 30) -> list[float]:
+    family = "-6" if ":" in target else "-4"
+    proc = lab.exec_in_agent_ns(["ping", family, "-n", "-c", str(count), "-i", "0.02", "-W",
+                                 "1", "-I", source, target])
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", proc.stdout)]
 
 
@@ -124,6 +125,17 @@ def test_ping_through_each_carrier_shows_its_delay(lab: Any) -> None:
         other = next(o for o in lab.carriers if o is not c)
         assert _ping_rtts(lab, other.source, c.target, count=2) == []
     assert len(set(round(m) for m in medians.values())) == len(lab.carriers)
+
+
+@pytest.mark.lab
+def test_ipv6_ping_through_each_carrier_shows_its_delay(lab: Any) -> None:
+    for c in lab.carriers:
+        rtts = _ping_rtts(lab, c.source6, lab.target6, count=20)
+        assert len(rtts) == 20, f"{c.name}: {len(rtts)}/20 replies"
+        assert c.delay_ms <= statistics.median(rtts) <= c.delay_ms + 1.0
+        assert len(_ping_rtts(lab, c.source6, c.target6, count=2)) == 2
+        other = next(o for o in lab.carriers if o is not c)
+        assert _ping_rtts(lab, other.source6, c.target6, count=2) == []
 
 
 @pytest.mark.lab

@@ -10,8 +10,9 @@ microsecond timeout), not by a thread per packet, so the added delay is accurate
 so traceroute sees the transit router once.
 
 Config (JSON file, re-read on SIGHUP):
-  {"carriers": [{"net": "100.64.1.0/24", "delay_ms": 10, "jitter_ms": 0, "loss_pct": 0}],
-   "only_via": {"203.0.113.11": "100.64.1.0/24"}}
+  {"carriers": [{"net": "100.64.1.0/24", "net6": "2001:db8:1::/64", "delay_ms": 10,
+                 "jitter_ms": 0, "loss_pct": 0}],
+   "only_via": {"203.0.113.11": "100.64.1.0/24", "2001:db8:ffff::11": "2001:db8:1::/64"}}
 
 Run: python delayline.py --tun dl --config FILE   (standalone: no project imports)
 """
@@ -71,8 +72,12 @@ class Rules:
     def __init__(self, config: dict[str, Any]) -> None:
         self.carriers = []
         for c in config.get("carriers", []):
-            self.carriers.append((ipaddress.ip_network(c["net"]), float(c.get("delay_ms", 0)),
-                                  float(c.get("jitter_ms", 0)), float(c.get("loss_pct", 0))))
+            for key in ("net", "net6"):
+                if c.get(key):
+                    self.carriers.append((ipaddress.ip_network(c[key]),
+                                          float(c.get("delay_ms", 0)),
+                                          float(c.get("jitter_ms", 0)),
+                                          float(c.get("loss_pct", 0))))
         self.only_via = {ipaddress.ip_address(k): ipaddress.ip_network(v)
                          for k, v in config.get("only_via", {}).items()}
 

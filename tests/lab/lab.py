@@ -40,6 +40,8 @@ LOCAL_AS = 64512
 ANNOUNCE = ["198.51.100.0/24"]
 WATCH = [WATCH_PREFIX]
 COMMON_TARGET = "203.0.113.10"
+COMMON_TARGET6 = "2001:db8:ffff::10"
+TRANSIT_IX6 = "2001:db8:ff::fe"
 SINK = "192.0.2.1"
 SINK_NET = "192.0.2.0/24"
 TRANSIT_IX = "100.66.0.254"
@@ -170,6 +172,18 @@ class Carrier:
     def targets(self) -> list[str]:
         return [COMMON_TARGET, self.target]
 
+    @property
+    def net6(self) -> str:
+        return f"2001:db8:{self.index:x}::/64"
+
+    @property
+    def target6(self) -> str:
+        return f"2001:db8:ffff::{0x10 + self.index:x}"
+
+    @property
+    def targets6(self) -> list[str]:
+        return [COMMON_TARGET6, self.target6]
+
     def expected_routes(self) -> tuple[int, int]:
         """(ipv4, ipv6) prefixes this carrier's BIRD sends the agent (route set only)."""
         return self.routes_v4, self.routes_v6
@@ -245,6 +259,7 @@ class Lab:
         self.announce_prefixes = list(ANNOUNCE)
         self.watch = list(WATCH)
         self.target = COMMON_TARGET
+        self.target6 = COMMON_TARGET6
         self.sink = SINK
         self.birds: dict[str, Bird] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -258,6 +273,10 @@ class Lab:
     @property
     def targets(self) -> list[str]:
         return [COMMON_TARGET] + [c.target for c in self.carriers]
+
+    @property
+    def targets6(self) -> list[str]:
+        return [COMMON_TARGET6] + [c.target6 for c in self.carriers]
 
     @property
     def influxdb_url(self) -> str:
@@ -409,6 +428,7 @@ class Lab:
                 f"addr add {c.ix_address6}/64 dev ix nodad",
                 "link set dev ix up",
                 f"route add default via {TRANSIT_IX} dev ix",
+                f"-6 route add default via {TRANSIT_IX6} dev ix",
                 f"route add blackhole {SINK_NET}",
             ]
             for other in self.carriers:
@@ -419,10 +439,11 @@ class Lab:
         # transit: IX bridge, delay line tun, link to the targets
         self._sysctl(self.transit_ns, forwarding)
         cmds = ["link set dev lo up", "link add ix type bridge", "link set ix up",
-                f"addr add {TRANSIT_IX}/24 dev ix", "addr add 2001:db8:ff::fe/64 dev ix nodad"]
+                f"addr add {TRANSIT_IX}/24 dev ix", f"addr add {TRANSIT_IX6}/64 dev ix nodad"]
         for c in self.carriers:
             cmds += [f"link set dev c{c.index} master ix", f"link set c{c.index} up",
-                     f"route add {c.net} via {c.ix_address} dev ix"]
+                     f"route add {c.net} via {c.ix_address} dev ix",
+                     f"-6 route add {c.net6} via {c.ix_address6} dev ix"]
         cmds += [
             "tuntap add dev dl mode tun", "link set dev dl up",
             "addr add 203.0.113.1/30 dev tgt", "link set dev tgt up",
@@ -432,6 +453,12 @@ class Lab:
             "route add 100.64.0.0/10 dev dl table 11",
             "rule add iif ix lookup 10 pref 100",
             "rule add iif tgt lookup 11 pref 101",
+            "addr add 2001:db8:fffe::1/64 dev tgt nodad",
+            "-6 route add 2001:db8:ffff::/64 via 2001:db8:fffe::2 dev tgt",
+            "-6 route add 2001:db8:ffff::/64 dev dl table 10",
+            "-6 route add 2001:db8::/32 dev dl table 11",
+            "-6 rule add iif ix lookup 10 pref 100",
+            "-6 rule add iif tgt lookup 11 pref 101",
         ]
         self._batch(self.transit_ns, cmds)
         self._sysctl(self.transit_ns, {"net.ipv4.conf.dl.rp_filter": "0",
@@ -439,12 +466,16 @@ class Lab:
                                        "net.ipv4.conf.ix.rp_filter": "0"})
 
         # targets
-        cmds = ["link set dev lo up", "addr add 203.0.113.2/30 dev tr", "link set dev tr up",
-                "route add default via 203.0.113.1 dev tr"]
-        cmds += [f"addr add {t}/32 dev lo" for t in self.targets]
-        self._batch(self.target_ns, cmds)
         self._sysctl(self.target_ns, {"net.ipv4.icmp_ratelimit": "0",
+                                      "net.ipv6.icmp.ratelimit": "0",
                                       "net.ipv4.ping_group_range": "0 2147483647"})
+        cmds = ["link set dev lo up", "addr add 203.0.113.2/30 dev tr", "link set dev tr up",
+                "route add default via 203.0.113.1 dev tr",
+                "addr add 2001:db8:fffe::2/64 dev tr nodad",
+                "-6 route add default via 2001:db8:fffe::1 dev tr"]
+        cmds += [f"addr add {t}/32 dev lo" for t in self.targets]
+        cmds += [f"addr add {t}/128 dev lo nodad" for t in self.targets6]
+        self._batch(self.target_ns, cmds)
 
         # uplink caps: tbf at link_mbps on both ends
         for c in self.carriers:
@@ -458,9 +489,11 @@ class Lab:
 
     def _delay_config(self) -> dict[str, Any]:
         return {
-            "carriers": [{"net": c.net, "delay_ms": c.delay_ms, "jitter_ms": c.jitter_ms,
+            "carriers": [{"net": c.net, "net6": c.net6, "delay_ms": c.delay_ms,
+                          "jitter_ms": c.jitter_ms,
                           "loss_pct": c.loss_pct} for c in self.carriers],
-            "only_via": {c.target: c.net for c in self.carriers},
+            "only_via": {**{c.target: c.net for c in self.carriers},
+                         **{c.target6: c.net6 for c in self.carriers}},
         }
 
     def _spawn(self, key: str, ns: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -482,7 +515,7 @@ class Lab:
                      "--config", str(self.workdir / "delayline.json")])
         self._spawn("targets", self.target_ns,
                     [sys.executable, str(HERE / "targets.py"), "--answer", COMMON_TARGET,
-                     "--udp-bind", ",".join(self.targets)])
+                     "--udp-bind", ",".join(self.targets + self.targets6)])
         # BIRDs
         mrt_file: Path | None = None
         mrt_count = 0
@@ -550,8 +583,9 @@ class Lab:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for c in self.carriers for t in c.targets]
         procs += [subprocess.Popen(ns_argv(self.agent_ns, [
-            "ping", "-6", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source6, c.gateway6]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in self.carriers]
+            "ping", "-6", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source6, t]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for c in self.carriers for t in [c.gateway6, *c.targets6]]
         for proc in procs:
             proc.wait(10)
 

@@ -69,15 +69,17 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_term)
 
     for address in args.udp_bind.split(","):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                            socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         udp.bind((address, 53))
         udp.setblocking(False)
         sel.register(udp, selectors.EVENT_READ, ("udp53", None))
     for port in sorted({int(p) for p in args.tcp.split(",") if p} | http_ports):
-        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)  # dual-stack
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lsock.bind(("0.0.0.0", port))
+        lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        lsock.bind(("::", port))
         lsock.listen(1024)
         lsock.setblocking(False)
         sel.register(lsock, selectors.EVENT_READ, ("listen", port))
