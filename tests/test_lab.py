@@ -41,7 +41,7 @@ def test_influxdb_v1_query_error_is_raised(influxdb_v1: InfluxDBv1) -> None:
 
 @pytest.mark.servers
 def test_victoria_metrics_v2_write_export_and_restart(victoria_metrics: VictoriaMetrics) -> None:
-    from influxdb_client import InfluxDBClient
+    from influxdb_client import InfluxDBClient  # type: ignore[attr-defined]
     from influxdb_client.client.write_api import SYNCHRONOUS
 
     now_ns = time.time_ns()
@@ -63,6 +63,48 @@ def test_shared_influxdb_fresh_db_is_empty(influxdb_v1_shared: InfluxDBv1, fresh
     assert influxdb_v1_shared.query("SHOW MEASUREMENTS", db=fresh_db) == []
     influxdb_v1_shared.write(fresh_db, "m v=1 1\n")
     assert influxdb_v1_shared.count(fresh_db, "m", "v") == 1
+
+
+# ---------------------------------------------------------------- delay line rules (pure)
+
+
+def test_delay_line_classifies_by_carrier_source() -> None:
+    import ipaddress
+
+    from tests.lab.delayline import Rules, give_back_hop
+
+    rules = Rules({
+        "carriers": [{"net": f"100.64.{i}.0/24", "net6": f"2001:db8:{i}::/64",
+                      "delay_ms": 10.0 * i} for i in (1, 2, 3)] +
+                    [{"net": "100.64.4.0/24", "delay_ms": 5, "loss_pct": 100}],
+        "only_via": {"203.0.113.11": "100.64.1.0/24", "2001:db8:ffff::11": "2001:db8:1::/64"},
+    })
+
+    def v4(src: str, dst: str) -> bytes:
+        return bytes([0x45, 0, 0, 20, 0, 0, 0, 0, 7, 1, 0, 0]) + \
+            ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
+
+    def v6(src: str, dst: str) -> bytes:
+        return bytes([0x60, 0, 0, 0, 0, 0, 58, 7]) + \
+            ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
+
+    assert rules.delay_s(v4("100.64.2.2", "203.0.113.10")) == 0.02
+    assert rules.delay_s(v4("100.64.3.9", "203.0.113.10")) == 0.03
+    assert rules.delay_s(v4("203.0.113.10", "100.64.2.2")) == 0.0  # replies pass
+    assert rules.delay_s(v4("198.51.100.1", "203.0.113.10")) == 0.0  # no carrier: no delay
+    assert rules.delay_s(v4("100.64.1.2", "203.0.113.11")) == 0.01
+    assert rules.delay_s(v4("100.64.2.2", "203.0.113.11")) is None  # not through unicom
+    assert rules.delay_s(v4("100.64.4.2", "203.0.113.10")) is None  # 100 % loss
+    assert rules.delay_s(v6("2001:db8:3::2", "2001:db8:ffff::10")) == 0.03
+    assert rules.delay_s(v6("2001:db8:2::2", "2001:db8:ffff::11")) is None
+    # TTL / hop limit given back, IPv4 header checksum valid again
+    out = give_back_hop(v4("100.64.1.2", "203.0.113.10"))
+    assert out[8] == 8
+    total = sum((out[i] << 8) + out[i + 1] for i in range(0, 20, 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert total == 0xFFFF
+    assert give_back_hop(v6("2001:db8:1::2", "2001:db8:ffff::10"))[7] == 8
 
 
 # ---------------------------------------------------------------- the lab
@@ -93,8 +135,9 @@ def test_lab_up_down_twice_leaves_nothing(tmp_path: Path) -> None:
         made = list(lab.namespaces)
         assert len(made) == 6 and all(ns.startswith(lab.prefix + "-") for ns in made)
         assert set(made) <= set(netns_list())
-        pids = [p.pid for p in lab.procs.values()] + [b.pid for b in lab.birds.values()]
-        pids += [lab.influxdb.pid, lab.victoria_metrics.pid]  # type: ignore[union-attr]
+        pids = [p.pid for p in lab.procs.values()]
+        pids += [b.pid for b in lab.birds.values() if b.pid is not None]
+        pids += [s.pid for s in (lab.influxdb, lab.victoria_metrics) if s and s.pid]
         assert len(pids) == 7 and all(_alive(pid) for pid in pids)
         # the servers answer from the agent namespace
         lab.influxdb.write("egress", "m v=1 1\n")  # type: ignore[union-attr]

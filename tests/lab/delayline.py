@@ -68,51 +68,70 @@ def give_back_hop(packet: bytes) -> bytes:
     return packet
 
 
-class Rules:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.carriers = []
-        for c in config.get("carriers", []):
-            for key in ("net", "net6"):
-                if c.get(key):
-                    self.carriers.append((ipaddress.ip_network(c[key]),
-                                          float(c.get("delay_ms", 0)),
-                                          float(c.get("jitter_ms", 0)),
-                                          float(c.get("loss_pct", 0))))
-        self.only_via = {ipaddress.ip_address(k): ipaddress.ip_network(v)
-                         for k, v in config.get("only_via", {}).items()}
+class Carrier:
+    """Delay parameters of one carrier and its source networks (as raw address bytes)."""
 
-    def carrier_of(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
-                   ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
-                              float, float, float] | None:
-        for entry in self.carriers:
-            if address in entry[0]:
-                return entry
+    def __init__(self, c: dict[str, Any]) -> None:
+        self.nets = [ipaddress.ip_network(c[key]) for key in ("net", "net6") if c.get(key)]
+        self.delay_ms = float(c.get("delay_ms", 0))
+        self.jitter_ms = float(c.get("jitter_ms", 0))
+        self.loss_pct = float(c.get("loss_pct", 0))
+
+
+class Rules:
+    """Which carrier a packet came through, by its source address. Per packet this is a
+    dict lookup on the address bytes masked to the carriers' prefix lengths (cheap
+    enough for tens of thousands of packets per second)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.carriers = [Carrier(c) for c in config.get("carriers", [])]
+        # (version, prefix length) -> {network address bytes: carrier}
+        self.by_net: dict[tuple[int, int], dict[bytes, Carrier]] = {}
+        for carrier in self.carriers:
+            for net in carrier.nets:
+                key = (net.version, net.prefixlen)
+                self.by_net.setdefault(key, {})[net.network_address.packed] = carrier
+        self.only_via: dict[bytes, Carrier | None] = {}
+        for target, net_text in config.get("only_via", {}).items():
+            net = ipaddress.ip_network(net_text)
+            self.only_via[ipaddress.ip_address(target).packed] = next(
+                (c for c in self.carriers if net in c.nets), None)
+
+    def carrier_of(self, version: int, address: bytes) -> Carrier | None:
+        for (v, length), table in self.by_net.items():
+            if v != version:
+                continue
+            whole, rest = divmod(length, 8)
+            key = address[:whole]
+            if rest:
+                key += bytes([address[whole] & (0xFF << (8 - rest)) & 0xFF])
+            key += bytes(len(address) - len(key))
+            carrier = table.get(key)
+            if carrier is not None:
+                return carrier
         return None
 
     def delay_s(self, packet: bytes) -> float | None:
         """Seconds to hold the packet, 0 to pass it at once, None to drop it."""
         version = packet[0] >> 4
         if version == 4 and len(packet) >= 20:
-            src = ipaddress.IPv4Address(packet[12:16])
-            dst = ipaddress.IPv4Address(packet[16:20])
+            src, dst = packet[12:16], packet[16:20]
         elif version == 6 and len(packet) >= 40:
-            src = ipaddress.IPv6Address(packet[8:24])
-            dst = ipaddress.IPv6Address(packet[24:40])
+            src, dst = packet[8:24], packet[24:40]
         else:
             return 0.0
-        if self.carrier_of(dst) is not None:
+        if self.carrier_of(version, dst) is not None:
             return 0.0  # a reply towards the agent
-        carrier = self.carrier_of(src)
-        only = self.only_via.get(dst)
-        if only is not None and (carrier is None or carrier[0] != only):
+        carrier = self.carrier_of(version, src)
+        if dst in self.only_via and (carrier is None or carrier is not self.only_via[dst]):
             return None  # this target is reachable through one carrier only
         if carrier is None:
             return 0.0
-        _, delay_ms, jitter_ms, loss_pct = carrier
-        if loss_pct > 0 and random.random() * 100.0 < loss_pct:
+        delay_ms = carrier.delay_ms
+        if carrier.loss_pct > 0 and random.random() * 100.0 < carrier.loss_pct:
             return None
-        if jitter_ms > 0:
-            delay_ms += random.uniform(-jitter_ms, jitter_ms)
+        if carrier.jitter_ms > 0:
+            delay_ms += random.uniform(-carrier.jitter_ms, carrier.jitter_ms)
         return max(0.0, delay_ms) / 1000.0
 
 
