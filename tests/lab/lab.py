@@ -94,6 +94,8 @@ class LabSpec:
     def from_env(cls) -> LabSpec:
         """Defaults, overridden by LAB_ROUTES, LAB_N_ROUTES and LAB_CARRIERS."""
         spec = cls()
+        # without the server binaries the lab still comes up (lab.influxdb is None)
+        spec.servers = bool(shutil.which("influxd") and shutil.which("victoria-metrics"))
         spec.routes = os.environ.get("LAB_ROUTES", spec.routes)
         spec.n_routes = int(os.environ.get("LAB_N_ROUTES", spec.n_routes))
         if os.environ.get("LAB_CARRIERS"):
