@@ -172,7 +172,7 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
 
     async def load() -> dict[str, Any]:
         cpu_start = cpu_self_s()
-        started = time.monotonic()
+        started = last = time.monotonic()
         task = asyncio.ensure_future(stream.run())
         try:
             while True:
@@ -185,6 +185,13 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
                     break
                 if time.monotonic() - started > 1800:
                     raise TimeoutError(f"tables incomplete after 30 min: {state.status()}")
+                if int(time.monotonic() - started) % 10 == 0 and time.monotonic() - last > 5:
+                    last = time.monotonic()
+                    counts = {n: (len(s.rib.v4), s.state, s.converge_s)
+                              for n, s in state.sessions.items()}
+                    print(f"agent: {time.monotonic() - started:.0f}s {counts} "
+                          f"{stream.supervisor.status()['last_exit']} {state.stats.as_dict()}",
+                          file=sys.stderr, flush=True)
             agent_cpu = cpu_self_s() - cpu_start
             process = stream.supervisor.process
             assert process is not None
@@ -264,9 +271,9 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
 def run_role(lab: Any, role: str, spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
     argv = ["ip", "netns", "exec", lab.agent_ns, sys.executable, str(Path(__file__).resolve()),
             "--role", role, "--spec", json.dumps(spec), "--exabgp", exabgp]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=3600, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{role} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+        raise RuntimeError(f"{role} failed ({proc.returncode})")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
