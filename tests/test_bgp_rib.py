@@ -124,3 +124,32 @@ def test_memory_per_route_with_shared_attributes() -> None:
     # bench measures RSS growth end to end with the real table.
     assert len(table) == 200_000 and len(interner) == 30_000
     assert used / len(table) < 100, used / len(table)
+
+
+def test_lpm_stays_right_through_withdrawals() -> None:
+    """The IPv4 bucket counts follow adds and removes (checked against brute force)."""
+    rng = random.Random(11)
+    table = FamilyTable(32)
+    live: dict[int, Attrs] = {}
+    base = 0x0A000000
+    for step in range(4000):
+        length = rng.choice([0, 8, 12, 16, 17, 20, 24, 25, 28, 32])
+        network = (base | rng.getrandbits(20)) >> (32 - length) << (32 - length) if length else 0
+        key = prefix_key(network, length)
+        if rng.random() < 0.4 and live:
+            key = rng.choice(list(live))
+            assert table.remove(key) is live.pop(key)
+        else:
+            live[key] = attrs(str(step))
+            table.set(key, live[key])
+        if step % 200 == 0:
+            for _ in range(200):
+                address = base | rng.getrandbits(20) if rng.random() < 0.9 else rng.getrandbits(32)
+                best = max((k for k in live
+                            if address >> (32 - (k & 0xFF)) == (k >> 8) >> (32 - (k & 0xFF))),
+                           key=lambda k: k & 0xFF, default=None)
+                found = table.lookup(address)
+                assert (found[0] if found else None) == best
+    for key in list(live):
+        table.remove(key)
+    assert table.count16 is not None and not any(table.count16) and table.long24 == {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from array import array
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -138,21 +139,68 @@ def format_prefix(family: int, key: int) -> str:
 
 
 class FamilyTable:
-    """One family of one carrier: key → Attrs, plus a count of routes per length."""
+    """One family of one carrier: key → Attrs, plus what makes lookups cheap.
 
-    __slots__ = ("bits", "length_counts", "lengths", "routes")
+    Longest-prefix match probes the dict once per prefix length present, longest first.
+    IPv4 skips most probes: `count16` counts routes longer than /16 in each /16 and
+    `long24` routes longer than /24 in each /24, so an address whose /16 holds no longer
+    route goes straight to /16 and shorter (an unrouted address: a handful of probes),
+    and /25-/32 are probed only in the few /24s that have them. Both are updated with
+    each route added or removed (a 256 KiB array and a small dict).
+    """
+
+    __slots__ = ("bits", "count16", "length_counts", "lengths", "long24", "probes",
+                 "probes_long", "probes_mid", "probes_short", "routes")
 
     def __init__(self, bits: int) -> None:
         self.bits = bits
         self.routes: dict[int, Attrs] = {}
         self.length_counts = [0] * (bits + 1)
         self.lengths: tuple[int, ...] = ()  # present lengths, longest first
+        self.probes: tuple[tuple[int, int], ...] = ()  # (length, mask), longest first
+        self.probes_long: tuple[tuple[int, int], ...] = ()  # IPv4 /25-/32
+        self.probes_mid: tuple[tuple[int, int], ...] = ()  # IPv4 /17-/24
+        self.probes_short: tuple[tuple[int, int], ...] = ()  # IPv4 /0-/16
+        self.count16 = array("I", bytes(4 << 16)) if bits == 32 else None
+        self.long24: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.routes)
 
     def recount(self) -> None:
-        self.lengths = tuple(i for i in range(self.bits, -1, -1) if self.length_counts[i])
+        bits = self.bits
+        self.lengths = tuple(i for i in range(bits, -1, -1) if self.length_counts[i])
+        self.probes = tuple((n, ((1 << n) - 1) << (bits - n)) for n in self.lengths)
+        self.probes_long = tuple(p for p in self.probes if p[0] > 24)
+        self.probes_mid = tuple(p for p in self.probes if 16 < p[0] <= 24)
+        self.probes_short = tuple(p for p in self.probes if p[0] <= 16)
+
+    def added(self, network: int, length: int) -> None:
+        """Bookkeeping for a new key (the caller has stored it in `routes`)."""
+        count = self.length_counts[length]
+        self.length_counts[length] = count + 1
+        if not count:
+            self.recount()
+        if self.count16 is not None and length > 16:
+            self.count16[network >> 16] += 1
+            if length > 24:
+                bucket = network >> 8
+                self.long24[bucket] = self.long24.get(bucket, 0) + 1
+
+    def removed(self, network: int, length: int) -> None:
+        count = self.length_counts[length] - 1
+        self.length_counts[length] = count
+        if not count:
+            self.recount()
+        if self.count16 is not None and length > 16:
+            self.count16[network >> 16] -= 1
+            if length > 24:
+                bucket = network >> 8
+                left = self.long24[bucket] - 1
+                if left:
+                    self.long24[bucket] = left
+                else:
+                    del self.long24[bucket]
 
     def set(self, key: int, attrs: Attrs) -> Attrs | None:
         """Insert or replace; returns the previous attributes (None when new)."""
@@ -160,37 +208,46 @@ class FamilyTable:
         old = routes.get(key)
         routes[key] = attrs
         if old is None:
-            length = key & 0xFF
-            count = self.length_counts[length]
-            self.length_counts[length] = count + 1
-            if not count:
-                self.recount()
+            self.added(key >> 8, key & 0xFF)
         return old
 
     def remove(self, key: int) -> Attrs | None:
         old = self.routes.pop(key, None)
         if old is not None:
-            length = key & 0xFF
-            count = self.length_counts[length] - 1
-            self.length_counts[length] = count
-            if not count:
-                self.recount()
+            self.removed(key >> 8, key & 0xFF)
         return old
 
     def clear(self) -> None:
         self.routes = {}
         self.length_counts = [0] * (self.bits + 1)
-        self.lengths = ()
+        if self.count16 is not None:
+            self.count16 = array("I", bytes(4 << 16))
+        self.long24 = {}
+        self.recount()
 
     def lookup(self, address: int, max_length: int | None = None) -> tuple[int, Attrs] | None:
         """Longest prefix covering `address` (of length ≤ max_length): (key, attrs)."""
-        bits = self.bits
         get = self.routes.get
-        for length in self.lengths:
+        if self.count16 is not None and max_length is None:
+            if self.count16[address >> 16]:
+                if self.long24 and (address >> 8) in self.long24:
+                    for length, mask in self.probes_long:
+                        key = ((address & mask) << 8) | length
+                        attrs = get(key)
+                        if attrs is not None:
+                            return key, attrs
+                for length, mask in self.probes_mid:
+                    key = ((address & mask) << 8) | length
+                    attrs = get(key)
+                    if attrs is not None:
+                        return key, attrs
+            probes = self.probes_short
+        else:
+            probes = self.probes
+        for length, mask in probes:
             if max_length is not None and length > max_length:
                 continue
-            shift = bits - length
-            key = (((address >> shift) << shift) << 8) | length
+            key = ((address & mask) << 8) | length
             attrs = get(key)
             if attrs is not None:
                 return key, attrs

@@ -308,7 +308,6 @@ class BgpState:
                                 med, local_pref, origin))
                 table = rib.v4 if family == V4 else rib.v6
                 routes = table.routes
-                length_counts = table.length_counts
                 af, masks = _PTON[family]
                 interest = self._interest[family]
                 shift = self._own_shift.get(family, -1)
@@ -327,9 +326,7 @@ class BgpState:
                     old = routes.get(key)
                     routes[key] = attrs
                     if old is None:
-                        length_counts[length] += 1
-                        if length_counts[length] == 1:
-                            table.recount()
+                        table.added(network, length)
                     count += 1
                     if key in interest or (shift >= 0 and (network >> shift) in tops):
                         points.extend(self._changed(session, family, network, length,
