@@ -20,6 +20,7 @@ A change of the combined result is a `link_event` with state `routing_ok`/`routi
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -33,6 +34,8 @@ from collectors.links.netlink import NUD_INCOMPLETE, NUD_NAMES, NUD_USABLE, RtNe
 CHECK_DESTINATION = "192.0.2.1"
 CHECK_DESTINATION_V6 = "100::1"
 NEIGHBOUR_WAIT_S = 1.0
+
+log = logging.getLogger(__name__)
 _CHECKS = ("route_ok", "gateway_ok", "egress_ok", "route6_ok", "gateway6_ok", "egress6_ok")
 
 
@@ -163,6 +166,7 @@ class RoutingMonitor:
         self.results: dict[str, RoutingResult] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._logged: dict[str, str] = {}
 
     def check(self, uplink_index: dict[str, int | None]) -> list[tuple[CarrierConfig,
                                                                        RoutingResult]]:
@@ -172,7 +176,16 @@ class RoutingMonitor:
             if self._closed:
                 return []
             for carrier in self.carriers:
-                result = check_carrier(self.nl, carrier, uplink_index.get(carrier.interface))
+                try:
+                    result = check_carrier(self.nl, carrier,
+                                           uplink_index.get(carrier.interface))
+                except OSError as exc:
+                    # The kernel refused a request (e.g. no RTM_GETNEIGH get before 5.0):
+                    # unknown is not a failure; say so once per carrier and reason.
+                    result = RoutingResult(None, None, None, f"check failed: {exc}")
+                    if self._logged.get(carrier.name) != result.detail:
+                        log.warning("routing check of %s: %s", carrier.name, result.detail)
+                        self._logged[carrier.name] = result.detail
                 old = self.results.get(carrier.name)
                 self.results[carrier.name] = result
                 if old is not None and old.ok != result.ok:
