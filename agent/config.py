@@ -581,6 +581,26 @@ def _read_traceroute(root: _Table) -> TracerouteConfig:
     return traceroute
 
 
+def _delivery_options(t: _Table, gzip_default: bool) -> dict[str, Any]:
+    """Keys every InfluxDB output shares."""
+    return {
+        "batch_size": t.get("batch_size", _int_range(1, 1_000_000), 5000),
+        "gzip": t.get("gzip", _bool, gzip_default),
+        "timeout_s": t.get("timeout", _duration(0.1, 600), 10.0),
+        "max_retry_delay_s": t.get("max_retry_delay", _duration(0.1, 3600), 60.0),
+    }
+
+
+def _secret_file(t: _Table, key: str, inline_key: str, where: str) -> Path | None:
+    """The path of a secret; the secret itself in the config is refused (it would end up in
+    backups, diffs and `ps`)."""
+    if inline_key in t.data:
+        t.seen.add(inline_key)
+        t.error(inline_key, f"put the {inline_key} in {where}, not in the config")
+    value = t.get(key, _nonempty_str, None)
+    return Path(value) if value else None
+
+
 def _read_outputs(root: _Table) -> OutputsConfig:
     table = root.sub("outputs")
     if table is None:
@@ -588,38 +608,24 @@ def _read_outputs(root: _Table) -> OutputsConfig:
     influxdb = influxdb_v1 = prometheus = None
     t = table.sub("influxdb")
     if t is not None:
-        token_file = t.get("token_file", _nonempty_str, None)
         influxdb = InfluxDBConfig(
             url=t.get("url", _url),
             org=t.get("org", _nonempty_str),
             bucket=t.get("bucket", _nonempty_str),
-            token_file=Path(token_file) if token_file else None,
-            batch_size=t.get("batch_size", _int_range(1, 1_000_000), 5000),
-            gzip=t.get("gzip", _bool, True),
-            timeout_s=t.get("timeout", _duration(0.1, 600), 10.0),
-            max_retry_delay_s=t.get("max_retry_delay", _duration(0.1, 3600), 60.0),
+            token_file=_secret_file(t, "token_file", "token", "token_file or $INFLUX_TOKEN"),
+            **_delivery_options(t, gzip_default=True),
         )
-        if "token" in t.data:
-            t.seen.add("token")
-            t.error("token", "put the token in token_file or $INFLUX_TOKEN, not in the config")
         t.finish()
     t = table.sub("influxdb_v1")
     if t is not None:
-        password_file = t.get("password_file", _nonempty_str, None)
         influxdb_v1 = InfluxDBv1Config(
             url=t.get("url", _url),
             database=t.get("database", _nonempty_str),
             retention_policy=t.get("retention_policy", _nonempty_str, None),
             username=t.get("username", _nonempty_str, None),
-            password_file=Path(password_file) if password_file else None,
-            batch_size=t.get("batch_size", _int_range(1, 1_000_000), 5000),
-            gzip=t.get("gzip", _bool, False),
-            timeout_s=t.get("timeout", _duration(0.1, 600), 10.0),
-            max_retry_delay_s=t.get("max_retry_delay", _duration(0.1, 3600), 60.0),
+            password_file=_secret_file(t, "password_file", "password", "password_file"),
+            **_delivery_options(t, gzip_default=False),
         )
-        if "password" in t.data:
-            t.seen.add("password")
-            t.error("password", "put the password in password_file, not in the config")
         t.finish()
     t = table.sub("prometheus")
     if t is not None:
