@@ -254,3 +254,54 @@ def test_status_shape(clock: Clock) -> None:
     assert status["reader"]["bad_lines"] == 1 and status["reader"]["last_bad"]
     assert status["last_events"][-1]["kind"] == "session_up"
     json.dumps(status)
+
+
+def test_inline_bookkeeping_matches_the_table(clock: Clock) -> None:
+    """The hot path's inlined length and bucket counts equal a recount from the routes."""
+    state = BgpState(make_config(), clock=clock)
+    up(state, "telecom")
+    prefixes = [f"10.{i // 256}.{i % 256}.0/24" for i in range(600)]
+    prefixes += ["10.0.0.128/25", "10.0.0.4/30", "10.1.0.0/16", "10.2.0.0/20", "0.0.0.0/0",
+                 "11.0.0.0/8", "10.0.0.0/24"]
+    state.handle_line(update_line("telecom", prefixes, [4134, 1]))
+    state.handle_line(update_line("telecom", [], withdraw=prefixes[::3]))
+    state.handle_line(update_line("telecom", prefixes[::6], [4134, 2]))
+    table = state.sessions["telecom"].rib.v4
+    counts = [0] * 33
+    count16: dict[int, int] = {}
+    long24: dict[int, int] = {}
+    for key in table.routes:
+        network, length = key >> 8, key & 0xFF
+        counts[length] += 1
+        if length > 16:
+            count16[network >> 16] = count16.get(network >> 16, 0) + 1
+        if length > 24:
+            long24[network >> 8] = long24.get(network >> 8, 0) + 1
+    assert table.length_counts == counts
+    assert table.lengths == tuple(n for n in range(32, -1, -1) if counts[n])
+    assert table.count16 is not None
+    assert {i: c for i, c in enumerate(table.count16) if c} == count16
+    assert table.long24 == long24
+
+
+def test_direct_path_equals_parser_path(clock: Clock) -> None:
+    """handle_line's direct UPDATE path gives what the general parser path gives."""
+    from collectors.bgp.parser import parse_line
+    from tests.test_bgp_captured import EXABGP_42, EXABGP_50
+
+    lines = [state_line("telecom", "up"), state_line("unicom", "up")]
+    lines += [update_line("telecom", [f"10.{i}.0.0/16", "198.51.100.0/24"], [4134, i + 1],
+                          community=[[4134, i]]) for i in range(50)]
+    lines += [update_line("unicom", ["2001:db8:1::/48", "198.51.100.0/25"], [4837, 65001],
+                          next_hop="2001:db8:2::1")]
+    lines += [update_line("telecom", [], withdraw=["10.3.0.0/16", "10.99.0.0/16"])]
+    lines += [line.replace("100.64.50.1", "100.64.1.1") for line in EXABGP_42 + EXABGP_50]
+    direct = BgpState(make_config(watch=["10.7.0.0/24"]), clock=clock)
+    general = BgpState(make_config(watch=["10.7.0.0/24"]), clock=clock)
+    direct_points = [p.as_record() for line in lines for p in direct.handle_line(line)]
+    general_points = [p.as_record() for line in lines for p in general.handle(parse_line(line))]
+    assert direct_points == general_points and direct_points
+    for name in PEERS:
+        a, b = direct.sessions[name], general.sessions[name]
+        assert a.rib.v4.routes == b.rib.v4.routes and a.rib.v6.routes == b.rib.v6.routes
+        assert (a.updates, a.withdrawals, a.flaps) == (b.updates, b.withdrawals, b.flaps)

@@ -21,6 +21,7 @@ from typing import Any
 from agent.config import Config
 from agent.points import FieldValue, Point
 from collectors.bgp.parser import (
+    FAMILIES,
     KIND_ACK,
     KIND_BAD,
     KIND_EOR,
@@ -31,6 +32,7 @@ from collectors.bgp.parser import (
     as_path_of,
     communities_of,
     int_attr,
+    loads,
     parse_line,
 )
 from collectors.bgp.rib import (
@@ -49,6 +51,7 @@ _MASKS4 = {n: ((1 << n) - 1) << (32 - n) for n in range(33)}
 _MASKS6 = {n: ((1 << n) - 1) << (128 - n) for n in range(129)}
 _PTON = {V4: (socket.AF_INET, _MASKS4), V6: (socket.AF_INET6, _MASKS6)}
 inet_pton = socket.inet_pton
+_NO_ATTRIBUTES: dict[str, Any] = {}
 
 EVENT_SESSION_UP = "session_up"
 EVENT_SESSION_DOWN = "session_down"
@@ -193,8 +196,65 @@ class BgpState:
     # ------------------------------------------------------------ input
 
     def handle_line(self, line: bytes | str) -> list[Point]:
+        """One line of ExaBGP's stream. The usual UPDATE takes a direct path (no Message);
+        anything else, or anything unusual in an UPDATE, goes through the parser."""
         self.stats.lines += 1
-        return self.handle(parse_line(line))
+        try:
+            data = loads(line)
+        except (ValueError, RecursionError):
+            return self.handle(parse_line(line))
+        if type(data) is dict and data.get("type") == "update":
+            points = self._fast_update(data)
+            if points is not None:
+                return points
+        return self.handle(parse_line(line, data))
+
+    def _fast_update(self, data: dict[str, Any]) -> list[Point] | None:
+        """An UPDATE of IPv4/IPv6 unicast from a known peer, in the shapes ExaBGP writes;
+        None sends the line to the general path (which counts what is wrong)."""
+        try:
+            neighbor = data["neighbor"]
+            session = self.by_peer.get(neighbor["address"]["peer"])
+            update = neighbor["message"]["update"]
+        except (KeyError, TypeError):
+            return None
+        if session is None or type(update) is not dict:
+            return None
+        attributes = update.get("attribute", _NO_ATTRIBUTES)
+        if type(attributes) is not dict:
+            return None
+        announce: list[tuple[int, str, list[Any]]] = []
+        announce_in = update.get("announce")
+        if announce_in is not None:
+            if type(announce_in) is not dict:
+                return None
+            for family_name, by_next_hop in announce_in.items():
+                family = FAMILIES.get(family_name)
+                if family is None or type(by_next_hop) is not dict or (
+                        family == V6 and len(by_next_hop) > 1):
+                    return None
+                for next_hop, items in by_next_hop.items():
+                    if type(items) is not list:
+                        return None
+                    announce.append((family, next_hop, items))
+        withdraw: list[tuple[int, list[Any]]] = []
+        withdraw_in = update.get("withdraw")
+        if withdraw_in is not None:
+            if type(withdraw_in) is not dict:
+                return None
+            for family_name, items in withdraw_in.items():
+                family = FAMILIES.get(family_name)
+                if family is None or type(items) is not list:
+                    return None
+                withdraw.append((family, items))
+        version = data.get("exabgp")
+        if type(version) is str and version:
+            self.exabgp_version = version
+        try:
+            return self._apply(session, attributes, announce, withdraw, self.clock())
+        except (KeyError, TypeError, ValueError) as exc:
+            self._bad(f"{type(exc).__name__}: {exc}"[:200])
+            return []
 
     def handle(self, message: Message) -> list[Point]:
         kind = message.kind
@@ -286,14 +346,19 @@ class BgpState:
     # ------------------------------------------------------------ routes
 
     def _update(self, session: Session, message: Message, now: float) -> list[Point]:
+        return self._apply(session, message.attributes, message.announce, message.withdraw,
+                           now)
+
+    def _apply(self, session: Session, raw: dict[str, Any],
+               announce: list[tuple[int, str, list[Any]]],
+               withdraw: list[tuple[int, list[Any]]], now: float) -> list[Point]:
         """Apply one UPDATE. The per-prefix loops are the agent's hot path (a full table is
         ~600k prefixes per carrier): parsing, the dict write and the interest probe are
         inlined; anything unusual about one prefix counts it bad and moves on."""
         points: list[Point] = []
         rib = session.rib
         stats = self.stats
-        if message.announce:
-            raw = message.attributes
+        if announce:
             path, origin_as, path_len = as_path_of(raw)
             communities = communities_of(raw, "community")
             large = communities_of(raw, "large-community")
@@ -303,11 +368,13 @@ class BgpState:
             if not isinstance(origin, str):
                 raise TypeError("origin is not a string")
             intern = self.interner.attrs
-            for family, next_hop, items in message.announce:
+            for family, next_hop, items in announce:
                 attrs = intern((path, origin_as, path_len, next_hop, communities, large,
                                 med, local_pref, origin))
                 table = rib.v4 if family == V4 else rib.v6
                 routes = table.routes
+                length_counts = table.length_counts
+                count16 = table.count16
                 af, masks = _PTON[family]
                 interest = self._interest[family]
                 shift = self._own_shift.get(family, -1)
@@ -325,14 +392,20 @@ class BgpState:
                     key = (network << 8) | length
                     old = routes.get(key)
                     routes[key] = attrs
-                    if old is None:
-                        table.added(network, length)
+                    if old is None:  # table.added(), inlined for the common cases
+                        if length_counts[length] and (count16 is None or length <= 16):
+                            length_counts[length] += 1
+                        elif count16 is not None and length <= 24 and length_counts[length]:
+                            length_counts[length] += 1
+                            count16[network >> 16] += 1
+                        else:
+                            table.added(network, length)
                     count += 1
                     if key in interest or (shift >= 0 and (network >> shift) in tops):
                         points.extend(self._changed(session, family, network, length,
                                                     old, attrs, now))
                 session.updates += count
-        for family, items in message.withdraw:
+        for family, items in withdraw:
             table = rib.v4 if family == V4 else rib.v6
             af, masks = _PTON[family]
             interest = self._interest[family]
