@@ -697,7 +697,7 @@ def sample_lines(schema: Schema, now_ns: int) -> str:
                     if kind == "bool":
                         value = "true"
                     elif kind == "string":
-                        text = {"status": "ok", "state": "established"}.get(
+                        text = {"status": "ok", "state": "up"}.get(
                             f, f"x{step % 2} y")
                         value = json.dumps(text)
                     elif kind == "int":

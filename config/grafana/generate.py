@@ -67,10 +67,17 @@ STATUS_MAP = [{"type": "value", "options": {
     "down": {"text": "down", "color": RED, "index": 2},
 }}]
 
-BGP_STATE_MAP = [
-    {"type": "value", "options": {"established": {"color": GREEN, "index": 0}}},
-    {"type": "regex", "options": {"pattern": ".+", "result": {"color": RED, "index": 1}}},
-]
+# bgp_session.state (docs/metrics.md): up, connected, down, idle, exabgp_down
+BGP_STATE_MAP = [{"type": "value", "options": {
+    "up": {"text": "up", "color": GREEN, "index": 0},
+    "connected": {"text": "connected", "color": ORANGE, "index": 1},
+    "idle": {"text": "idle", "color": ORANGE, "index": 2},
+    "down": {"text": "down", "color": RED, "index": 3},
+    "exabgp_down": {"text": "ExaBGP down", "color": RED, "index": 4},
+}}]
+# bgp_prefix.visible: a carrier normally does not send our own prefix back to us (it
+# would carry our AS); visible means it reaches it through someone else.
+VISIBLE_MAP = bool_map("via another AS", "not in table", ORANGE, BLUE)
 
 
 def panel(kind: str, title: str, targets: list[Json], description: str = "",
@@ -343,11 +350,16 @@ def overview() -> Board:
             'SELECT last("route_ok") AS "route", last("gateway_ok") AS "gateway", '
             'last("egress_ok") AS "egress" FROM "link" '
             f"WHERE {HC} AND $timeFilter {EVERY}, \"carrier\" fill(previous)",
-            alias="$tag_carrier $col")],
+            "A", "$tag_carrier $col"),
+            q('SELECT last("route6_ok") AS "route6", last("gateway6_ok") AS "gateway6", '
+              'last("egress6_ok") AS "egress6" FROM "link" '
+              f"WHERE {HC} AND $timeFilter {EVERY}, \"carrier\" fill(previous)",
+              "B", "$tag_carrier $col")],
         bool_map("ok", "FAILED"),
         "Per uplink: default route in the carrier's table (route), gateway neighbour "
         "usable (gateway), traffic from the carrier's source leaves through the uplink "
-        "(egress). Only the checks the carrier's config allows are shown."), 8, 6)
+        "(egress); route6/gateway6/egress6 the same for IPv6 (carriers with source6). "
+        "Only the checks the carrier's config allows are shown."), 8, 6)
     b.add(state_timeline(
         "BGP session", [q(
             'SELECT last("up") FROM "bgp_session" '
@@ -542,35 +554,56 @@ def bgp() -> Board:
           "B", "$tag_carrier withdrawals")],
         "ops", "Prefixes announced and withdrawn per second by each carrier (withdrawals "
         "below zero). A storm here is route churn upstream.",
-        minimum=None, overrides=[negative_y("withdrawals$")]), 12, 8)
+        minimum=None, overrides=[negative_y("withdrawals$")]), 10, 8)
     b.add(timeseries("Session flaps", [q(
         'SELECT non_negative_difference(max("flaps")) FROM "bgp_session" '
         f"WHERE {HC} AND $timeFilter {EVERY}, \"carrier\" fill(null)",
-        alias="$tag_carrier")], "short", "Session drops per interval.", bars=True), 12, 8)
+        alias="$tag_carrier")], "short", "Session drops per interval.", bars=True), 8, 8)
+    b.add(stat("Convergence", [q(
+        'SELECT last("converge_v4_s") AS "v4", last("converge_v6_s") AS "v6" '
+        f'FROM "bgp_session" WHERE {HC} AND $timeFilter GROUP BY "carrier"',
+        alias="$tag_carrier $col")],
+        "s", "Time from session up to the carrier's End-of-RIB per family (current "
+        "session): how long a full table takes to load.",
+        steps=thresholds((GREEN, None), (ORANGE, 120), (RED, 600)), color_mode="value"),
+        6, 8)
 
     b.row("Own prefixes")
-    b.add(state_timeline("Own prefix visible per carrier", [q(
+    b.add(state_timeline("Own prefix announced per carrier", [q(
+        'SELECT last("announced") FROM "bgp_prefix" '
+        f"WHERE {HC} AND {prefix} AND $timeFilter {EVERY}, \"carrier\", \"prefix\" "
+        "fill(previous)", alias="$tag_prefix to $tag_carrier")],
+        bool_map("announced", "NOT ANNOUNCED"),
+        "bgp_prefix.announced: the session is up and we announce the prefix to the "
+        "carrier. Not announced: that carrier's users reach the prefix only through "
+        "another carrier, if at all (see own_prefix_missing events)."), 12, 6)
+    b.add(state_timeline("Own prefix in the carrier's table", [q(
         'SELECT last("visible") FROM "bgp_prefix" '
         f"WHERE {HC} AND {prefix} AND $timeFilter {EVERY}, \"carrier\", \"prefix\" "
-        "fill(previous)", alias="$tag_prefix via $tag_carrier")],
-        bool_map("visible", "MISSING"),
-        "Whether each carrier sends our announced prefix back to us (bgp_prefix.visible): "
-        "missing through a carrier means users of that carrier may not reach it."), 24, 6)
+        "fill(previous)", alias="$tag_prefix from $tag_carrier")],
+        VISIBLE_MAP,
+        "bgp_prefix.visible: the carrier sends our prefix back to us. Normally it does not "
+        "(the path would hold our AS); it does when it reaches the prefix through "
+        "another network, e.g. after we stopped announcing it there, or when someone else "
+        "originates it (then the origin AS below differs from ours)."), 12, 6)
     b.add(table("Own prefixes as each carrier sees them", [q(
-        'SELECT last("visible") AS "visible", last("origin_as") AS "origin AS", '
-        'last("as_path_len") AS "path length", last("as_path") AS "AS path", '
-        'last("next_hop") AS "next hop" FROM "bgp_prefix" '
+        'SELECT last("announced") AS "announced", last("visible") AS "in table", '
+        'last("origin_as") AS "origin AS", last("as_path_len") AS "path length", '
+        'last("as_path") AS "AS path", last("next_hop") AS "next hop" FROM "bgp_prefix" '
         f'WHERE {HC} AND {prefix} AND $timeFilter GROUP BY "prefix", "carrier"',
         fmt="table")],
-        "Latest route for each own prefix per carrier. The origin AS should be our own "
-        "local_as; another origin is a hijack (see origin_mismatch).",
-        overrides=[cell_color("^visible$", bool_map("visible", "MISSING"))],
+        "Latest state of each own prefix per carrier. When the prefix is in a carrier's "
+        "table, its origin AS should be our local_as; another origin is a hijack "
+        "(origin_mismatch).",
+        overrides=[cell_color("^announced$", bool_map("announced", "NOT ANNOUNCED")),
+                   cell_color("^in table$", VISIBLE_MAP)],
         time_from="15m"), 16, 7)
     b.add(timeseries("AS path length", [q(
         'SELECT last("as_path_len") FROM "bgp_prefix" '
         f"WHERE {HC} AND {prefix} AND $timeFilter {EVERY}, \"carrier\", \"prefix\" "
-        "fill(previous)", alias="$tag_prefix via $tag_carrier")], "short",
-        "Length of the AS path to our prefix via each carrier (0: not visible)."), 8, 7)
+        "fill(previous)", alias="$tag_prefix from $tag_carrier")], "short",
+        "Length of the AS path to our prefix in each carrier's table (0: not in it)."),
+        8, 7)
 
     b.row("Alarms")
     b.add(stat("Alarms in range", [q(
