@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 import sys
@@ -323,6 +324,22 @@ def test_set_delay_and_loss_at_run_time(lab: Any) -> None:
         assert 5.0 <= statistics.median(rtts) <= 6.0
     finally:
         lab.set_delay("unicom", delay_ms=old, loss_pct=0.0)
+
+
+@pytest.mark.lab
+def test_jitter_is_uniform_around_the_delay(lab: Any) -> None:
+    c = lab.carrier("mobile")
+    lab.set_delay("mobile", jitter_ms=3.0)
+    try:
+        rtts = _ping_rtts(lab, c.source, lab.target, count=80)
+    finally:
+        lab.set_delay("mobile", jitter_ms=0.0)
+    assert len(rtts) == 80
+    assert c.delay_ms - 3.0 <= min(rtts)
+    assert sorted(rtts)[int(len(rtts) * 0.9)] <= c.delay_ms + 3.0 + 1.0  # p90
+    assert abs(statistics.median(rtts) - (c.delay_ms + 0.3)) <= 1.0
+    jitter = statistics.mean(abs(a - b) for a, b in itertools.pairwise(rtts))
+    assert 1.4 <= jitter <= 2.8  # uniform(-3, 3): mean |difference| = 2 ms
 
 
 @pytest.mark.lab
