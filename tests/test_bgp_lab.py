@@ -245,8 +245,9 @@ def test_withdrawn_from_one_carrier_seen_through_the_others(
     ours = ANNOUNCE[0]
     lab.wait_carrier_mesh()
     # every carrier has it from us directly (and so sends it back to nobody)
-    for c in lab.carriers:
-        assert "AS64512i" in lab.birdc(c.name, f"show route {ours}")
+    agent.wait(lambda: all("AS64512i" in lab.birdc(c.name, f"show route {ours}")
+                           for c in lab.carriers), 10, "our prefix at every carrier")
+    assert not any(f["visible"] for (_, p), f in agent.prefixes().items() if p == ours)
     result = agent.control("bgp.withdraw", carrier="telecom", prefix=ours)
     assert result["sent"] is True
     try:

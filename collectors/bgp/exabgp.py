@@ -15,6 +15,7 @@ import ipaddress
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,6 +32,18 @@ PROCESS_NAME = "egress-agent-bridge"
 class ExabgpVersion:
     text: str  # "5.0.15"
     major: int
+
+
+def resolve_executable(name: str) -> str:
+    """A bare name is looked up on PATH, then beside the agent's interpreter (where pip
+    puts ExaBGP's script in the agent's venv); a path is taken as given."""
+    if "/" in name:
+        return name
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
 
 
 def detect_version(executable: str, timeout_s: float = 20.0) -> ExabgpVersion:

@@ -36,6 +36,7 @@ from collectors.bgp.exabgp import (
     config_text,
     detect_version,
     env_text,
+    resolve_executable,
 )
 from collectors.bgp.state import BgpState
 
@@ -106,7 +107,7 @@ class Supervisor:
         self.state = state
         self.emit = emit
         self.data_dir = data_dir
-        self.executable = config.bgp.exabgp
+        self.executable = resolve_executable(config.bgp.exabgp)
         self.version: ExabgpVersion | None = None
         self.run_dir: Path | None = None
         self.generation = 0
