@@ -27,6 +27,7 @@ from agent.config import parse_config
 from agent.points import Point
 from collectors.bgp import BgpSessionCollector, BgpStreamCollector, create
 from tests.lab.lab import ANNOUNCE, LOCAL_AS, WATCH
+from tests.lab.netns import run
 
 pytestmark = pytest.mark.lab
 
@@ -134,6 +135,12 @@ class AgentBgp:
 
 def exported(lab: Any, carrier: str) -> tuple[int, int]:
     return lab.birds[carrier].exported("agent")  # type: ignore[no-any-return]
+
+
+def bird_route(lab: Any, carrier: str, prefix: str) -> str:
+    """`show route PREFIX` at a carrier ("Network not found" is an answer, not an error)."""
+    return run(["birdc", "-s", str(lab.birds[carrier].ctl), "show", "route", prefix],
+               check=False).stdout
 
 
 def counts_match(agent: AgentBgp, lab: Any) -> bool:
@@ -380,3 +387,49 @@ def test_real_table_arrives_complete(tmp_path: Path) -> None:
         if agent is not None:
             agent.stop()
         lab.down()
+
+
+@pytest.mark.parametrize("exabgp", exabgp_versions())
+def test_reload_touches_only_changed_sessions(
+        lab: Any, agent_factory: Callable[..., AgentBgp], exabgp: str) -> None:
+    """SIGHUP path: a new announce prefix reaches every carrier and a changed carrier is
+    reset, without ExaBGP restarting and without the other sessions flapping."""
+    agent = agent_factory(exabgp)
+    agent.wait(lambda: counts_match(agent, lab), 60, "sessions up")
+    extra = "100.64.200.0/24"
+    changed = lab.carriers[-1].name
+    data = {
+        "agent": {"hostname": "lab", "interval": "1s"},
+        "carriers": [{"name": c.name, "interface": c.uplink, "bgp": {
+            "peer": c.gateway, "peer_as": c.asn, "local_address": c.source,
+            "hold_time": HOLD_TIME_S + (3 if c.name == changed else 0)}}
+            for c in lab.carriers],
+        "bgp": {"local_as": LOCAL_AS, "router_id": lab.carriers[0].source,
+                "announce": [*ANNOUNCE, extra], "watch": list(WATCH),
+                "exabgp": agent.config.bgp.exabgp},  # type: ignore[union-attr]
+    }
+    reloaded = time.time()
+
+    def reconfigure(config: Any) -> Any:
+        applied = [asyncio.run_coroutine_threadsafe(c.reconfigure(config), agent.loop).result(30)
+                   for c in (agent.stream, agent.polled)]
+        agent.ctx.config = config
+        return applied
+
+    assert reconfigure(parse_config(data)) == [True, True]
+    agent.wait(lambda: all("AS64512i" in bird_route(lab, c.name, extra)
+                           for c in lab.carriers), 20, "the new prefix at every carrier")
+    agent.wait(lambda: counts_match(agent, lab), 60, "sessions up after the reload")
+    unchanged = [c.name for c in lab.carriers if c.name != changed]
+    assert all(not agent.events("session_down", name, since=reloaded) for name in unchanged)
+    # ExaBGP resets the neighbor whose definition changed (hold time), and only that one
+    assert len(agent.events("session_down", changed, since=reloaded)) == 1
+    status = agent.call(agent.ctx.status_providers["bgp"])
+    assert status["exabgp"]["restarts"] == 0 and status["exabgp"]["reloads"] == 1
+    assert {p for (_, p) in agent.prefixes()} == {*ANNOUNCE, extra}
+    # and back: the prefix is withdrawn from every carrier
+    data["bgp"]["announce"] = list(ANNOUNCE)  # type: ignore[index]
+    assert reconfigure(parse_config(data)) == [True, True]
+    agent.wait(lambda: all("AS64512i" not in bird_route(lab, c.name, extra)
+                           for c in lab.carriers), 20, "the prefix withdrawn everywhere")
+    assert all(not agent.events("session_down", name, since=reloaded) for name in unchanged)

@@ -305,3 +305,37 @@ def test_direct_path_equals_parser_path(clock: Clock) -> None:
         a, b = direct.sessions[name], general.sessions[name]
         assert a.rib.v4.routes == b.rib.v4.routes and a.rib.v6.routes == b.rib.v6.routes
         assert (a.updates, a.withdrawals, a.flaps) == (b.updates, b.withdrawals, b.flaps)
+
+
+def test_reconfigure_keeps_unchanged_sessions(clock: Clock) -> None:
+    state = BgpState(make_config(watch=["10.7.0.0/24"]), clock=clock)
+    up(state, "telecom", "unicom")
+    state.handle_line(update_line("telecom", ["10.7.0.0/16", "10.8.0.0/16"], [4134, 1]))
+    state.command_for("withdraw", "telecom", "198.51.100.0/24")
+    telecom = state.sessions["telecom"]
+    # unicom re-addressed (a new session), a second watch, a second own prefix
+    new = parse_config({
+        "agent": {"hostname": "t"},
+        "carriers": [
+            {"name": "telecom", "interface": "t", "bgp": {
+                "peer": "100.64.1.1", "peer_as": 4134, "local_address": "100.64.1.2"}},
+            {"name": "unicom", "interface": "u", "bgp": {
+                "peer": "100.64.9.1", "peer_as": 4837, "local_address": "100.64.9.2"}}],
+        "bgp": {"local_as": 64512, "router_id": "100.64.1.2",
+                "announce": ["192.0.2.0/24"], "watch": ["10.8.0.0/24", "10.7.0.0/24"]},
+    })
+    points = state.reconfigure(new)
+    assert [(p.tags["carrier"], p.tags["kind"]) for p in points] == [
+        ("unicom", "session_down"), ("telecom", "path_change")]
+    assert points[1].fields["prefix"] == "10.8.0.0/24"
+    assert state.sessions["telecom"] is telecom and len(telecom.rib) == 2
+    assert telecom.withdrawn_by_operator == set()  # no longer one of ours
+    assert state.sessions["unicom"].peer == "100.64.9.1" and not state.sessions["unicom"].up
+    assert set(state.by_peer) == {"100.64.1.1", "100.64.9.1"}
+    # the new own prefix is watched for more-specifics, the old one no longer
+    assert kinds(state.handle_line(update_line("telecom", ["192.0.2.128/25"]))) == [
+        "more_specific"]
+    assert state.handle_line(update_line("telecom", ["198.51.100.0/25"])) == []
+    # the watch moved from index 0 to 1 and kept its best route: no spurious event
+    assert kinds(state.handle_line(update_line("telecom", ["10.7.0.0/24"], [4134, 2]))) == [
+        "path_change"]

@@ -16,9 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 from agent.collector import Collector, CollectorContext, PolledCollector, StreamingCollector
+from agent.config import Config
 from agent.points import Point
 from collectors.bgp.state import BgpState
 from collectors.bgp.supervisor import Supervisor
+
+
+def _interval_s(config: Config) -> float:
+    if config.bgp is not None and config.bgp.interval_s is not None:
+        return config.bgp.interval_s
+    return config.agent.interval_s
 
 
 class BgpStreamCollector(StreamingCollector):
@@ -27,10 +34,28 @@ class BgpStreamCollector(StreamingCollector):
     def __init__(self, ctx: CollectorContext, state: BgpState) -> None:
         super().__init__(ctx)
         self.state = state
-        self.supervisor = Supervisor(ctx.config, state, ctx.emit, ctx.data_dir)
+        # emit through the current ctx: a reload hands the collector a new one
+        self.supervisor = Supervisor(ctx.config, state, lambda points: self.ctx.emit(points),
+                                     ctx.data_dir)
 
     async def run(self) -> None:
         await self.supervisor.run()
+
+    async def reconfigure(self, new: Config) -> bool:
+        """SIGHUP without flapping every session: the state takes the new carriers and
+        prefixes, ExaBGP re-reads its config. A new executable, AS or router id needs a
+        restart (False)."""
+        old = self.ctx.config.bgp
+        if new.bgp is None or old is None or not any(c.bgp for c in new.carriers):
+            return False
+        if (new.bgp.exabgp, new.bgp.local_as, new.bgp.router_id) != (
+                old.exabgp, old.local_as, old.router_id):
+            return False
+        points = self.state.reconfigure(new)
+        self.supervisor.reload(new)
+        if points:
+            self.ctx.emit(points)
+        return True
 
     def close(self) -> None:
         self.supervisor.kill_now()
@@ -46,13 +71,14 @@ class BgpSessionCollector(PolledCollector):
 
     @property
     def interval_s(self) -> float:
-        bgp = self.ctx.config.bgp
-        if bgp is not None and bgp.interval_s is not None:
-            return bgp.interval_s
-        return self.ctx.config.agent.interval_s
+        return _interval_s(self.ctx.config)
 
     def collect(self) -> list[Point]:
         return self.state.session_points() + self.state.prefix_points()
+
+    async def reconfigure(self, new: Config) -> bool:
+        """Kept across a reload unless its interval changes (the scheduler fixed it)."""
+        return _interval_s(new) == self.interval_s
 
 
 class BgpControl:

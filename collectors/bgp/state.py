@@ -147,26 +147,56 @@ class ReaderStats:
 
 class BgpState:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        if config.bgp is None:
-            raise ValueError("no [bgp] table")
-        self.local_as = config.bgp.local_as
         self.clock = clock
         self.stats = ReaderStats()
         self.interner = Interner()
         self.sessions: dict[str, Session] = {}
         self.by_peer: dict[str, Session] = {}
-        for carrier in config.carriers:
-            if carrier.bgp is None:
-                continue
-            session = Session(carrier.name, str(carrier.bgp.peer), carrier.bgp.peer_as,
-                              str(carrier.bgp.local_address))
-            self.sessions[carrier.name] = session
-            self.by_peer[str(carrier.bgp.peer)] = session
-        self.own = [Prefix.parse(str(p)) for p in config.bgp.announce]
-        self.watch = [Prefix.parse(str(p)) for p in config.bgp.watch]
+        self.own: list[Prefix] = []
+        self.watch: list[Prefix] = []
         self.events: deque[dict[str, Any]] = deque(maxlen=20)
         self.pending: deque[tuple[str, str, str]] = deque()  # (action, carrier, prefix)
         self.exabgp_version = ""
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> list[Point]:
+        """Take a (new) config: sessions whose peer is unchanged keep their state and
+        routes; a removed or re-addressed one goes (session_down if it was up); our and
+        watched prefixes and their indexes are rebuilt, and a watched destination whose
+        best route differs from before gets its path_change."""
+        if config.bgp is None:
+            raise ValueError("no [bgp] table")
+        self.local_as = config.bgp.local_as
+        now = self.clock()
+        points: list[Point] = []
+        sessions: dict[str, Session] = {}
+        for carrier in config.carriers:
+            if carrier.bgp is None:
+                continue
+            peer, local = str(carrier.bgp.peer), str(carrier.bgp.local_address)
+            old = self.sessions.get(carrier.name)
+            if old is not None and (old.peer, old.peer_as, old.local_address) == (
+                    peer, carrier.bgp.peer_as, local):
+                sessions[carrier.name] = old
+            else:
+                sessions[carrier.name] = Session(carrier.name, peer, carrier.bgp.peer_as, local)
+        for name, old in self.sessions.items():
+            if sessions.get(name) is not old and old.up:
+                points.append(self._event(old, EVENT_SESSION_DOWN, now,
+                                          detail="session removed or changed in the config"))
+        self.sessions = sessions
+        self.by_peer = {s.peer: s for s in sessions.values()}
+        old_watch = self.watch
+        self.own = [Prefix.parse(str(p)) for p in config.bgp.announce]
+        self.watch = [Prefix.parse(str(p)) for p in config.bgp.watch]
+        own_texts = {p.text for p in self.own}
+        for session in sessions.values():
+            session.withdrawn_by_operator &= own_texts
+            session.refused &= own_texts
+            by_text = {old_watch[i].text: best for i, best in session.watch_best.items()
+                       if i < len(old_watch)}
+            session.watch_best = {i: by_text[w.text] for i, w in enumerate(self.watch)
+                                  if w.text in by_text}
         # Interest: exact keys of ours, every ancestor of a watched prefix, and the
         # leading bits of ours at our shortest length (more-specific candidates).
         self._own_by_key: dict[int, dict[int, Prefix]] = {V4: {}, V6: {}}
@@ -192,6 +222,10 @@ class BgpState:
                 key = (((prefix.network >> shift) << shift) << 8) | length
                 self._watch_by_ancestor[prefix.family].setdefault(key, []).append(index)
                 self._interest[prefix.family].add(key)
+        for session in sessions.values():
+            if session.up:
+                points.extend(self._recheck_watches(session, now))
+        return points
 
     # ------------------------------------------------------------ input
 

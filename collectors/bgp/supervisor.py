@@ -110,6 +110,8 @@ class Supervisor:
         self.executable = resolve_executable(config.bgp.exabgp)
         self.version: ExabgpVersion | None = None
         self.run_dir: Path | None = None
+        self.socket_path: Path | None = None
+        self.reloads = 0
         self.generation = 0
         self.process: asyncio.subprocess.Process | None = None
         self.bridge: _BridgeProtocol | None = None
@@ -172,7 +174,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         self.version = await asyncio.to_thread(detect_version, self.executable)
         self.run_dir = run_directory(self.data_dir)
-        socket_path = self.run_dir / "bridge.sock"
+        socket_path = self.socket_path = self.run_dir / "bridge.sock"
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()
         self._stop_leftover()
@@ -282,6 +284,22 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
+    def reload(self, config: Config) -> None:
+        """Use `config` from now on; a running ExaBGP re-reads its rewritten config
+        (SIGUSR1): only neighbors whose definition changed are reset, and static routes
+        added or removed are announced or withdrawn. The API process line is unchanged
+        (same generation), so the bridge keeps running."""
+        self.config = config
+        process = self.process
+        if process is None or process.returncode is not None or self.run_dir is None:
+            return  # the next start writes the new config
+        assert self.socket_path is not None
+        (self.run_dir / "exabgp.conf").write_text(config_text(
+            config, self.state.sessions, self.state.own, self.socket_path, self.generation))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGUSR1)
+        self.reloads += 1
+
     def kill_now(self) -> None:
         """Synchronous stop for Collector.close()."""
         process = self.process
@@ -298,6 +316,7 @@ class Supervisor:
             "pid": self.process.pid if running and self.process else None,
             "generation": self.generation,
             "restarts": self.restarts,
+            "reloads": self.reloads,
             "uptime_s": round(time.time() - self.started_s, 1) if running else 0.0,
             "last_exit": self.last_exit,
             "bridge_connected": self.bridge is not None,
