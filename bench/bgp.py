@@ -172,7 +172,8 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
 
     async def load() -> dict[str, Any]:
         cpu_start = cpu_self_s()
-        started = last = time.monotonic()
+        started = last = last_change = time.monotonic()
+        last_total = -1
         task = asyncio.ensure_future(stream.run())
         try:
             while True:
@@ -183,8 +184,12 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
                            for name, s in state.sessions.items())
                 if done:
                     break
-                if time.monotonic() - started > 1800:
-                    raise TimeoutError(f"tables incomplete after 30 min: {state.status()}")
+                total = sum(len(s.rib) for s in state.sessions.values())
+                if total != last_total:
+                    last_total, last_change = total, time.monotonic()
+                elif time.monotonic() - last_change > 120:
+                    raise TimeoutError(f"no progress for 120 s: {state.status()} "
+                                       f"{stream.supervisor.status()}")
                 if int(time.monotonic() - started) % 10 == 0 and time.monotonic() - last > 5:
                     last = time.monotonic()
                     counts = {n: (len(s.rib.v4), s.state, s.converge_s)

@@ -19,6 +19,7 @@ Standard library only, so it starts fast under any interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -47,26 +48,30 @@ def _connect(path: str) -> socket.socket:
 
 
 def relay(stdin: int, stdout: int, sock: socket.socket) -> int:
-    """Until stdin ends (ExaBGP stopped) or the agent goes away."""
+    """Until stdin ends (ExaBGP stopped) or the agent goes away. Nothing here blocks:
+    both directions are buffered, so neither ExaBGP nor the agent can stall the other
+    (ExaBGP busy writing to us while we wait to write a command to it would deadlock)."""
     sock.setblocking(False)
-    pending = bytearray()
+    os.set_blocking(stdout, False)
+    to_agent = bytearray()
+    to_exabgp = bytearray()
     poller = select.poll()
-    in_mask = select.POLLIN | select.POLLHUP | select.POLLERR
-    poller.register(stdin, in_mask)
-    poller.register(sock.fileno(), select.POLLIN)
+    poller.register(stdin, select.POLLIN)
     sock_fd = sock.fileno()
     stdin_open = True
-    while stdin_open or pending:
-        events = poller.poll(None if stdin_open or pending else 0)
-        for fd, mask in events:
+    while stdin_open or to_agent:
+        poller.register(sock_fd, select.POLLIN | (select.POLLOUT if to_agent else 0))
+        if to_exabgp:
+            poller.register(stdout, select.POLLOUT)
+        for fd, mask in poller.poll():
             if fd == stdin:
                 data = os.read(stdin, READ_BYTES)
                 if not data:
                     stdin_open = False
                     poller.unregister(stdin)
                     continue
-                pending += data
-                if len(pending) > MAX_BUFFER_BYTES:
+                to_agent += data
+                if len(to_agent) > MAX_BUFFER_BYTES:
                     sys.stderr.write("egress-agent bridge: agent too slow, buffer full\n")
                     return 1
                 if len(data) < SMALL_READ:
@@ -76,26 +81,34 @@ def relay(stdin: int, stdout: int, sock: socket.socket) -> int:
                     try:
                         command = sock.recv(65536)
                     except BlockingIOError:
-                        command = b"?"
+                        command = None
                     except OSError:
                         return 1
-                    if not command:
+                    if command == b"":
                         return 0  # the agent closed: a new agent restarts ExaBGP
-                    if command != b"?":
-                        view = memoryview(command)
-                        while view:
-                            view = view[os.write(stdout, view):]
-                if mask & (select.POLLHUP | select.POLLERR):
+                    if command:
+                        to_exabgp += command
+                elif mask & (select.POLLHUP | select.POLLERR):
                     return 1
-        if pending:
+            elif fd == stdout and mask & (select.POLLHUP | select.POLLERR):
+                return 1
+        if to_agent:
             try:
-                sent = sock.send(pending)
+                del to_agent[:sock.send(to_agent)]
             except BlockingIOError:
-                sent = 0
+                pass
             except OSError:
                 return 1
-            del pending[:sent]
-            poller.modify(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
+        if to_exabgp:
+            try:
+                del to_exabgp[:os.write(stdout, to_exabgp)]
+            except BlockingIOError:
+                pass
+            except OSError:
+                return 1
+        with contextlib.suppress(KeyError):
+            poller.unregister(stdout)
+        poller.unregister(sock_fd)
     sock.shutdown(socket.SHUT_WR)
     return 0
 
