@@ -197,12 +197,13 @@ def test_paths_have_two_router_hops(lab: Any) -> None:
 
 @pytest.mark.lab
 def test_target_services_answer_with_the_carrier_delay(lab: Any) -> None:
-    # five rounds; the median of each service must carry the carrier's delay
+    # seven rounds; the median of each service must carry the carrier's delay (a few
+    # tenths of a ms over it when idle; the margin is for a shared, busy machine)
     script = (
         "import socket,statistics,struct,sys,time\n"
         "src,dst=sys.argv[1],sys.argv[2]\n"
         "r={'tcp':[],'dns':[],'http':[]}\n"
-        "for i in range(5):\n"
+        "for i in range(7):\n"
         " t=time.monotonic();s=socket.create_connection((dst,443),2,(src,0))\n"
         " r['tcp'].append(time.monotonic()-t);s.close()\n"
         " u=socket.socket(2,2);u.bind((src,0));u.settimeout(2);u.connect((dst,53))\n"
@@ -221,7 +222,7 @@ def test_target_services_answer_with_the_carrier_delay(lab: Any) -> None:
         assert proc.returncode == 0, proc.stderr
         tcp, dns, http, answer, status = proc.stdout.split(maxsplit=4)
         for name, value in (("tcp", tcp), ("dns", dns), ("http", http)):
-            assert c.delay_ms <= float(value) <= c.delay_ms + 2.0, (c.name, name, value)
+            assert c.delay_ms <= float(value) <= c.delay_ms + 3.0, (c.name, name, value)
         assert answer == "203.0.113.10"
         assert status.strip() == "HTTP/1.1 200 OK"
 
