@@ -93,7 +93,7 @@ class AgentConfig:
     spool_max_bytes: int = 1 << 30
     retention_s: float = 7 * 86400.0
     fsync: str = "batch"  # batch | interval | never
-    flush_interval_s: float = 1.0
+    fsync_interval_s: float = 1.0  # with fsync = "interval"
     log_level: str = "info"
     log_format: str = "text"  # text | json
     collectors: tuple[str, ...] = KNOWN_COLLECTORS
@@ -440,7 +440,7 @@ def _read_agent(root: _Table) -> AgentConfig:
         spool_max_bytes=table.get("spool_max_bytes", parse_size, 1 << 30),
         retention_s=table.get("retention", _duration(60, 366 * 86400), 7 * 86400.0),
         fsync=table.get("fsync", _choice("batch", "interval", "never"), "batch"),
-        flush_interval_s=table.get("flush_interval", _duration(0.01, 60), 1.0),
+        fsync_interval_s=table.get("fsync_interval", _duration(0.01, 60), 1.0),
         log_level=table.get("log_level", _choice("debug", "info", "warning", "error"), "info"),
         log_format=table.get("log_format", _choice("text", "json"), "text"),
         collectors=table.get("collectors", _collectors, KNOWN_COLLECTORS),

@@ -54,6 +54,7 @@ class Agent:
             max_bytes=config.agent.spool_max_bytes,
             retention_s=config.agent.retention_s,
             fsync=config.agent.fsync,
+            fsync_interval_s=config.agent.fsync_interval_s,
         )
         self.pipeline = Pipeline(self.spool, config.agent.hostname)
         self.scheduler = Scheduler(self.pipeline)
@@ -258,6 +259,7 @@ class Agent:
         self.spool.max_bytes = new.agent.spool_max_bytes
         self.spool.retention_s = new.agent.retention_s
         self.spool.fsync_policy = new.agent.fsync
+        self.spool.fsync_interval_s = new.agent.fsync_interval_s
         handlers = self.ctx.control_handlers
         self.ctx = self._context(new)
         await self.pipeline.flush_all()

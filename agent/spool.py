@@ -109,6 +109,7 @@ class Spool:
         max_bytes: int = 1 << 30,
         retention_s: float = 7 * 86400.0,
         fsync: str = "batch",
+        fsync_interval_s: float = 1.0,
         segment_max_bytes: int | None = None,
         read_only: bool = False,
     ) -> None:
@@ -117,6 +118,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.retention_s = retention_s
         self.fsync_policy = fsync
+        self.fsync_interval_s = fsync_interval_s
         self.segment_max_bytes = segment_max_bytes or max(8 << 10, min(32 << 20, max_bytes // 8))
         self.read_only = read_only
         self.stats = SpoolStats()
@@ -208,9 +210,8 @@ class Spool:
             assert self._active_fd is not None
             os.write(self._active_fd, header + payload)
             now = time.time()
-            if self.fsync_policy == "batch" or (
-                self.fsync_policy == "interval" and now - self._last_fsync_s >= 1.0
-            ):
+            due = now - self._last_fsync_s >= self.fsync_interval_s
+            if self.fsync_policy == "batch" or (self.fsync_policy == "interval" and due):
                 os.fsync(self._active_fd)
                 self._last_fsync_s = now
             ref = RecordRef(

@@ -16,8 +16,8 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from agent.config import InfluxDBConfig
-from agent.outputs.base import Output, RetryableWriteError, classify_status, redact
 from agent.logsetup import register_secret
+from agent.outputs.base import Output, RetryableWriteError, classify_status, redact
 from agent.outputs.influxdb_v1 import read_secret
 
 
