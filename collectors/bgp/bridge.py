@@ -9,8 +9,8 @@ in the stream like any line. Bytes are relayed unparsed: the agent splits lines.
 
 Cheap by construction, since it sees every byte of a full table: one thread, poll(2), and
 reads coalesced (ExaBGP writes each line with its own write(2); after a short read the
-bridge waits COALESCE_S so the next read takes many lines at once: a few ms of latency,
-a fraction of the system calls and wake-ups).
+bridge waits a few ms so the next read takes many lines at once: 20 ms of latency at
+most, a fraction of the system calls and wake-ups).
 
 If the agent goes away, or more than MAX_BUFFER_BYTES pile up, the bridge exits: the
 agent then restarts ExaBGP to get complete tables again (a gap would corrupt the RIB).
@@ -20,6 +20,7 @@ Standard library only, so it starts fast under any interpreter.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
@@ -28,9 +29,9 @@ import time
 
 MAX_BUFFER_BYTES = 1 << 30
 CONNECT_TIMEOUT_S = 10.0
-READ_BYTES = 1 << 17
-COALESCE_S = 0.004
-SMALL_READ = 1 << 14
+READ_BYTES = 1 << 20
+PIPE_BYTES = 1 << 20  # asked of the kernel for ExaBGP's pipe to us (F_SETPIPE_SZ)
+_F_SETPIPE_SZ = 1031
 
 
 def _connect(path: str) -> socket.socket:
@@ -53,6 +54,13 @@ def relay(stdin: int, stdout: int, sock: socket.socket) -> int:
     (ExaBGP busy writing to us while we wait to write a command to it would deadlock)."""
     sock.setblocking(False)
     os.set_blocking(stdout, False)
+    # With a 1 MiB pipe, waiting 20 ms after a short read is safe (ExaBGP writes a few
+    # MB/s at most); with the default 64 KiB pipe, 4 ms.
+    try:
+        fcntl.fcntl(stdin, _F_SETPIPE_SZ, PIPE_BYTES)
+        coalesce_s, small_read = 0.02, 1 << 18
+    except OSError:
+        coalesce_s, small_read = 0.004, 1 << 14
     to_agent = bytearray()
     to_exabgp = bytearray()
     poller = select.poll()
@@ -74,8 +82,8 @@ def relay(stdin: int, stdout: int, sock: socket.socket) -> int:
                 if len(to_agent) > MAX_BUFFER_BYTES:
                     sys.stderr.write("egress-agent bridge: agent too slow, buffer full\n")
                     return 1
-                if len(data) < SMALL_READ:
-                    time.sleep(COALESCE_S)
+                if len(data) < small_read:
+                    time.sleep(coalesce_s)
             elif fd == sock_fd:
                 if mask & select.POLLIN:
                     try:
