@@ -339,3 +339,23 @@ def test_reconfigure_keeps_unchanged_sessions(clock: Clock) -> None:
     # the watch moved from index 0 to 1 and kept its best route: no spurious event
     assert kinds(state.handle_line(update_line("telecom", ["10.7.0.0/24"], [4134, 2]))) == [
         "path_change"]
+
+
+def test_ipv6_prefixes_of_ours(clock: Clock) -> None:
+    """An IPv6 prefix of ours on an IPv6 session: origin check and more-specifics too."""
+    state = BgpState(make_config(announce=["2001:db8:ff::/48"], local6=True), clock=clock)
+    points = up(state, "unicom")  # its session is IPv6: the prefix can be announced
+    assert kinds(points) == ["session_up"]
+    assert state.handle_line(update_line("unicom", ["2001:db8:ff::/48"], [4837, 4134, 64512],
+                                         next_hop="2001:db8:2::1")) == []
+    [hijack] = state.handle_line(update_line("unicom", ["2001:db8:ff::/48"], [4837, 65001],
+                                             next_hop="2001:db8:2::1"))
+    assert hijack.tags["kind"] == "origin_mismatch"
+    [ms] = state.handle_line(update_line("unicom", ["2001:db8:ff:8000::/49"], [4837, 65002],
+                                         next_hop="2001:db8:2::1"))
+    assert ms.tags["kind"] == "more_specific" and ms.fields["prefix"] == "2001:db8:ff:8000::/49"
+    assert state.handle_line(update_line("unicom", ["2001:db8:fe::/48", "2001:db8::/32"],
+                                         [4837, 1], next_hop="2001:db8:2::1")) == []
+    found = state.lookup("2001:db8:ff:8000::1")["unicom"]
+    assert found["prefix"] == "2001:db8:ff:8000::/49" and found["origin_as"] == 65002
+    assert state.lookup("2001:db8:1::1")["unicom"]["prefix"] == "2001:db8::/32"
