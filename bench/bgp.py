@@ -305,7 +305,15 @@ def main() -> int:
     if not MRT.exists():
         print(f"bench/bgp.py: MRT fixture absent: {MRT}", file=sys.stderr)
         return 2
-    from tests.lab.lab import ANNOUNCE, DEFAULT_CARRIERS, LOCAL_AS, WATCH, Lab, LabSpec
+    from tests.lab.lab import (
+        ANNOUNCE,
+        DEFAULT_CARRIERS,
+        LOCAL_AS,
+        WATCH,
+        Lab,
+        LabSpec,
+        remove_workdir,
+    )
 
     lab = Lab(LabSpec(carriers=list(DEFAULT_CARRIERS[: args.carriers]), routes="mrt",
                       servers=False))
@@ -325,6 +333,7 @@ def main() -> int:
         print(f"agent: {json.dumps(agent)}", file=sys.stderr, flush=True)
     finally:
         lab.down()
+        remove_workdir(lab.workdir)
     prefixes = sum(c["expected_v4"] for c in spec["carriers"])
     result = {
         "prefixes": prefixes,
