@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import pwd
+import socket
 import subprocess
 import sys
 import time
@@ -100,3 +101,50 @@ def test_leftover_exabgp_of_a_killed_agent_is_stopped(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def test_lines_of_a_finished_run_are_never_applied(tmp_path: Path) -> None:
+    """A bridge of an older generation is refused, and what the current bridge still
+    relays after its ExaBGP stopped is dropped (no stale route survives the restart)."""
+    from collectors.bgp.supervisor import Supervisor, _BridgeProtocol
+
+    ctx = make_ctx(tmp_path, "/bin/false")
+    state = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector)).state
+    emitted: list[object] = []
+    supervisor = Supervisor(ctx.config, state, emitted.extend, tmp_path)
+    peer = '{"address": {"peer": "192.0.2.1"}'
+    up = f'{{"type": "state", "neighbor": {peer}, "state": "up"}}}}\n'.encode()
+    update = (f'{{"type": "update", "neighbor": {peer}, "message": {{"update": {{'
+              '"attribute": {"as-path": [4134]}, "announce": {"ipv4 unicast": '
+              '{"192.0.2.1": [{"nlri": "10.0.0.0/8"}]}}}}}}\n').encode()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        supervisor.generation = 2
+        supervisor.process = object()  # type: ignore[assignment]  # "ExaBGP runs"
+        # a bridge of generation 1 (a previous run): closed, nothing applied
+        old_a, old_b = socket.socketpair()
+        await loop.connect_accepted_socket(lambda: _BridgeProtocol(supervisor), old_a)
+        old_b.sendall(b'{"bridge": 1, "pid": 1}\n' + up + update)
+        await asyncio.sleep(0.1)
+        assert old_b.recv(10) == b"" and supervisor.bridge is None
+        assert not state.sessions["telecom"].up
+        # the current one: applied
+        a, b = socket.socketpair()
+        await loop.connect_accepted_socket(lambda: _BridgeProtocol(supervisor), a)
+        b.sendall(b'{"bridge": 2, "pid": 2}\n' + up + update)
+        await asyncio.sleep(0.1)
+        assert state.sessions["telecom"].up and len(state.sessions["telecom"].rib) == 1
+        # ExaBGP stops; the bridge's tail arrives afterwards: dropped
+        supervisor.last_exit = "exited with code -9"
+        supervisor._end_run()
+        assert len(state.sessions["telecom"].rib) == 0
+        with contextlib.suppress(OSError):
+            b.sendall(up + update)
+        await asyncio.sleep(0.1)
+        assert not state.sessions["telecom"].up and len(state.sessions["telecom"].rib) == 0
+        for sock in (old_b, b):
+            sock.close()
+
+    asyncio.run(scenario())
+    assert state.stats.bad_lines == 0

@@ -90,6 +90,8 @@ class _BridgeProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
             lines = lines[1:]
+        if self.supervisor.bridge is not self:
+            return  # a connection of a finished run (being closed): nothing of it applies
         self.supervisor.feed(lines)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -236,9 +238,17 @@ class Supervisor:
                 await self._stop_process()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(output, 2.0)
-            self.process = None
-            self.bridge = None
-            self.emit(self.state.exabgp_lost(f"ExaBGP {self.last_exit or 'stopped'}"))
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """After ExaBGP stopped: whatever the old bridge still relays belongs to a dead run
+        and is cut off before the reset, so no line of it lands in the next run's tables;
+        then every session is down and its routes gone."""
+        self.process = None
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None and bridge.transport is not None:
+            bridge.transport.abort()
+        self.emit(self.state.exabgp_lost(f"ExaBGP {self.last_exit or 'stopped'}"))
 
     async def _read_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
