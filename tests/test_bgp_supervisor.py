@@ -135,6 +135,15 @@ def test_lines_of_a_finished_run_are_never_applied(tmp_path: Path) -> None:
         b.sendall(b'{"bridge": 2, "pid": 2}\n' + up + update)
         await asyncio.sleep(0.1)
         assert state.sessions["telecom"].up and len(state.sessions["telecom"].rib) == 1
+        # a second bridge of the same run (ExaBGP respawned it: lines were lost): refused,
+        # and ExaBGP is to be restarted
+        again_a, again_b = socket.socketpair()
+        await loop.connect_accepted_socket(lambda: _BridgeProtocol(supervisor), again_a)
+        again_b.sendall(b'{"bridge": 2, "pid": 3}\n' + update.replace(b"10.0.0.0/8", b"11.0.0.0/8"))
+        await asyncio.sleep(0.1)
+        assert again_b.recv(10) == b"" and supervisor._restart_now.is_set()
+        assert len(state.sessions["telecom"].rib) == 1
+        again_b.close()
         # ExaBGP stops; the bridge's tail arrives afterwards: dropped
         supervisor.last_exit = "exited with code -9"
         supervisor._end_run()

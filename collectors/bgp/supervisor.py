@@ -123,6 +123,7 @@ class Supervisor:
         self.log_tail: deque[str] = deque(maxlen=20)
         self._restart_now = asyncio.Event()
         self._stopping = False
+        self._attached_generation = -1
 
     # -------------------------------------------------------------- stream
 
@@ -135,8 +136,13 @@ class Supervisor:
             return False
         if generation != self.generation or self.process is None:
             return False  # a bridge of a previous run: its lines are not applied
-        if self.bridge is not None and self.bridge.transport is not None:
-            self.bridge.transport.close()
+        if self._attached_generation == generation:
+            # ExaBGP respawned its API process: lines were lost in between, so the
+            # tables cannot be trusted; start over with a fresh ExaBGP.
+            log.warning("bgp: the bridge was respawned by ExaBGP; restarting ExaBGP")
+            self._restart_now.set()
+            return False
+        self._attached_generation = generation
         protocol.generation = generation
         self.bridge = protocol
         return True
