@@ -124,6 +124,7 @@ class Supervisor:
         self._restart_now = asyncio.Event()
         self._stopping = False
         self._attached_generation = -1
+        self._reload_pending = False
 
     # -------------------------------------------------------------- stream
 
@@ -145,6 +146,9 @@ class Supervisor:
         self._attached_generation = generation
         protocol.generation = generation
         self.bridge = protocol
+        if self._reload_pending:
+            self._reload_pending = False
+            self._signal_reload()
         return True
 
     def feed(self, lines: list[bytes]) -> None:
@@ -251,6 +255,7 @@ class Supervisor:
         and is cut off before the reset, so no line of it lands in the next run's tables;
         then every session is down and its routes gone."""
         self.process = None
+        self._reload_pending = False  # the next run reads the newest config anyway
         bridge, self.bridge = self.bridge, None
         if bridge is not None and bridge.transport is not None:
             bridge.transport.abort()
@@ -312,6 +317,17 @@ class Supervisor:
         assert self.socket_path is not None
         (self.run_dir / "exabgp.conf").write_text(config_text(
             config, self.state.sessions, self.state.own, self.socket_path, self.generation))
+        if self.bridge is None:
+            # ExaBGP installs its signal handlers just before it starts the API process:
+            # until the bridge is attached, SIGUSR1 would kill it. Send it once attached.
+            self._reload_pending = True
+            return
+        self._signal_reload()
+
+    def _signal_reload(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGUSR1)
         self.reloads += 1
