@@ -101,14 +101,13 @@ class Pipeline:
 
     def encode(self, batch: list[Point]) -> SpoolRecord | None:
         """Line protocol for 2.x+, plus a 1.x variant only when a backslash makes them differ."""
-        lines = self.encoder_v2.encode_lines(batch)
+        body, lines = self.encoder_v2.encode_body(batch)
         if not lines:
             return None
-        body = "\n".join(lines).encode()
         body_v1 = None
         if b"\\\\" in body:
             body_v1 = self.encoder_v1.encode_batch(batch)
-        return SpoolRecord(body, body_v1, len(lines), batch[0].time_ns)
+        return SpoolRecord(body, body_v1, lines, batch[0].time_ns)
 
     def _encode_and_append(self, batch: list[Point]) -> None:
         record = self.encode(batch)

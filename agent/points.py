@@ -10,12 +10,20 @@ allowed to split a line or make the server reject the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 FieldValue = int | float | bool | str
 ProtocolVersion = Literal[1, 2]
+
+try:  # the C hot path (agent/_lineproto.c); same output, about 5x faster
+    if os.environ.get("EGRESS_AGENT_PURE_PYTHON"):
+        raise ImportError("pure Python requested")
+    from agent import _lineproto  # type: ignore[attr-defined]
+except ImportError:
+    _lineproto = None
 
 # Characters that end a line or cannot be carried in an identifier at all.
 _UNCARRIABLE = {"\n": "\ufffd", "\r": "\ufffd", "\x00": "\ufffd"}
@@ -23,6 +31,7 @@ _UNCARRIABLE_TABLE = str.maketrans(_UNCARRIABLE)
 _IDENT_ESCAPE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _MEASUREMENT_ESCAPE = str.maketrans({",": "\\,", " ": "\\ "})
 _STRING_ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(slots=True)
@@ -102,7 +111,8 @@ def format_field_value(value: FieldValue) -> str | None:
     if value is False:
         return "false"
     if isinstance(value, int):
-        return f"{value}i"
+        # InfluxDB rejects the whole batch for an integer beyond int64: drop the field.
+        return f"{value}i" if _INT64_MIN <= value <= _INT64_MAX else None
     if isinstance(value, float):
         if math.isfinite(value):
             return repr(value)
@@ -153,6 +163,9 @@ class LineEncoder:
 
     def encode(self, point: Point) -> str | None:
         """One line without the newline, or None when no field could be carried."""
+        series = self._series_cache.get((point.measurement, tuple(point.tags.items())))
+        if series is None:
+            series = self.series_key(point.measurement, point.tags)
         field_parts = []
         key_cache = self._field_key_cache
         for key, value in point.fields.items():
@@ -164,7 +177,7 @@ class LineEncoder:
                     self.stats.dropped_fields += 1
                     continue
                 text = repr(value)
-            elif kind is int:
+            elif kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
                 text = f"{value}i"
             else:
                 formatted = format_field_value(value)
@@ -179,9 +192,6 @@ class LineEncoder:
         if not field_parts:
             self.stats.dropped_points += 1
             return None
-        series = self._series_cache.get((point.measurement, tuple(point.tags.items())))
-        if series is None:
-            series = self.series_key(point.measurement, point.tags)
         if point.time_ns:
             return f"{series} {','.join(field_parts)} {point.time_ns}"
         return f"{series} {','.join(field_parts)}"
@@ -194,5 +204,18 @@ class LineEncoder:
                 lines.append(line)
         return lines
 
-    def encode_batch(self, points: Iterable[Point]) -> bytes:
-        return "\n".join(self.encode_lines(points)).encode()
+    def encode_body(self, points: Sequence[Point]) -> tuple[bytes, int]:
+        """The batch as one request body (lines joined by newlines) and its line count."""
+        if _lineproto is not None:
+            body, lines, dropped_fields, dropped_points = _lineproto.encode_batch(
+                points, self._series_cache, self.series_key, self._field_key_cache,
+                self._field_key, format_field_value,
+            )
+            self.stats.dropped_fields += dropped_fields
+            self.stats.dropped_points += dropped_points
+            return body, lines
+        encoded = self.encode_lines(points)
+        return "\n".join(encoded).encode(), len(encoded)
+
+    def encode_batch(self, points: Sequence[Point]) -> bytes:
+        return self.encode_body(points)[0]

@@ -131,6 +131,7 @@ class Spool:
         self._cache_bytes = 0
         self._cache_max_bytes = 64 << 20
         self._cursors: dict[str, int] = {}
+        self._persisted: dict[str, int] = {}
         if not read_only:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
             self.cursor_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -332,11 +333,25 @@ class Spool:
             return self._cursors.get(name, self._next_seq)
 
     def commit(self, name: str, next_seq: int) -> None:
+        self.advance(name, next_seq)
+        self.persist_cursor(name)
+
+    def advance(self, name: str, next_seq: int) -> None:
+        """Move the cursor in memory (what `read_from`/`lag` see); persist it separately."""
         with self._lock:
             self._cursors[name] = next_seq
-            self._write_cursor(name, next_seq)
+
+    def persist_cursor(self, name: str) -> None:
+        """Write the cursor's current value; a crash before it re-sends at most what was
+        delivered since, which InfluxDB overwrites (same series, same timestamps)."""
+        with self._lock:
+            value = self._cursors.get(name)
+            if value is None or self._persisted.get(name) == value:
+                return
+            self._write_cursor(name, value)
 
     def _write_cursor(self, name: str, value: int) -> None:
+        self._persisted[name] = value
         path = self.cursor_dir / f"{name}.cursor"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(str(value))

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent import points as points_module
 from agent.points import EncodeStats, LineEncoder, Point, escape_identifier
 
 
@@ -194,3 +195,40 @@ def test_field_kinds_and_unencodable_values() -> None:
 
 def test_empty_tag_value_is_omitted() -> None:
     assert LineEncoder().encode(Point("m", {"a": "", "b": "x"}, {"v": 1}, 1)) == "m,b=x v=1i 1"
+
+
+any_points = st.lists(
+    st.builds(
+        Point,
+        measurement=st.sampled_from(["link", "m x", "a,b"]),
+        tags=st.dictionaries(st.sampled_from(["interface", "c", "k=v"]), hostile, max_size=3),
+        fields=st.dictionaries(
+            st.sampled_from(["rx_bytes", "f", "x y"]),
+            st.one_of(field_values, st.just(float("nan")), st.just(float("-inf")),
+                      st.integers(min_value=2**63, max_value=2**70)),
+            max_size=3,
+        ),
+        time_ns=st.integers(min_value=0, max_value=2**62),
+    ),
+    max_size=20,
+)
+
+
+@pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
+@settings(max_examples=300, deadline=None)
+@given(batch=any_points, version=st.sampled_from([1, 2]))
+def test_c_encoder_equals_python_encoder(batch: list[Point], version: int) -> None:
+    fast = LineEncoder(version=version)  # type: ignore[arg-type]
+    slow = LineEncoder(version=version)  # type: ignore[arg-type]
+    body, lines = fast.encode_body(batch)
+    expected = slow.encode_lines(batch)
+    assert body == "\n".join(expected).encode()
+    assert lines == len(expected)
+    assert fast.stats == slow.stats
+
+
+def test_integer_beyond_int64_is_dropped_not_sent() -> None:
+    encoder = LineEncoder()
+    line = encoder.encode(Point("m", {}, {"big": 2**63, "ok": 2**63 - 1}, 1))
+    assert line == f"m ok={2**63 - 1}i 1"
+    assert encoder.stats.dropped_fields == 1

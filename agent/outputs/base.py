@@ -120,6 +120,7 @@ class OutputWorker:
         self.rejected_dir = Path(data_dir) / "rejected"
         self.stats = OutputStats()
         self.wake = asyncio.Event()
+        self._persisting: asyncio.Future[None] | None = None
         spool.register_output(output.name)
 
     def notify(self) -> None:
@@ -136,6 +137,22 @@ class OutputWorker:
         return _Batch(records[-1][0] + 1, n_points, body)
 
     async def run(self) -> None:
+        try:
+            await self._deliver()
+        finally:
+            if self._persisting is not None:
+                await asyncio.gather(self._persisting, return_exceptions=True)
+            await asyncio.to_thread(self.spool.persist_cursor, self.output.name)
+
+    def _persist_soon(self) -> None:
+        """The cursor file is written beside the next send, not before it (one at a time;
+        each write takes the latest value)."""
+        if self._persisting is None or self._persisting.done():
+            self._persisting = asyncio.ensure_future(
+                asyncio.to_thread(self.spool.persist_cursor, self.output.name)
+            )
+
+    async def _deliver(self) -> None:
         """Send batch N while batch N+1 is read and joined: the server's time overlaps ours."""
         attempt = 0
         current: _Batch | None = None
@@ -147,6 +164,9 @@ class OutputWorker:
                 if current is None:
                     self.wake.clear()
                     if self.caught_up():
+                        if self._persisting is not None:
+                            await asyncio.gather(self._persisting, return_exceptions=True)
+                        await asyncio.to_thread(self.spool.persist_cursor, self.output.name)
                         await self.wake.wait()
                     continue
             sending = asyncio.ensure_future(asyncio.to_thread(self.output.send, current.body))
@@ -177,7 +197,8 @@ class OutputWorker:
                 if attempt:
                     log.info("output %s: delivering again", self.output.name)
                 attempt = 0
-            await asyncio.to_thread(self.spool.commit, self.output.name, current.next_seq)
+            self.spool.advance(self.output.name, current.next_seq)
+            self._persist_soon()
             current = following
 
     def _reject(self, batch: _Batch, reason: str) -> None:
