@@ -41,8 +41,8 @@ class _Series:
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"last": self.last_raw}
         if self.values:
-            out["mean"] = round(statistics.fmean(self.values), 3)
-            out["max"] = round(max(self.values), 3)
+            out["mean"] = statistics.fmean(self.values)
+            out["max"] = max(self.values)
         return out
 
 
@@ -101,7 +101,7 @@ _HEADLINE_FIELDS = {
     "link": ("oper_up", "rx_bps", "tx_bps", "rx_util", "tx_util", "route_ok", "gateway_ok"),
     "billing": ("p95_bps", "p95_util", "samples"),
     "bgp_session": ("state", "up", "prefixes_v4", "prefixes_v6", "flaps"),
-    "bgp_prefix": ("visible", "origin_as", "as_path"),
+    "bgp_prefix": ("announced", "visible", "origin_as", "as_path"),
     "probe": ("loss_pct", "rtt_median_ms", "rtt_p95_ms", "jitter_ms"),
     "quality": ("status", "score", "best"),
     "traceroute": ("hops", "reached", "path"),
@@ -115,13 +115,15 @@ _HEADLINE_FIELDS = {
 
 def _fmt(summary: dict[str, Any]) -> str:
     last = summary.get("last")
-    if isinstance(last, float):
-        text = f"{last:.3g}" if abs(last) < 1000 else f"{last:,.0f}"
-    else:
-        text = str(last)
-    if "max" in summary and not isinstance(last, bool | str) and summary["max"] != last:
-        text += f" (mean {summary['mean']:.3g}, max {summary['max']:.3g})"
+    text = _number(last) if isinstance(last, float) else str(last)
+    varied = "mean" in summary and (summary["mean"] != last or summary["max"] != last)
+    if varied and not isinstance(last, bool | str):
+        text += f" (mean {_number(summary['mean'])}, max {_number(summary['max'])})"
     return text
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def _lines_for(key: str, fields: dict[str, dict[str, Any]]) -> list[str]:
