@@ -337,9 +337,10 @@ class Spool:
         self.persist_cursor(name)
 
     def advance(self, name: str, next_seq: int) -> None:
-        """Move the cursor in memory (what `read_from`/`lag` see); persist it separately."""
+        """Move the cursor in memory (what `read_from`/`lag` see); persist it separately.
+        Never backwards: a full spool may have moved it past a batch that was in flight."""
         with self._lock:
-            self._cursors[name] = next_seq
+            self._cursors[name] = max(next_seq, self._cursors.get(name, 0))
 
     def persist_cursor(self, name: str) -> None:
         """Write the cursor's current value; a crash before it re-sends at most what was
