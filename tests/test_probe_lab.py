@@ -157,18 +157,25 @@ def test_ipv6_through_each_carrier_uplink(lab: Any) -> None:
 
 
 def test_loss_within_binomial_interval(lab: Any) -> None:
+    """Lost probes within the 99 % binomial interval of the injected loss. A correct engine
+    falls outside it in 1 % of rounds, so a second, independent round decides: a false
+    failure needs both outside (0.01 %), a real bias fails both."""
     n, loss_pct = 400, 20.0
+    low, high = binomial_interval(n, loss_pct / 100)
     lab.set_delay("mobile", loss_pct=loss_pct)
     # The delay line re-reads its rules when it next wakes: wake it before measuring.
     probe(lab, "mobile", lab.target, count=3, interval_s=0.01, timeout_s=0.2)
+    rounds = []
     try:
-        result = probe(lab, "mobile", lab.target, count=n, interval_s=0.002, timeout_s=1.0)
+        for _ in range(2):
+            result = probe(lab, "mobile", lab.target, count=n, interval_s=0.002, timeout_s=1.0)
+            assert result.round.duplicates == 0 and result.round.late == 0
+            rounds.append(result.stats.sent - result.stats.received)
+            if low <= rounds[-1] <= high:
+                break
     finally:
         lab.set_delay("mobile", loss_pct=0.0)
-    lost = result.stats.sent - result.stats.received
-    low, high = binomial_interval(n, loss_pct / 100)
-    assert low <= lost <= high, (lost, low, high)
-    assert result.round.duplicates == 0 and result.round.late == 0
+    assert low <= rounds[-1] <= high, (rounds, low, high)
 
 
 def test_jitter_matches_injected_jitter(lab: Any) -> None:
