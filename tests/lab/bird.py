@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.lab.netns import ns_argv, run
+from tests.lab.netns import ns_argv, run, stop_process
 from tests.lab.routes import Route, bird_route
 
 
@@ -115,15 +114,7 @@ class Bird:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def birdc(self, *command: str, timeout: float = 60.0) -> str:

@@ -98,3 +98,15 @@ def netns_works() -> tuple[bool, str]:
         return False, f"ip netns add failed: {proc.stderr.strip()}"
     run(["ip", "netns", "del", probe], check=False)
     return True, ""
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """SIGTERM by PID, SIGKILL after `timeout`, and reap it."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from tests.lab.netns import in_netns, ns_argv
+from tests.lab.netns import in_netns, ns_argv, stop_process
 
 INFLUXD = "influxd"
 VICTORIA_METRICS = "victoria-metrics"
@@ -125,15 +124,7 @@ class _Server:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM by PID, SIGKILL after `timeout`; data dir and port stay for a restart."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
