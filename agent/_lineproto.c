@@ -10,13 +10,22 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
+/* The request body, built in place inside a bytes object: no copy when it is returned. */
 typedef struct {
+    PyObject *bytes;
     char *data;
     Py_ssize_t len;
     Py_ssize_t cap;
+    /* " <time_ns>" of the last line: the points of one collection share their timestamp. */
+    PyObject *last_time_obj;
+    long long last_time_ns;
+    char time_text[24];
+    int time_text_len;
 } Buffer;
 
 static int buf_reserve(Buffer *b, Py_ssize_t extra) {
@@ -27,12 +36,15 @@ static int buf_reserve(Buffer *b, Py_ssize_t extra) {
     while (cap < b->len + extra) {
         cap *= 2;
     }
-    char *data = PyMem_Realloc(b->data, cap);
-    if (data == NULL) {
-        PyErr_NoMemory();
+    if (b->bytes == NULL) {
+        b->bytes = PyBytes_FromStringAndSize(NULL, cap);
+        if (b->bytes == NULL) {
+            return -1;
+        }
+    } else if (_PyBytes_Resize(&b->bytes, cap) < 0) {
         return -1;
     }
-    b->data = data;
+    b->data = PyBytes_AS_STRING(b->bytes);
     b->cap = cap;
     return 0;
 }
@@ -46,16 +58,268 @@ static int buf_put(Buffer *b, const char *s, Py_ssize_t n) {
     return 0;
 }
 
+/* UTF-8 text of a str; compact ASCII strings (nearly all names) are read in place. */
+static inline const char *utf8_of(PyObject *str, Py_ssize_t *len) {
+    if (PyUnicode_IS_COMPACT_ASCII(str)) {
+        *len = PyUnicode_GET_LENGTH(str);
+        return (const char *)(((PyASCIIObject *)str) + 1);
+    }
+    return PyUnicode_AsUTF8AndSize(str, len);
+}
+
 static int buf_put_str(Buffer *b, PyObject *str) {
     Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(str, &n);
+    const char *s = utf8_of(str, &n);
     if (s == NULL) {
         return -1;
     }
     return buf_put(b, s, n);
 }
 
-static PyObject *str_measurement, *str_tags, *str_fields, *str_time_ns;
+static PyObject *str_measurement, *str_tags, *str_fields, *str_time_ns, *str_host;
+
+/* Decimal digits of v into out (no terminator); returns the length. snprintf costs more
+ * than the rest of a point's encoding. */
+static int put_int64(char *out, long long v) {
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    char digits[24];
+    int start = 24;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    while (u >= 100) {
+        unsigned pair = (unsigned)(u % 100) * 2;
+        u /= 100;
+        digits[--start] = pairs[pair + 1];
+        digits[--start] = pairs[pair];
+    }
+    if (u >= 10) {
+        digits[--start] = pairs[u * 2 + 1];
+        digits[--start] = pairs[u * 2];
+    } else {
+        digits[--start] = (char)('0' + u);
+    }
+    int len = 0;
+    if (v < 0) {
+        out[len++] = '-';
+    }
+    memcpy(out + len, digits + start, (size_t)(24 - start));
+    return len + 24 - start;
+}
+
+/* Python's repr(d) for the common cases, exactly, or -1 to ask PyOS_double_to_string.
+ *
+ * repr writes the shortest digits that read back as d, in fixed notation for
+ * 1e-4 <= |d| < 1e16. Handled here:
+ * - integral |d| < 2**53: every integer there is a double, so no shorter text reads back;
+ * - |d| with k decimals and at most 15 significant digits, k the smallest that reads
+ *   back: m / 10**k is correctly rounded (m < 2**53 and 10**k are exact), so the text
+ *   "m with k decimals" reads back as d exactly when the division gives d. With at most
+ *   15 digits, two neighbouring candidates are further apart than d's ulp, so the text is
+ *   the only one of its length: the one repr picks.
+ * tests/test_points.py compares this against repr. */
+static int format_double(char *out, double d) {
+    int len = 0;
+    if (signbit(d)) {
+        out[len++] = '-';
+        d = -d;
+    }
+    if (d == 0.0) {
+        memcpy(out + len, "0.0", 3);
+        return len + 3;
+    }
+    if (!(d >= 1e-4 && d < 9007199254740992.0)) {
+        return -1;
+    }
+    long long whole = (long long)d;
+    if ((double)whole == d) {
+        len += put_int64(out + len, whole);
+        memcpy(out + len, ".0", 2);
+        return len + 2;
+    }
+    double scale = 1.0;
+    for (int k = 1; k <= 19; k++) {
+        scale *= 10.0;
+        double scaled = d * scale;
+        if (scaled >= 1e15) {
+            return -1;
+        }
+        long long m = llround(scaled);
+        if ((double)m / scale != d) {
+            continue;
+        }
+        char digits[24];
+        int n = put_int64(digits, m);
+        if (n <= k) { /* 0.000ddd */
+            out[len++] = '0';
+            out[len++] = '.';
+            memset(out + len, '0', (size_t)(k - n));
+            len += k - n;
+            memcpy(out + len, digits, (size_t)n);
+            return len + n;
+        }
+        memcpy(out + len, digits, (size_t)(n - k));
+        len += n - k;
+        out[len++] = '.';
+        memcpy(out + len, digits + n - k, (size_t)k);
+        return len + k;
+    }
+    return -1;
+}
+
+/* format_float(d) -> str, for the test that holds format_double to repr. */
+static PyObject *format_float(PyObject *self, PyObject *arg) {
+    double d = PyFloat_AsDouble(arg);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    char out[48];
+    int n = format_double(out, d);
+    if (n < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromStringAndSize(out, n);
+}
+
+/* Bytes after which a name is no longer written as it is: what InfluxDB escapes (, = space),
+ * the backslash (1.x and 2.x read it differently), and what ends a line. Names without any
+ * of these are the same text in both protocol versions (see escape_identifier in
+ * agent/points.py); all others go through the Python encoder. */
+static unsigned char not_plain[256];
+
+static int is_plain(const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (not_plain[(unsigned char)s[i]]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+typedef struct {
+    const char *key;
+    Py_ssize_t key_len;
+    const char *value;
+    Py_ssize_t value_len;
+} Tag;
+
+/* UTF-8 byte order is code point order, the order Python's sorted() gives str keys. */
+static int tag_before(const Tag *a, const Tag *b) {
+    Py_ssize_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(a->key, b->key, (size_t)n);
+    return c < 0 || (c == 0 && a->key_len < b->key_len);
+}
+
+#define MAX_PLAIN_TAGS 16
+
+/* The series key (measurement and sorted tags) written straight into b when no name needs
+ * escaping: 1 written, 0 not plain (b unchanged, ask the cache), -1 error. Most points
+ * take this path, which hashes nothing and allocates nothing. */
+static int put_plain_series(Buffer *b, PyObject *measurement, PyObject *tags) {
+    if (PyDict_GET_SIZE(tags) > MAX_PLAIN_TAGS || !PyUnicode_CheckExact(measurement)) {
+        return 0;
+    }
+    Py_ssize_t measurement_len;
+    const char *measurement_text = utf8_of(measurement, &measurement_len);
+    if (measurement_text == NULL) {
+        PyErr_Clear(); /* e.g. a lone surrogate: the Python encoder reports it */
+        return 0;
+    }
+    if (!is_plain(measurement_text, measurement_len)) {
+        return 0;
+    }
+    Tag sorted[MAX_PLAIN_TAGS];
+    int count = 0;
+    Py_ssize_t pos = 0;
+    Py_ssize_t total = measurement_len;
+    PyObject *key, *value;
+    while (PyDict_Next(tags, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(value)) {
+            return 0;
+        }
+        Tag tag;
+        tag.value = utf8_of(value, &tag.value_len);
+        if (tag.value == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (tag.value_len == 0) {
+            continue; /* an empty tag is an absent tag */
+        }
+        tag.key = utf8_of(key, &tag.key_len);
+        if (tag.key == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (!is_plain(tag.key, tag.key_len) || !is_plain(tag.value, tag.value_len)) {
+            return 0;
+        }
+        int at = count++;
+        while (at > 0 && tag_before(&tag, &sorted[at - 1])) {
+            sorted[at] = sorted[at - 1];
+            at--;
+        }
+        sorted[at] = tag;
+        total += 2 + tag.key_len + tag.value_len;
+    }
+    if (buf_reserve(b, total) < 0) {
+        return -1;
+    }
+    char *out = b->data + b->len;
+    memcpy(out, measurement_text, (size_t)measurement_len);
+    out += measurement_len;
+    for (int i = 0; i < count; i++) {
+        *out++ = ',';
+        memcpy(out, sorted[i].key, (size_t)sorted[i].key_len);
+        out += sorted[i].key_len;
+        *out++ = '=';
+        memcpy(out, sorted[i].value, (size_t)sorted[i].value_len);
+        out += sorted[i].value_len;
+    }
+    b->len += total;
+    return 1;
+}
+
+/* Where a Point (a slots dataclass) keeps its four members, so the loop reads them
+ * directly instead of through attribute lookup. -1: not known, use getattr. */
+static PyTypeObject *point_type = NULL;
+static Py_ssize_t point_offsets[4] = {-1, -1, -1, -1};
+
+static void learn_point_type(PyTypeObject *type) {
+    PyObject *names[4] = {str_measurement, str_tags, str_fields, str_time_ns};
+    Py_ssize_t offsets[4];
+    for (int i = 0; i < 4; i++) {
+        PyObject *descr = PyObject_GetAttr((PyObject *)type, names[i]);
+        if (descr == NULL) {
+            PyErr_Clear();
+            return;
+        }
+        int usable = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                     ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+        offsets[i] = usable ? ((PyMemberDescrObject *)descr)->d_member->offset : -1;
+        Py_DECREF(descr);
+        if (!usable) {
+            return;
+        }
+    }
+    Py_XDECREF(point_type);
+    Py_INCREF(type);
+    point_type = type;
+    memcpy(point_offsets, offsets, sizeof offsets);
+}
+
+/* New reference to member i of point, or NULL with an exception set. */
+static PyObject *point_member(PyObject *point, int i, PyObject *name) {
+    if (Py_TYPE(point) == point_type) {
+        PyObject *value = *(PyObject **)((char *)point + point_offsets[i]);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(point, name);
+}
 
 /* Cached text for `key` in `cache`, else `fallback(*args)` (which fills the cache). */
 static PyObject *cached_or_call(PyObject *cache, PyObject *key, PyObject *fallback,
@@ -98,7 +362,8 @@ static int put_field(Buffer *b, PyObject *key, PyObject *value, PyObject *field_
         if (overflow) {
             formatted = PyObject_CallFunctionObjArgs(format_value, value, NULL);
         } else {
-            text_len = snprintf(number, sizeof number, "%lldi", v);
+            text_len = put_int64(number, v);
+            number[text_len++] = 'i';
             text = number;
         }
     } else if (PyFloat_CheckExact(value)) {
@@ -106,12 +371,17 @@ static int put_field(Buffer *b, PyObject *key, PyObject *value, PyObject *field_
         if (!isfinite(d)) {
             return 0;
         }
-        owned = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (owned == NULL) {
-            return -1;
+        text_len = format_double(number, d);
+        if (text_len >= 0) {
+            text = number;
+        } else {
+            owned = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (owned == NULL) {
+                return -1;
+            }
+            text = owned;
+            text_len = (Py_ssize_t)strlen(owned);
         }
-        text = owned;
-        text_len = (Py_ssize_t)strlen(owned);
     } else {
         formatted = PyObject_CallFunctionObjArgs(format_value, value, NULL);
     }
@@ -128,8 +398,29 @@ static int put_field(Buffer *b, PyObject *key, PyObject *value, PyObject *field_
     } else if (text == NULL) {
         return -1; /* the call above failed */
     }
-    PyObject *escaped = cached_or_call(field_cache, key, field_key, key, NULL);
     int rc = -1;
+    PyObject *escaped = NULL;
+    if (PyUnicode_CheckExact(key)) {
+        Py_ssize_t key_len;
+        const char *key_text = utf8_of(key, &key_len);
+        if (key_text != NULL && is_plain(key_text, key_len)) {
+            if (buf_reserve(b, 2 + key_len + text_len) == 0) {
+                char *out = b->data + b->len;
+                if (!first) {
+                    *out++ = ',';
+                }
+                memcpy(out, key_text, (size_t)key_len);
+                out += key_len;
+                *out++ = '=';
+                memcpy(out, text, (size_t)text_len);
+                b->len = out + text_len - b->data;
+                rc = 1;
+            }
+            goto cleanup;
+        }
+        PyErr_Clear();
+    }
+    escaped = cached_or_call(field_cache, key, field_key, key, NULL);
     if (escaped != NULL) {
         if ((first || buf_put(b, ",", 1) == 0) && buf_put_str(b, escaped) == 0 &&
             buf_put(b, "=", 1) == 0 && buf_put(b, text, text_len) == 0) {
@@ -137,6 +428,7 @@ static int put_field(Buffer *b, PyObject *key, PyObject *value, PyObject *field_
         }
         Py_DECREF(escaped);
     }
+cleanup:
     Py_XDECREF(formatted);
     if (owned != NULL) {
         PyMem_Free(owned);
@@ -152,10 +444,10 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
     int rc = -1;
     Py_ssize_t line_start = b->len;
 
-    measurement = PyObject_GetAttr(point, str_measurement);
-    tags = measurement ? PyObject_GetAttr(point, str_tags) : NULL;
-    fields = tags ? PyObject_GetAttr(point, str_fields) : NULL;
-    time_ns = fields ? PyObject_GetAttr(point, str_time_ns) : NULL;
+    measurement = point_member(point, 0, str_measurement);
+    tags = measurement ? point_member(point, 1, str_tags) : NULL;
+    fields = tags ? point_member(point, 2, str_fields) : NULL;
+    time_ns = fields ? point_member(point, 3, str_time_ns) : NULL;
     if (time_ns == NULL) {
         goto done;
     }
@@ -163,15 +455,22 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
         PyErr_SetString(PyExc_TypeError, "Point.tags and Point.fields must be dicts");
         goto done;
     }
-    /* Cache key: one flat tuple (measurement, k1, v1, k2, v2, ...), one allocation. It
-     * cannot collide with the Python encoder's (measurement, ((k, v), ...)) keys. */
-    cache_key = PyTuple_New(1 + 2 * PyDict_GET_SIZE(tags));
-    if (cache_key == NULL) {
+    if (*lines > 0 && buf_put(b, "\n", 1) < 0) {
         goto done;
     }
-    Py_INCREF(measurement);
-    PyTuple_SET_ITEM(cache_key, 0, measurement);
-    {
+    int plain = put_plain_series(b, measurement, tags);
+    if (plain < 0) {
+        goto done;
+    }
+    if (!plain) {
+        /* Cache key: one flat tuple (measurement, k1, v1, k2, v2, ...), one allocation. It
+         * cannot collide with the Python encoder's (measurement, ((k, v), ...)) keys. */
+        cache_key = PyTuple_New(1 + 2 * PyDict_GET_SIZE(tags));
+        if (cache_key == NULL) {
+            goto done;
+        }
+        Py_INCREF(measurement);
+        PyTuple_SET_ITEM(cache_key, 0, measurement);
         Py_ssize_t tag_pos = 0, slot = 1;
         PyObject *tag_key, *tag_value;
         while (PyDict_Next(tags, &tag_pos, &tag_key, &tag_value)) {
@@ -180,23 +479,23 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
             PyTuple_SET_ITEM(cache_key, slot++, tag_key);
             PyTuple_SET_ITEM(cache_key, slot++, tag_value);
         }
-    }
-    series = PyDict_GetItemWithError(series_cache, cache_key);
-    if (series != NULL) {
-        Py_INCREF(series);
-    } else {
-        if (PyErr_Occurred()) {
+        series = PyDict_GetItemWithError(series_cache, cache_key);
+        if (series != NULL) {
+            Py_INCREF(series);
+        } else {
+            if (PyErr_Occurred()) {
+                goto done;
+            }
+            series = PyObject_CallFunctionObjArgs(series_key, measurement, tags, NULL);
+            if (series == NULL || PyDict_SetItem(series_cache, cache_key, series) < 0) {
+                goto done;
+            }
+        }
+        if (buf_put_str(b, series) < 0) {
             goto done;
         }
-        series = PyObject_CallFunctionObjArgs(series_key, measurement, tags, NULL);
-        if (series == NULL || PyDict_SetItem(series_cache, cache_key, series) < 0) {
-            goto done;
-        }
     }
-    if (*lines > 0 && buf_put(b, "\n", 1) < 0) {
-        goto done;
-    }
-    if (buf_put_str(b, series) < 0 || buf_put(b, " ", 1) < 0) {
+    if (buf_put(b, " ", 1) < 0) {
         goto done;
     }
     Py_ssize_t pos = 0;
@@ -220,16 +519,24 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
         rc = 0;
         goto done;
     }
-    long long ts = PyLong_AsLongLong(time_ns);
-    if (ts == -1 && PyErr_Occurred()) {
-        goto done;
-    }
-    if (ts != 0) {
-        char number[32];
-        int n = snprintf(number, sizeof number, " %lld", ts);
-        if (buf_put(b, number, n) < 0) {
+    if (time_ns != b->last_time_obj) { /* one collection's points share the int object */
+        long long ts = PyLong_AsLongLong(time_ns);
+        if (ts == -1 && PyErr_Occurred()) {
             goto done;
         }
+        if (ts != b->last_time_ns || b->last_time_obj == NULL) {
+            b->time_text_len = 0;
+            if (ts != 0) {
+                b->time_text[0] = ' ';
+                b->time_text_len = 1 + put_int64(b->time_text + 1, ts);
+            }
+            b->last_time_ns = ts;
+        }
+        Py_INCREF(time_ns);
+        Py_XSETREF(b->last_time_obj, time_ns);
+    }
+    if (b->time_text_len && buf_put(b, b->time_text, b->time_text_len) < 0) {
+        goto done;
     }
     (*lines)++;
     rc = 0;
@@ -243,6 +550,8 @@ done:
     return rc;
 }
 
+#define YIELD_EVERY_POINTS 256
+
 /* encode_batch(points, series_cache, series_key, field_cache, field_key, format_value)
  *   -> (body: bytes, lines: int, dropped_fields: int, dropped_points: int) */
 static PyObject *encode_batch(PyObject *self, PyObject *args) {
@@ -251,34 +560,89 @@ static PyObject *encode_batch(PyObject *self, PyObject *args) {
                           &PyDict_Type, &field_cache, &field_key, &format_value)) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(points, "points must be a sequence");
+    /* A tuple, not the caller's list: the loop lets other threads run between points (see
+     * below), and a list could change under it meanwhile. */
+    PyObject *seq = PySequence_Tuple(points);
     if (seq == NULL) {
         return NULL;
     }
-    Buffer b = {NULL, 0, 0};
     Py_ssize_t lines = 0, dropped_fields = 0, dropped_points = 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Buffer b = {NULL, NULL, 0, 0, NULL, 0, {0}, 0};
+    if (buf_reserve(&b, 16 + n * 128) < 0) { /* a typical line's size: few regrowths */
+        Py_DECREF(seq);
+        return NULL;
+    }
     PyObject **items = PySequence_Fast_ITEMS(seq);
+    if (n > 0 && Py_TYPE(items[0]) != point_type) {
+        learn_point_type(Py_TYPE(items[0]));
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (i % YIELD_EVERY_POINTS == YIELD_EVERY_POINTS - 1) {
+            /* A batch takes milliseconds; without this the output's sender thread would
+             * wait for the whole of it before sending the next request, and the server
+             * would sit idle meanwhile. */
+            Py_BEGIN_ALLOW_THREADS
+            Py_END_ALLOW_THREADS
+        }
         if (put_point(&b, items[i], series_cache, series_key, field_cache, field_key,
                       format_value, &lines, &dropped_fields, &dropped_points) < 0) {
             Py_DECREF(seq);
-            PyMem_Free(b.data);
+            Py_DECREF(b.bytes);
+            Py_XDECREF(b.last_time_obj);
             return NULL;
         }
     }
     Py_DECREF(seq);
-    PyObject *body = PyBytes_FromStringAndSize(b.data ? b.data : "", b.len);
-    PyMem_Free(b.data);
-    if (body == NULL) {
+    Py_XDECREF(b.last_time_obj);
+    if (_PyBytes_Resize(&b.bytes, b.len) < 0) {
         return NULL;
     }
-    return Py_BuildValue("(Nnnn)", body, lines, dropped_fields, dropped_points);
+    return Py_BuildValue("(Nnnn)", b.bytes, lines, dropped_fields, dropped_points);
+}
+
+/* stamp(points: list, now_ns: int, hostname: str) -> None
+ * What Pipeline.emit adds to every point: a timestamp where time_ns is 0, the host tag
+ * where there is none. */
+static PyObject *stamp(PyObject *self, PyObject *args) {
+    PyObject *points, *now_ns, *hostname;
+    if (!PyArg_ParseTuple(args, "O!O!U", &PyList_Type, &points, &PyLong_Type, &now_ns,
+                          &hostname)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(points);
+    if (n > 0 && Py_TYPE(PyList_GET_ITEM(points, 0)) != point_type) {
+        learn_point_type(Py_TYPE(PyList_GET_ITEM(points, 0)));
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(points); i++) {
+        PyObject *point = PyList_GET_ITEM(points, i);
+        Py_INCREF(point);
+        PyObject *time_ns = point_member(point, 3, str_time_ns);
+        int has_time = time_ns ? PyObject_IsTrue(time_ns) : -1;
+        Py_XDECREF(time_ns);
+        if (has_time < 0 || (has_time == 0 && PyObject_SetAttr(point, str_time_ns, now_ns) < 0)) {
+            Py_DECREF(point);
+            return NULL;
+        }
+        PyObject *tags = point_member(point, 1, str_tags);
+        int has_host = tags ? PySequence_Contains(tags, str_host) : -1;
+        if (has_host < 0 || (has_host == 0 && PyObject_SetItem(tags, str_host, hostname) < 0)) {
+            Py_XDECREF(tags);
+            Py_DECREF(point);
+            return NULL;
+        }
+        Py_DECREF(tags);
+        Py_DECREF(point);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
+    {"stamp", stamp, METH_VARARGS, "Timestamp and host tag where a point has none."},
     {"encode_batch", encode_batch, METH_VARARGS,
      "Encode points as line protocol; escaping comes from the caller's caches and callbacks."},
+    {"format_float", format_float, METH_O,
+     "repr(d) when the fast path can write it, else None (for tests)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -292,8 +656,13 @@ PyMODINIT_FUNC PyInit__lineproto(void) {
     str_tags = PyUnicode_InternFromString("tags");
     str_fields = PyUnicode_InternFromString("fields");
     str_time_ns = PyUnicode_InternFromString("time_ns");
-    if (!str_measurement || !str_tags || !str_fields || !str_time_ns) {
+    str_host = PyUnicode_InternFromString("host");
+    if (!str_measurement || !str_tags || !str_fields || !str_time_ns || !str_host) {
         return NULL;
     }
+    for (const char *c = ",= \\\n\r"; *c; c++) {
+        not_plain[(unsigned char)*c] = 1;
+    }
+    not_plain[0] = 1;
     return PyModule_Create(&module);
 }

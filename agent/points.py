@@ -53,6 +53,18 @@ class Point:
         return cls(record[0], record[1], record[2], record[3])
 
 
+def stamp_points(points: list[Point], now_ns: int, hostname: str) -> None:
+    """A timestamp where a collector left none, and the host tag where it is absent."""
+    if _lineproto is not None:
+        _lineproto.stamp(points, now_ns, hostname)
+        return
+    for point in points:
+        if not point.time_ns:
+            point.time_ns = now_ns
+        if "host" not in point.tags:
+            point.tags["host"] = hostname
+
+
 @dataclass
 class EncodeStats:
     """What the encoder had to change or leave out, for `agent` self-metrics."""

@@ -232,3 +232,84 @@ def test_integer_beyond_int64_is_dropped_not_sent() -> None:
     line = encoder.encode(Point("m", {}, {"big": 2**63, "ok": 2**63 - 1}, 1))
     assert line == f"m ok={2**63 - 1}i 1"
     assert encoder.stats.dropped_fields == 1
+
+
+plain_names = st.text(alphabet=st.sampled_from([*"abcxyz_-.:/", "é", "ø", "中", "\t"]),
+                      min_size=0, max_size=6)
+mixed_points = st.lists(
+    st.builds(
+        Point,
+        measurement=st.sampled_from(["link", "bgp_prefix", "m,x", "é"]),
+        tags=st.dictionaries(st.one_of(plain_names, hostile), st.one_of(plain_names, hostile),
+                             max_size=20),
+        fields=st.dictionaries(st.one_of(plain_names, hostile), field_values,
+                               min_size=1, max_size=4),
+        time_ns=st.sampled_from([0, 1, 1_700_000_000_000_000_000]),
+    ),
+    max_size=30,
+)
+
+
+@pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
+@settings(max_examples=300, deadline=None)
+@given(batch=mixed_points, version=st.sampled_from([1, 2]))
+def test_c_plain_series_path_equals_python(batch: list[Point], version: int) -> None:
+    """Names with nothing to escape are written by C directly (sorted by UTF-8 bytes, more
+    than 16 tags and anything to escape fall back to the Python-escaped cache): the
+    bytes must not differ from the pure-Python encoder's, shared timestamps included."""
+    fast = LineEncoder(version=version)  # type: ignore[arg-type]
+    slow = LineEncoder(version=version)  # type: ignore[arg-type]
+    body, lines = fast.encode_body(batch)
+    expected = slow.encode_lines(batch)
+    assert body == "\n".join(expected).encode()
+    assert lines == len(expected)
+    assert fast.stats == slow.stats
+
+
+def _short_decimals() -> st.SearchStrategy[float]:
+    """Floats written with few digits: the C fast path's domain, edges included."""
+    return st.one_of(
+        st.builds(lambda m, k: m / 10**k, st.integers(-(10**16), 10**16),
+                  st.integers(0, 20)),
+        st.builds(float, st.integers(-(2**54), 2**54)),
+        st.sampled_from([1e-4, 9.999999999999999e-05, 0.00010000000000000002, 2.0**53,
+                         2.0**53 - 1, 1e15, 1e15 - 0.5, 1e16, -0.0, 0.0, 5e-324, 0.1 + 0.2]),
+    )
+
+
+@pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
+@settings(max_examples=3000, deadline=None)
+@given(value=st.one_of(_short_decimals(), st.floats(allow_nan=False, allow_infinity=False)))
+def test_c_float_text_is_python_repr(value: float) -> None:
+    text = points_module._lineproto.format_float(value)
+    assert text is None or text == repr(value)
+
+
+@pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
+def test_c_float_fast_path_covers_common_values() -> None:
+    """The fast path must actually run for counters and rates written with few decimals
+    (else the test above passes vacuously)."""
+    fast = points_module._lineproto.format_float
+    for value in (0.5, 1234.25, -17.0, 0.000125, 99.9, 12345678901.5):
+        assert fast(value) == repr(value)
+    assert fast(1 / 3) is None  # 16 digits: left to Python's own repr
+
+
+@pytest.mark.parametrize("use_c", [True, False])
+def test_stamp_points_adds_time_and_host_only_where_missing(
+    use_c: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if use_c and points_module._lineproto is None:
+        pytest.skip("C encoder not built")
+    if not use_c:
+        monkeypatch.setattr(points_module, "_lineproto", None)
+    batch = [Point("m", {}, {"v": 1}), Point("m", {"host": "other"}, {"v": 1}, 5)]
+    points_module.stamp_points(batch, 42, "me")
+    assert [(p.tags, p.time_ns) for p in batch] == [({"host": "me"}, 42), ({"host": "other"}, 5)]
+
+
+def test_plain_tags_sort_like_python_prefixes_and_non_ascii_included() -> None:
+    tags = {"ab": "1", "é": "2", "a": "3", "z": "4", "": "5", "a\u00e9": "6", "中": "7"}
+    body, _ = LineEncoder().encode_body([Point("m", tags, {"v": 1}, 9)])
+    assert body.decode() == "m,=5,a=3,ab=1,aé=6,z=4,é=2,中=7 v=1i 9"
+    assert body.decode() == LineEncoder().encode_lines([Point("m", tags, {"v": 1}, 9)])[0]
