@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from agent.outputs.base import OutputWorker
-from agent.points import LineEncoder, Point
+from agent.points import LineEncoder, Point, stamp_points
 from agent.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ class Pipeline:
         self.stats = PipelineStats()
         self.workers: list[OutputWorker] = []
         self.observers: list[Observer] = []
-        self._queue: collections.deque[Point] = collections.deque()
+        # Emitted lists as they came (a collector's whole collection is one entry), so
+        # queueing and batching cost per list, not per point.
+        self._chunks: collections.deque[list[Point]] = collections.deque()
+        self._queued_points = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.encoder_v2 = LineEncoder(version=2)
@@ -60,31 +63,26 @@ class Pipeline:
 
     @property
     def queue_points(self) -> int:
-        return len(self._queue)
+        return self._queued_points
 
     def emit(self, points: Iterable[Point]) -> None:
         """Thread-safe. Adds the host tag and a timestamp where the collector left none."""
-        now_ns = 0
-        accepted = 0
+        chunk = list(points)
+        if not chunk:
+            return
+        stamp_points(chunk, time.time_ns(), self.hostname)
         with self._lock:
-            for point in points:
-                if not point.time_ns:
-                    now_ns = now_ns or time.time_ns()
-                    point.time_ns = now_ns
-                if "host" not in point.tags:
-                    point.tags["host"] = self.hostname
-                self._queue.append(point)
-                accepted += 1
-            self.stats.points_emitted += accepted
-            overflow = len(self._queue) - self.max_queue_points
+            self._chunks.append(chunk)
+            self._queued_points += len(chunk)
+            self.stats.points_emitted += len(chunk)
+            overflow = self._queued_points - self.max_queue_points
             if overflow > 0:
                 # Only if the disk cannot keep up for a long time: drop oldest, counted.
-                for _ in range(overflow):
-                    self._queue.popleft()
+                self._drop_oldest(overflow)
                 self.stats.queue_dropped += overflow
                 log.error("queue over %d points: dropped %d oldest", self.max_queue_points,
                           overflow)
-        if accepted and self._loop is not None:
+        if self._loop is not None:
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
@@ -94,10 +92,31 @@ class Pipeline:
             else:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _drop_oldest(self, count: int) -> None:
+        while count > 0:
+            oldest = self._chunks[0]
+            if len(oldest) <= count:
+                self._chunks.popleft()
+                taken = len(oldest)
+            else:
+                self._chunks[0] = oldest[count:]
+                taken = count
+            self._queued_points -= taken
+            count -= taken
+
     def _take_batch(self) -> list[Point]:
         with self._lock:
-            count = min(len(self._queue), self.max_batch_points)
-            return [self._queue.popleft() for _ in range(count)]
+            batch: list[Point] = []
+            while self._chunks and len(batch) < self.max_batch_points:
+                oldest = self._chunks[0]
+                room = self.max_batch_points - len(batch)
+                if len(oldest) <= room:
+                    batch.extend(self._chunks.popleft())
+                else:
+                    batch.extend(oldest[:room])
+                    self._chunks[0] = oldest[room:]
+            self._queued_points -= len(batch)
+            return batch
 
     def encode(self, batch: list[Point]) -> SpoolRecord | None:
         """Line protocol for 2.x+, plus a 1.x variant only when a backslash makes them differ."""
@@ -105,7 +124,7 @@ class Pipeline:
         if not lines:
             return None
         body_v1 = None
-        if b"\\\\" in body:
+        if b"\\" in body and b"\\\\" in body:  # one byte first: memchr, not a search
             body_v1 = self.encoder_v1.encode_batch(batch)
         return SpoolRecord(body, body_v1, lines, batch[0].time_ns)
 

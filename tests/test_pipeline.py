@@ -1,0 +1,66 @@
+"""The in-memory queue between emit and the spool: order, batch limits, overflow counted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from agent.pipeline import Pipeline
+from agent.points import Point
+from agent.spool import Spool
+
+
+def _points(start: int, count: int) -> list[Point]:
+    return [Point("m", {}, {"seq": i}, 1_000 + i) for i in range(start, start + count)]
+
+
+def _seqs(batch: list[Point]) -> list[object]:
+    return [p.fields["seq"] for p in batch]
+
+
+def test_batches_keep_emit_order_and_split_at_the_limit(tmp_path: Path) -> None:
+    pipeline = Pipeline(Spool(tmp_path), "h", max_batch_points=4)
+    pipeline.emit(_points(0, 3))
+    pipeline.emit(_points(3, 6))
+    pipeline.emit([])
+    assert pipeline.queue_points == 9
+    batches = [pipeline._take_batch() for _ in range(4)]
+    assert [_seqs(b) for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8], []]
+    assert pipeline.queue_points == 0
+    assert pipeline.stats.points_emitted == 9
+
+
+def test_overflow_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    pipeline = Pipeline(Spool(tmp_path), "h", max_batch_points=100, max_queue_points=5)
+    pipeline.emit(_points(0, 3))
+    pipeline.emit(_points(3, 4))  # 7 queued: the 2 oldest go
+    assert pipeline.stats.queue_dropped == 2
+    assert pipeline.queue_points == 5
+    assert _seqs(pipeline._take_batch()) == [2, 3, 4, 5, 6]
+
+
+def test_emit_from_threads_loses_nothing_and_reaches_the_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    pipeline = Pipeline(spool, "h", max_batch_points=1000)
+
+    async def run() -> None:
+        pipeline.bind_loop(asyncio.get_running_loop())
+        flusher = asyncio.create_task(pipeline.run_flusher())
+        threads = [
+            threading.Thread(target=lambda n=n: [pipeline.emit(_points(n * 1000 + k * 10, 10))
+                                                 for k in range(100)])
+            for n in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        while pipeline.stats.points_spooled < 4000:
+            await asyncio.sleep(0.01)
+        flusher.cancel()
+
+    asyncio.run(run())
+    seen = sorted(int(p.fields["seq"]) for p in spool.iter_points())
+    assert seen == list(range(4000))
+    assert all(p.tags == {"host": "h"} for p in spool.iter_points())
