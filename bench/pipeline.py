@@ -7,6 +7,8 @@ into a local VictoriaMetrics, against, in the same run, a plain HTTP POST of the
 Prints one JSON line last:
 {"points_per_s": …, "ratio_vs_raw_post": …, "ratio_vs_client_batching": …}
 Goals: ratio_vs_raw_post >= 0.8 with the spool on (fsync per batch), >= 4x client batching.
+The raw POST and the agent run alternately `--rounds` times (5) and their medians are
+compared: on a shared machine a single pair of runs swings by ±0.1.
 
 On a 2-core machine the server and the agent share the cores: during the raw POST the
 server has both, during the agent's run the agent's encoding (C, agent/_lineproto.c) and
@@ -18,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import http.client
 import json
+import shutil
 import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,58 +129,105 @@ async def agent_pipeline(url: str, points: list[Point], data_dir: Path, fsync: s
     return elapsed
 
 
+def raw_round(url: str, n: int, base: int, phase: str) -> float:
+    points = make_points(n, base, phase)
+    encoder = LineEncoder(version=2)
+    bodies = [encoder.encode_batch(points[i:i + BATCH_POINTS]) for i in range(0, n, BATCH_POINTS)]
+    del points
+    return raw_post(url, bodies)
+
+
+def agent_round(url: str, n: int, base: int, phase: str, data_dir: Path, fsync: str) -> float:
+    points = make_points(n, base, phase)
+    # The input exists before the clock starts (collectors would make it as they go):
+    # keep the garbage collector from scanning it over and over.
+    gc.collect()
+    gc.freeze()
+    try:
+        return asyncio.run(agent_pipeline(url, points, data_dir, fsync))
+    finally:
+        del points
+        gc.unfreeze()
+        gc.collect()
+
+
+def client_round(url: str, n: int, base: int) -> float:
+    points = make_points(n, base, "client")
+    gc.collect()
+    gc.freeze()
+    try:
+        return client_batching(url, points)
+    finally:
+        del points
+        gc.unfreeze()
+        gc.collect()
+
+
+@contextlib.contextmanager
+def fresh_server(data_dir: Path) -> Iterator[str]:
+    server = VictoriaMetrics(data_dir=data_dir / "vm")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+        shutil.rmtree(data_dir / "vm", ignore_errors=True)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--fsync", default="batch", choices=["batch", "interval", "never"])
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="raw POST and agent alternate this many times; medians compared")
     parser.add_argument("--skip-client", action="store_true", help="skip the slow baseline")
     args = parser.parse_args()
     n = args.points
+    base = 1_700_000_000_000_000_000
+    raw_s: list[float] = []
+    agent_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        server = VictoriaMetrics(data_dir=Path(tmp) / "vm")
-        server.start()
-        try:
-            base = 1_700_000_000_000_000_000
-            lines_points = make_points(n, base, "raw")
-            encoder = LineEncoder(version=2)
-            bodies = [
-                encoder.encode_batch(lines_points[i:i + BATCH_POINTS])
-                for i in range(0, n, BATCH_POINTS)
-            ]
-            del lines_points
-            raw_s = raw_post(server.url, bodies)
-            print(f"raw POST:        {n / raw_s:>10,.0f} points/s", file=sys.stderr)
-            del bodies
-            agent_points = make_points(n, base, "agent")
-            # The input exists before the clock starts (collectors would make it as they
-            # go): keep the garbage collector from scanning it over and over.
-            gc.collect()
-            gc.freeze()
-            agent_s = asyncio.run(
-                agent_pipeline(server.url, agent_points, Path(tmp) / "agent", args.fsync)
-            )
-            print(f"agent pipeline:  {n / agent_s:>10,.0f} points/s "
-                  f"(spool fsync={args.fsync})", file=sys.stderr)
-            if args.skip_client:
-                client_s = float("nan")
-            else:
-                del agent_points
-                gc.unfreeze()
-                client_points = make_points(n, base, "client")
-                gc.collect()
-                gc.freeze()
-                client_s = client_batching(server.url, client_points)
-                print(f"client batching: {n / client_s:>10,.0f} points/s", file=sys.stderr)
-        finally:
-            server.close()
+        # Shared machines are noisy: the two alternate (and swap order every round) and the
+        # medians are compared. Each phase writes to a server of its own, started fresh, so
+        # none pays for another's background merges.
+        for round_no in range(args.rounds):
+            order = ("raw", "agent") if round_no % 2 == 0 else ("agent", "raw")
+            for kind in order:
+                phase = f"{kind}{round_no}"
+                with fresh_server(Path(tmp) / phase) as url:
+                    if kind == "raw":
+                        raw_s.append(raw_round(url, n, base, phase))
+                    else:
+                        agent_s.append(agent_round(url, n, base, phase,
+                                                   Path(tmp) / phase / "agent", args.fsync))
+            print(f"round {round_no + 1}: raw POST {n / raw_s[-1]:>9,.0f} points/s, "
+                  f"agent {n / agent_s[-1]:>9,.0f} points/s (spool fsync={args.fsync}), "
+                  f"ratio {raw_s[-1] / agent_s[-1]:.3f}", file=sys.stderr)
+        if args.skip_client:
+            client_s = float("nan")
+        else:
+            with fresh_server(Path(tmp) / "client") as url:
+                client_s = client_round(url, n, base)
+            print(f"client batching: {n / client_s:>10,.0f} points/s", file=sys.stderr)
+    raw_median, agent_median = median(raw_s), median(agent_s)
     print(json.dumps({
         "points": n,
         "fsync": args.fsync,
-        "points_per_s": round(n / agent_s),
-        "raw_post_points_per_s": round(n / raw_s),
+        "rounds": args.rounds,
+        "points_per_s": round(n / agent_median),
+        "raw_post_points_per_s": round(n / raw_median),
         "client_batching_points_per_s": round(n / client_s) if client_s == client_s else None,
-        "ratio_vs_raw_post": round(raw_s / agent_s, 3),
-        "ratio_vs_client_batching": round(client_s / agent_s, 2) if client_s == client_s
+        "ratio_vs_raw_post": round(raw_median / agent_median, 3),
+        "ratio_vs_raw_post_by_round": [
+            round(raw / agent, 3) for raw, agent in zip(raw_s, agent_s, strict=True)
+        ],
+        "ratio_vs_client_batching": round(client_s / agent_median, 2) if client_s == client_s
         else None,
     }))
 
