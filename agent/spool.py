@@ -132,7 +132,9 @@ class Spool:
         self.segment_max_bytes = segment_max_bytes or max(8 << 10, min(32 << 20, max_bytes // 8))
         self.read_only = read_only
         self.stats = SpoolStats()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the index: segments, records, cursors, cache
+        self._append_lock = threading.Lock()  # one writer of the active segment at a time
+        self._cursor_file_lock = threading.Lock()  # one writer of cursor files at a time
         self._segments: list[_Segment] = []
         self._next_seq = 0
         self._active_fd: int | None = None
@@ -217,30 +219,47 @@ class Spool:
         crc = 0
         for part in parts:
             crc = zlib.crc32(part, crc)
-        with self._lock:
-            seq = self._next_seq
-            segment = self._active_segment(payload_bytes)
+        with self._append_lock:
+            with self._lock:
+                seq = self._next_seq
+                segment = self._active_segment(payload_bytes)
+                fd = self._active_fd
+                offset = segment.size_bytes + HEADER_BYTES
+            assert fd is not None
+            # The write and its fsync (milliseconds) hold only the append lock: outputs keep
+            # reading, advancing and persisting cursors meanwhile. Readers cannot see the
+            # record before the index below names it.
             header = _HEADER.pack(payload_bytes, crc, seq, record.n_points, record.first_time_ns)
-            assert self._active_fd is not None
-            _write_all(self._active_fd, [header, *parts])
+            try:
+                _write_all(fd, [header, *parts])
+            except OSError:
+                # A full disk: leave no half record for the next one to follow.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, offset - HEADER_BYTES)
+                raise
             now = time.time()
             due = now - self._last_fsync_s >= self.fsync_interval_s
             if self.fsync_policy == "batch" or (self.fsync_policy == "interval" and due):
-                os.fsync(self._active_fd)
+                os.fsync(fd)
                 self._last_fsync_s = now
-            ref = RecordRef(
-                seq, segment.first_seq, segment.size_bytes + HEADER_BYTES, payload_bytes,
-                record.n_points, record.first_time_ns, crc,
-            )
-            segment.records.append(ref)
-            segment.size_bytes += HEADER_BYTES + payload_bytes
-            segment.mtime_s = now
-            self._next_seq = seq + 1
-            self.stats.appended_records += 1
-            self.stats.appended_points += record.n_points
-            self._remember(seq, record, payload_bytes)
-            self._enforce_size()
+            with self._lock:
+                self._index_appended(segment, RecordRef(
+                    seq, segment.first_seq, offset, payload_bytes,
+                    record.n_points, record.first_time_ns, crc,
+                ), record, now)
         return seq
+
+    def _index_appended(self, segment: _Segment, ref: RecordRef, record: SpoolRecord,
+                        now: float) -> None:
+        """Under the index lock, once the record is written."""
+        segment.records.append(ref)
+        segment.size_bytes += HEADER_BYTES + ref.length
+        segment.mtime_s = now
+        self._next_seq = ref.seq + 1
+        self.stats.appended_records += 1
+        self.stats.appended_points += record.n_points
+        self._remember(ref.seq, record, ref.length)
+        self._enforce_size()
 
     def _active_segment(self, payload_bytes: int) -> _Segment:
         active = self._segments[-1] if self._segments else None
@@ -320,12 +339,12 @@ class Spool:
         return removed
 
     def sync(self) -> None:
-        with self._lock:
+        with self._append_lock:
             if self._active_fd is not None:
                 os.fsync(self._active_fd)
 
     def close(self) -> None:
-        with self._lock:
+        with self._append_lock, self._lock:
             if self._active_fd is not None:
                 os.fsync(self._active_fd)
                 os.close(self._active_fd)
@@ -335,11 +354,13 @@ class Spool:
 
     def register_output(self, name: str) -> None:
         """A new output starts at the oldest record still held (it catches up)."""
-        with self._lock:
-            if name not in self._cursors:
+        with self._cursor_file_lock:
+            with self._lock:
+                if name in self._cursors:
+                    return
                 start = self._segments[0].first_seq if self._segments else self._next_seq
                 self._cursors[name] = start
-                self._write_cursor(name, start)
+            self._write_cursor(name, start)
 
     def cursor(self, name: str) -> int:
         with self._lock:
@@ -358,14 +379,15 @@ class Spool:
     def persist_cursor(self, name: str) -> None:
         """Write the cursor's current value; a crash before it re-sends at most what was
         delivered since, which InfluxDB overwrites (same series, same timestamps)."""
-        with self._lock:
-            value = self._cursors.get(name)
+        with self._cursor_file_lock:
+            with self._lock:
+                value = self._cursors.get(name)
             if value is None or self._persisted.get(name) == value:
                 return
             self._write_cursor(name, value)
 
     def _write_cursor(self, name: str, value: int) -> None:
-        self._persisted[name] = value
+        """Under the cursor file lock only: the fsync must not stop appends and reads."""
         path = self.cursor_dir / f"{name}.cursor"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(str(value))
@@ -373,6 +395,7 @@ class Spool:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+        self._persisted[name] = value
 
     def lag(self, name: str) -> tuple[int, int]:
         """(records, points) appended but not yet delivered by this output."""
