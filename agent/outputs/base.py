@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,19 +114,29 @@ def next_backoff_s(attempt: int, max_s: float, retry_after_s: float | None = Non
 
 
 class OutputWorker:
-    """Delivers the spool to one output, in order, from its durable cursor."""
+    """Delivers the spool to one output, in order, from its durable cursor.
+
+    The whole delivery loop (read the next batch, send it, advance the cursor, back off)
+    runs in one sender thread per output, because sending is a blocking HTTP call: a hop
+    through the event loop and the thread pool per batch left the server idle for about a
+    millisecond between requests. The event loop only wakes the thread (`notify`) and writes
+    the cursor file beside the next send (see docs/architecture.md, "Threads").
+    """
 
     def __init__(self, output: Output, spool: Spool, data_dir: Path) -> None:
         self.output = output
         self.spool = spool
         self.rejected_dir = Path(data_dir) / "rejected"
         self.stats = OutputStats()
-        self.wake = asyncio.Event()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._persisting: asyncio.Future[None] | None = None
         spool.register_output(output.name)
 
     def notify(self) -> None:
-        self.wake.set()
+        """Thread-safe: new records are in the spool."""
+        self._wake.set()
 
     def _prepare(self, seq: int) -> _Batch | None:
         """Whole records from seq on, joined into one request body."""
@@ -137,44 +149,76 @@ class OutputWorker:
         return _Batch(records[-1][0] + 1, n_points, body)
 
     async def run(self) -> None:
+        """Until cancelled; then the sender finishes the request in flight (bounded by the
+        output's timeout) and the cursor is written."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        finished: asyncio.Future[None] = loop.create_future()
+        self._stopping.clear()
+        thread = threading.Thread(target=self._sender, args=(loop, finished),
+                                  name=f"output:{self.output.name}", daemon=True)
+        thread.start()
         try:
-            await self._deliver()
+            await asyncio.shield(finished)
         finally:
+            self._stopping.set()
+            self._wake.set()
+            await asyncio.to_thread(thread.join)
             if self._persisting is not None:
                 await asyncio.gather(self._persisting, return_exceptions=True)
             await asyncio.to_thread(self.spool.persist_cursor, self.output.name)
 
-    def _persist_soon(self) -> None:
-        """The cursor file is written beside the next send, not before it (one at a time;
-        each write takes the latest value)."""
-        if self._persisting is None or self._persisting.done():
-            self._persisting = asyncio.ensure_future(
-                asyncio.to_thread(self.spool.persist_cursor, self.output.name)
-            )
+    def _sender(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
+        try:
+            self._deliver()
+        except Exception:  # a bug: say so; the task ends and the daemon's status shows it
+            log.exception("output %s: sender failed", self.output.name)
+        finally:
+            def finish() -> None:
+                if not finished.done():
+                    finished.set_result(None)
 
-    async def _deliver(self) -> None:
-        """Send batch N while batch N+1 is read and joined: the server's time overlaps ours."""
-        attempt = 0
-        current: _Batch | None = None
-        while True:
-            if current is None:
-                current = await asyncio.to_thread(
-                    self._prepare, self.spool.cursor(self.output.name)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(finish)
+
+    def _persist_soon(self) -> None:
+        """From the sender: the cursor file is written by the loop's pool beside the next
+        send, not before it (one write at a time; each takes the latest value)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        def schedule() -> None:
+            if self._persisting is None or self._persisting.done():
+                self._persisting = asyncio.ensure_future(
+                    asyncio.to_thread(self.spool.persist_cursor, self.output.name)
                 )
-                if current is None:
-                    self.wake.clear()
-                    if self.caught_up():
-                        if self._persisting is not None:
-                            await asyncio.gather(self._persisting, return_exceptions=True)
-                        await asyncio.to_thread(self.spool.persist_cursor, self.output.name)
-                        await self.wake.wait()
-                    continue
-            sending = asyncio.ensure_future(asyncio.to_thread(self.output.send, current.body))
-            following = await asyncio.to_thread(self._prepare, current.next_seq)
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(schedule)
+
+    def _next_batch(self) -> _Batch | None:
+        """The batch at the cursor; when there is none, waits for `notify` (or stop)."""
+        while not self._stopping.is_set():
+            batch = self._prepare(self.spool.cursor(self.output.name))
+            if batch is not None:
+                return batch
+            self._wake.clear()
+            batch = self._prepare(self.spool.cursor(self.output.name))  # raced a notify?
+            if batch is not None:
+                return batch
+            self.spool.persist_cursor(self.output.name)  # idle: make the cursor durable
+            self._wake.wait()
+        return None
+
+    def _deliver(self) -> None:
+        attempt = 0
+        current = self._next_batch()
+        while current is not None and not self._stopping.is_set():
             try:
-                await sending
+                self.output.send(current.body)
             except RejectedBatchError as exc:
-                await asyncio.to_thread(self._reject, current, str(exc))
+                self._reject(current, str(exc))
             except Exception as exc:  # retryable, or a bug in the HTTP stack: keep the batch
                 retry_after = exc.retry_after_s if isinstance(exc, RetryableWriteError) else None
                 self.stats.retries += 1
@@ -188,7 +232,7 @@ class OutputWorker:
                     "output %s: %s; %d points kept, retry in %.1fs",
                     self.output.name, self.stats.last_error, current.n_points, delay,
                 )
-                await asyncio.sleep(delay)
+                self._stopping.wait(delay)
                 continue
             else:
                 self.stats.points_written += current.n_points
@@ -199,7 +243,7 @@ class OutputWorker:
                 attempt = 0
             self.spool.advance(self.output.name, current.next_seq)
             self._persist_soon()
-            current = following
+            current = self._prepare(current.next_seq) or self._next_batch()
 
     def _reject(self, batch: _Batch, reason: str) -> None:
         self.rejected_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -222,7 +266,7 @@ class OutputWorker:
     async def drain(self, timeout_s: float) -> bool:
         """On stop: deliver what is pending for up to timeout_s; the rest stays spooled."""
         deadline = time.monotonic() + timeout_s
-        self.wake.set()
+        self._wake.set()
         while not self.caught_up() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         return self.caught_up()
