@@ -24,6 +24,7 @@ import contextlib
 import gc
 import http.client
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -171,7 +172,10 @@ def fresh_server(data_dir: Path) -> Iterator[str]:
         yield server.url
     finally:
         server.close()
-        shutil.rmtree(data_dir / "vm", ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        # The server writes its data out on stop: let the disk finish before the next
+        # phase, whose spool fsyncs would otherwise queue behind it.
+        os.sync()
 
 
 def median(values: list[float]) -> float:
