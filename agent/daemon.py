@@ -13,9 +13,11 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from agent.collector import Collector, CollectorContext
+from agent.collector import Collector, CollectorContext, ControlHandler
 from agent.config import Config, ConfigError, load_config, secret_file_warnings
 from agent.control import ControlServer
 from agent.outputs.base import Output, OutputWorker
@@ -44,6 +46,26 @@ def build_outputs(config: Config) -> list[Output]:
     return outputs
 
 
+@dataclass
+class _Registrations:
+    """What one collector group registered on the context."""
+
+    controls: dict[str, ControlHandler]
+    status: dict[str, Callable[[], Any]]
+
+    def add_to(self, ctx: CollectorContext) -> None:
+        ctx.control_handlers.update(self.controls)
+        ctx.status_providers.update(self.status)
+
+    def remove_from(self, ctx: CollectorContext) -> None:
+        for command, handler in self.controls.items():
+            if ctx.control_handlers.get(command) is handler:
+                del ctx.control_handlers[command]
+        for section, provider in self.status.items():
+            if ctx.status_providers.get(section) is provider:
+                del ctx.status_providers[section]
+
+
 class Agent:
     def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
@@ -60,6 +82,9 @@ class Agent:
         self.scheduler = Scheduler(self.pipeline)
         self.workers: dict[str, tuple[OutputWorker, asyncio.Task[None]]] = {}
         self.groups: dict[str, list[Collector]] = {}
+        # What each collector group registered (control commands, status sections): kept
+        # across a reload with the group, dropped with it.
+        self._registered: dict[str, _Registrations] = {}
         self.ctx = self._context(config)
         self.control: ControlServer | None = None
         self.prometheus: Any = None
@@ -186,11 +211,18 @@ class Agent:
             self.prometheus = None
 
     def _start_group(self, name: str) -> None:
+        controls_before = dict(self.ctx.control_handlers)
+        status_before = dict(self.ctx.status_providers)
         try:
             group = build_group(name, self.ctx)
         except Exception as exc:
             log.error("collector %s could not start: %s", name, exc)
             return
+        self._registered[name] = _Registrations(
+            {k: v for k, v in self.ctx.control_handlers.items()
+             if controls_before.get(k) is not v},
+            {k: v for k, v in self.ctx.status_providers.items() if status_before.get(k) is not v},
+        )
         self.groups[name] = group
         for collector in group:
             self.scheduler.start(collector)
@@ -198,6 +230,9 @@ class Agent:
     async def _stop_group(self, name: str) -> None:
         for collector in self.groups.pop(name, []):
             await self.scheduler.stop(collector)
+        registered = self._registered.pop(name, None)
+        if registered is not None:
+            registered.remove_from(self.ctx)
 
     # ------------------------------------------------------------ life cycle
 
@@ -260,8 +295,9 @@ class Agent:
         self.spool.retention_s = new.agent.retention_s
         self.spool.fsync_policy = new.agent.fsync
         self.spool.fsync_interval_s = new.agent.fsync_interval_s
-        handlers = self.ctx.control_handlers
         self.ctx = self._context(new)
+        for registered in self._registered.values():  # groups dropped below take theirs away
+            registered.add_to(self.ctx)
         await self.pipeline.flush_all()
         if new.outputs != old.outputs:
             await self._stop_outputs(drain_s=0)
@@ -288,9 +324,6 @@ class Agent:
         for name in new.agent.collectors:
             if name in REGISTRY and name not in self.groups:
                 self._start_group(name)
-        # Handlers of kept collectors stay; restarted ones registered theirs anew.
-        for command, handler in handlers.items():
-            self.ctx.control_handlers.setdefault(command, handler)
         if self.control is not None:
             self.control.handlers = self.ctx.control_handlers
         self.reloads += 1

@@ -473,6 +473,35 @@ def test_reload_adding_a_carrier_keeps_the_other_sessions(
         daemon.kill()
 
 
+def test_reload_drops_a_removed_groups_commands_and_keeps_the_others_status(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    """After a reload that removes BGP, `bgp.lookup` is an unknown command and `status` has
+    no `bgp` section; the kept probes group still shows its section."""
+    from agent.control import ControlError, call
+
+    text = bgp_config(tmp_path, ["127.0.0.2"], "127.0.0.1")
+    daemon, config, _ = start_with_exabgp(tmp_path, notifications, text)
+    socket_path = tmp_path / "run" / "control.sock"
+    try:
+        call(socket_path, "bgp.lookup", {"address": "198.51.100.1"})  # answers: no ControlError
+        sections = call(socket_path, "status")
+        assert {"bgp", "probes"} <= set(sections), sorted(sections)
+        config.write_text(text.replace('collectors = ["bgp", "probes"]',
+                                       'collectors = ["probes"]'))
+        reload_and_wait(daemon, notifications)
+        with pytest.raises(ControlError, match="unknown command 'bgp.lookup'"):
+            call(socket_path, "bgp.lookup", {"address": "198.51.100.1"})
+        sections = call(socket_path, "status")
+        assert "probes" in sections and "bgp" not in sections, sorted(sections)
+        assert exabgp_pids(daemon.proc.pid) == set(), "ExaBGP outlived its collector group"
+    finally:
+        daemon.signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(STOP_LIMIT_S)
+        daemon.kill()
+
+
 def test_reload_applies_log_level(tmp_path: Path, notifications: Notifications) -> None:
     quiet = config_text(tmp_path, "", '["host"]').replace(
         "[agent]\n", '[agent]\nlog_level = "warning"\n'
