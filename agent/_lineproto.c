@@ -2,10 +2,12 @@
  * Line-protocol encoding of a batch of points, the agent's hot path.
  *
  * Why C: the pure-Python encoder spends about 2 us per point formatting fields, which is
- * most of the agent's CPU per point and kept delivery at half the speed of a raw POST.
- * This does only the per-point loop; everything that needs judgement (escaping series
- * keys and field keys, formatting strings) stays in Python (agent/points.py) and is
- * called back on a cache miss, so the two encoders cannot disagree on escaping.
+ * most of the agent's CPU per point and kept delivery at half the speed of a raw POST;
+ * this takes about 0.4 us. It writes directly only what needs no judgement: names with
+ * nothing to escape (the same text in both protocol versions), integers, and floats it
+ * can write exactly as repr does. Everything else (escaping, string fields, other floats)
+ * is done by Python (agent/points.py, called back on a cache miss) or CPython's own
+ * repr, so the two encoders cannot disagree; hypothesis tests compare their bytes.
  * agent/points.py falls back to pure Python when this module is not built.
  */
 #define PY_SSIZE_T_CLEAN

@@ -490,7 +490,7 @@ def test_reload_drops_a_removed_groups_commands_and_keeps_the_others_status(
         config.write_text(text.replace('collectors = ["bgp", "probes"]',
                                        'collectors = ["probes"]'))
         reload_and_wait(daemon, notifications)
-        with pytest.raises(ControlError, match="unknown command 'bgp.lookup'"):
+        with pytest.raises(ControlError, match=r"unknown command 'bgp\.lookup'"):
             call(socket_path, "bgp.lookup", {"address": "198.51.100.1"})
         sections = call(socket_path, "status")
         assert "probes" in sections and "bgp" not in sections, sorted(sections)
