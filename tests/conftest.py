@@ -101,8 +101,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     reason = _lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from tests.lab.lab import Lab, LabSpec
+    from tests.lab.lab import Lab, LabSpec, gc_labs
 
+    for removed in gc_labs():  # what killed test runs left behind (owner process gone)
+        print(f"lab gc: removed {removed}")
     spec = LabSpec.from_env()
     the_lab = Lab(spec, workdir=tmp_path_factory.mktemp("lab"))
     try:
