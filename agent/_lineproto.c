@@ -552,7 +552,9 @@ done:
     return rc;
 }
 
-#define YIELD_EVERY_POINTS 256
+/* Bytes per line of the last batch: the next body is reserved at that size (plus a
+ * margin) so it is neither regrown (a copy and fresh pages) nor much too large. */
+static Py_ssize_t last_bytes_per_line = 128;
 
 /* encode_batch(points, series_cache, series_key, field_cache, field_key, format_value)
  *   -> (body: bytes, lines: int, dropped_fields: int, dropped_points: int) */
@@ -562,16 +564,14 @@ static PyObject *encode_batch(PyObject *self, PyObject *args) {
                           &PyDict_Type, &field_cache, &field_key, &format_value)) {
         return NULL;
     }
-    /* A tuple, not the caller's list: the loop lets other threads run between points (see
-     * below), and a list could change under it meanwhile. */
-    PyObject *seq = PySequence_Tuple(points);
+    PyObject *seq = PySequence_Fast(points, "points must be a sequence");
     if (seq == NULL) {
         return NULL;
     }
     Py_ssize_t lines = 0, dropped_fields = 0, dropped_points = 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     Buffer b = {NULL, NULL, 0, 0, NULL, 0, {0}, 0};
-    if (buf_reserve(&b, 16 + n * 128) < 0) { /* a typical line's size: few regrowths */
+    if (buf_reserve(&b, 64 + n * (last_bytes_per_line + last_bytes_per_line / 8)) < 0) {
         Py_DECREF(seq);
         return NULL;
     }
@@ -580,13 +580,6 @@ static PyObject *encode_batch(PyObject *self, PyObject *args) {
         learn_point_type(Py_TYPE(items[0]));
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (i % YIELD_EVERY_POINTS == YIELD_EVERY_POINTS - 1) {
-            /* A batch takes milliseconds; without this the output's sender thread would
-             * wait for the whole of it before sending the next request, and the server
-             * would sit idle meanwhile. */
-            Py_BEGIN_ALLOW_THREADS
-            Py_END_ALLOW_THREADS
-        }
         if (put_point(&b, items[i], series_cache, series_key, field_cache, field_key,
                       format_value, &lines, &dropped_fields, &dropped_points) < 0) {
             Py_DECREF(seq);
@@ -597,6 +590,9 @@ static PyObject *encode_batch(PyObject *self, PyObject *args) {
     }
     Py_DECREF(seq);
     Py_XDECREF(b.last_time_obj);
+    if (lines > 0) {
+        last_bytes_per_line = b.len / lines + 1;
+    }
     if (_PyBytes_Resize(&b.bytes, b.len) < 0) {
         return NULL;
     }
