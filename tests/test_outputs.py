@@ -155,3 +155,29 @@ def test_server_down_keeps_batch(tmp_path: Path) -> None:
     assert not worker.caught_up()
     assert worker.stats.retries >= 2 and worker.stats.points_written == 0
     assert "ConnectionRefusedError" in worker.stats.last_error
+
+
+def test_a_bug_in_the_sender_loop_is_counted_and_delivery_goes_on(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading the spool fails once (a stand-in for any bug outside `send`): the sender
+    logs it, counts it, restarts, and every record still arrives once, in order."""
+    import agent.outputs.base as base
+
+    monkeypatch.setattr(base, "SENDER_RESTART_S", 0.05)
+    url, script = server
+    output = InfluxDBv1Output(InfluxDBv1Config(url=url, database="egress", batch_size=1))
+    failures = iter([RuntimeError("disk on fire")])
+    original = OutputWorker._prepare
+
+    def flaky_prepare(self: OutputWorker, seq: int) -> object:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return original(self, seq)
+
+    monkeypatch.setattr(OutputWorker, "_prepare", flaky_prepare)
+    worker = run_worker(output, tmp_path, records=3)
+    assert worker.caught_up() and worker.stats.points_written == 3
+    assert "sender failed: RuntimeError: disk on fire" in worker.stats.last_error
+    assert script.bodies == [b"m v=0i 1", b"m v=1i 2", b"m v=2i 3"]

@@ -113,6 +113,9 @@ def next_backoff_s(attempt: int, max_s: float, retry_after_s: float | None = Non
     return float(min(delay, max(max_s, retry_after_s or 0.0)))
 
 
+SENDER_RESTART_S = 1.0
+
+
 class OutputWorker:
     """Delivers the spool to one output, in order, from its durable cursor.
 
@@ -170,9 +173,14 @@ class OutputWorker:
 
     def _sender(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
         try:
-            self._deliver()
-        except Exception:  # a bug: say so; the task ends and the daemon's status shows it
-            log.exception("output %s: sender failed", self.output.name)
+            while not self._stopping.is_set():
+                try:
+                    self._deliver()
+                except Exception as exc:  # a bug: say so, count it, deliver again soon
+                    log.exception("output %s: sender failed; restarting it", self.output.name)
+                    self.stats.retries += 1
+                    self.stats.last_error = redact(f"sender failed: {type(exc).__name__}: {exc}")
+                    self._stopping.wait(SENDER_RESTART_S)
         finally:
             def finish() -> None:
                 if not finished.done():
