@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+import pytest
 
 from agent.points import LineEncoder, Point
 from agent.spool import HEADER_BYTES, Spool, SpoolRecord
@@ -128,3 +131,30 @@ def test_both_encodings_are_kept_when_they_differ(tmp_path: Path) -> None:
 
 def test_header_size_is_stable() -> None:
     assert HEADER_BYTES == 28  # on-disk format; changing it needs a migration
+
+
+def test_a_write_that_fails_half_way_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk mid-append: the append raises, the half record is cut at once, and the
+    next append and a reopen see only whole records (nothing counted as torn)."""
+    import agent.spool as spool_module
+
+    spool = Spool(tmp_path, fsync="never")
+    spool.append(batch(0))
+    real_writev = os.writev
+
+    def full_disk(fd: int, parts: list[bytes]) -> int:
+        os.write(fd, b"".join(parts)[:HEADER_BYTES + 7])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "writev", full_disk)
+    with pytest.raises(OSError):
+        spool.append(batch(10))
+    monkeypatch.setattr(spool_module.os, "writev", real_writev)
+    spool.append(batch(20))
+    assert values(spool.read_from(0, 1000)) == [*range(10), *range(20, 30)]
+    spool.close()
+    reopened = Spool(tmp_path, fsync="never")
+    assert values(reopened.read_from(0, 1000)) == [*range(10), *range(20, 30)]
+    assert reopened.stats.torn_records == 0 and reopened.stats.corrupt_records == 0
