@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collectors.probes.icmp import build_echo, build_template, inet_checksum
-from collectors.probes.methods import Method, parse_method
+from collectors.probes.methods import Method, connect_time_ms, parse_method
 from collectors.probes.stats import compute_stats, jitter, percentile, sample_stddev
 
 rtt = st.floats(min_value=0.001, max_value=10_000, allow_nan=False, allow_infinity=False)
@@ -136,3 +136,10 @@ def test_parse_method_rejects(text: str) -> None:
 def test_nan_never_produced() -> None:
     stats = compute_stats([1.0, 1.0])
     assert all(not (isinstance(v, float) and math.isnan(v)) for v in stats.as_dict().values())
+
+
+def test_tcp_connect_time_prefers_the_kernels_handshake_sample() -> None:
+    assert connect_time_ms(elapsed_ms=27.5, kernel_rtt_ms=10.2) == 10.2  # the loop ran late
+    assert connect_time_ms(elapsed_ms=10.4, kernel_rtt_ms=None) == 10.4  # no sample: clock
+    # A lost SYN (retransmitted after >= 1 s): the connect time users waited counts.
+    assert connect_time_ms(elapsed_ms=1010.0, kernel_rtt_ms=10.0) == 1010.0
