@@ -85,6 +85,12 @@ def test_leftover_exabgp_of_a_killed_agent_is_stopped(tmp_path: Path) -> None:
                                  str(conf)])
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
+        # Until the child has exec'd, /proc shows the parent's command line (a loaded CI
+        # machine took seconds once): wait for the one the supervisor recognises.
+        deadline = time.monotonic() + 10
+        while str(conf).encode() not in Path(f"/proc/{leftover.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the stand-in never exec'd"
+            time.sleep(0.01)
         (run_dir / "exabgp.pid").write_text(f"{leftover.pid}\n")
         ctx = make_ctx(tmp_path, "/bin/false")
         stream = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector))
