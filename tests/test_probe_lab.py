@@ -219,11 +219,12 @@ def test_tcp_connect_time_follows_the_carrier(lab: Any) -> None:
         assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 1.0, result.round
 
 
-def test_tcp_rtt_stays_true_while_another_thread_holds_the_gil(lab: Any) -> None:
+@pytest.mark.parametrize("method", ["tcp:443", "dns:www.example.org"])
+def test_rtt_stays_true_while_another_thread_holds_the_gil(lab: Any, method: str) -> None:
     """The agent's other threads (encoding a batch, parsing a netlink dump) hold the GIL for
-    milliseconds at a time; a clock read around connect() on the event loop ran late by as
-    much (up to ~30 ms seen with 50,000-point batches). The kernel's handshake sample
-    does not."""
+    milliseconds at a time; a clock read on the event loop after the answer ran late by as
+    much (up to ~40 ms seen with 50,000-point batches). The kernel's handshake sample (tcp)
+    and receive timestamp (dns) do not."""
     stop = threading.Event()
 
     batch = [Point("link", {"interface": f"eth{i}", "carrier": "c"},
@@ -240,15 +241,17 @@ def test_tcp_rtt_stays_true_while_another_thread_holds_the_gil(lab: Any) -> None
     worker.start()
     try:
         c = lab.carriers[0]
-        result = probe(lab, c.name, lab.target, method="tcp:443", count=40, interval_s=0.01)
+        result = probe(lab, c.name, lab.target, method=method, count=40, interval_s=0.01)
     finally:
         stop.set()
         worker.join()
     assert result.stats.received == 40, result.round
     rtts = sorted(rtt for rtt in result.round.rtts_ms if rtt is not None)
-    assert rtts[-1] - c.delay_ms <= 2.0, rtts
+    # The lab's delay line and servers run in user space too and the same load slows them
+    # (up to +5 ms seen), but far less than the 28-43 ms a late event loop added.
+    assert rtts[-1] - c.delay_ms <= 10.0, (method, rtts)
     assert result.stats.rtt_median_ms is not None
-    assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 1.0, rtts
+    assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 3.0, (method, rtts)
 
 
 def test_closed_port_is_a_failure(lab: Any) -> None:
@@ -274,7 +277,8 @@ def test_dns_against_the_lab_target(lab: Any) -> None:
                        interval_s=0.02)
         assert result.stats.received == 5, result.round
         assert result.stats.rtt_median_ms is not None
-        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 10.0
+        # the kernel's receive time: the delay line plus the lab server's own answer time
+        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 3.0
 
 
 DNS_RESPONDER = r"""

@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from collectors.probes.icmp import RoundResult
-from collectors.probes.sockets import Binding, family_of, open_bound
+from collectors.probes.sockets import (
+    Binding,
+    enable_rx_timestamps,
+    family_of,
+    open_bound,
+    rx_timestamp_ns,
+)
 
 DEFAULT_DNS_QNAME = "example.com"
 DEFAULT_HTTP_PATH = "/"
@@ -31,6 +37,7 @@ _TCP_INFO_BYTES = 104
 # A SYN retransmission waits at least 1 s (the kernel's initial RTO): a connect that took
 # this much longer than the kernel's RTT sample lost a SYN, and its user-visible time counts.
 _RETRANSMITTED_SYN_GAP_MS = 500.0
+_TIMESTAMP_CMSG_BYTES = socket.CMSG_SPACE(16)  # one struct timespec
 
 
 class ProbeFailure(Exception):
@@ -198,25 +205,54 @@ def check_dns_answer(payload: bytes, qname: str, query_id: int) -> None:
         raise ProbeFailure("wrong DNS answer: answer is for another name")
 
 
+async def _recv_with_timestamp(sock: socket.socket) -> tuple[bytes, int | None]:
+    """One datagram and the kernel's receive time (SO_TIMESTAMPNS), which does not depend
+    on when the event loop got round to reading it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[bytes, int | None]] = loop.create_future()
+
+    def readable() -> None:
+        if done.done():
+            return
+        try:
+            payload, ancdata, _flags, _address = sock.recvmsg(4096, _TIMESTAMP_CMSG_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            done.set_exception(exc)
+            return
+        done.set_result((payload, rx_timestamp_ns(ancdata)))
+
+    loop.add_reader(sock.fileno(), readable)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
 def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> OneProbe:
     async def one() -> float:
         loop = asyncio.get_running_loop()
         sock = open_bound(binding, family_of(address), socket.SOCK_DGRAM)
         try:
+            enable_rx_timestamps(sock)
             query_id = int.from_bytes(os.urandom(2), "big")
             query = build_dns_query(qname, query_id)
             await loop.sock_connect(sock, (address, port))
             start = time.perf_counter()
-            await loop.sock_sendall(sock, query)
+            sent_ns = time.time_ns()  # read just before the send, as the ICMP prober does
+            sock.send(query)  # one datagram: a non-blocking send completes at once
             try:
-                payload = await loop.sock_recv(sock, 4096)
+                payload, received_ns = await _recv_with_timestamp(sock)
             except ConnectionRefusedError:
                 raise ProbeFailure("port unreachable") from None
             elapsed_ms = (time.perf_counter() - start) * 1000.0
         finally:
             sock.close()
         check_dns_answer(payload, qname, query_id)
-        return elapsed_ms
+        if received_ns is None or received_ns < sent_ns:
+            return elapsed_ms
+        return min((received_ns - sent_ns) / 1e6, elapsed_ms)
 
     return one
 
