@@ -156,6 +156,7 @@ class Agent:
             "spool": {
                 "bytes": self.spool.total_bytes,
                 "max_bytes": self.spool.max_bytes,
+                "memory_bytes": self.spool.memory_bytes,
                 "next_seq": self.spool.next_seq,
                 **self.spool.stats.__dict__,
             },

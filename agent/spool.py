@@ -60,6 +60,7 @@ class SpoolStats:
     appended_points: int = 0
     torn_records: int = 0
     corrupt_records: int = 0
+    records_read_from_disk: int = 0  # by outputs: not (or no longer) held in memory
     dropped_points: int = 0
     dropped_segments: int = 0
     expired_segments: int = 0
@@ -103,6 +104,10 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             rest = rest[os.write(fd, rest):]
 
 
+def _cached_bytes(record: SpoolRecord) -> int:
+    return len(record.lines_v2) + len(record.lines_v1 or b"")
+
+
 def decode_payload(payload: bytes, n_points: int, first_time_ns: int) -> SpoolRecord:
     if payload[:1] == b"\x01":
         (length,) = _LEN.unpack_from(payload, 1)
@@ -122,6 +127,7 @@ class Spool:
         fsync_interval_s: float = 1.0,
         segment_max_bytes: int | None = None,
         read_only: bool = False,
+        memory_max_bytes: int = 64 << 20,
     ) -> None:
         self.dir = Path(data_dir) / "spool"
         self.cursor_dir = Path(data_dir) / "cursors"
@@ -141,7 +147,7 @@ class Spool:
         self._last_fsync_s = 0.0
         self._cache: OrderedDict[int, SpoolRecord] = OrderedDict()
         self._cache_bytes = 0
-        self._cache_max_bytes = 64 << 20
+        self._cache_max_bytes = memory_max_bytes
         self._cursors: dict[str, int] = {}
         self._persisted: dict[str, int] = {}
         if not read_only:
@@ -258,7 +264,7 @@ class Spool:
         self._next_seq = ref.seq + 1
         self.stats.appended_records += 1
         self.stats.appended_points += record.n_points
-        self._remember(ref.seq, record, ref.length)
+        self._remember(ref.seq, record)
         self._enforce_size()
 
     def _active_segment(self, payload_bytes: int) -> _Segment:
@@ -283,13 +289,37 @@ class Spool:
             )
         return active
 
-    def _remember(self, seq: int, record: SpoolRecord, size_bytes: int) -> None:
-        """Recent records stay in memory: outputs that keep up never read the disk."""
-        self._cache[seq] = record
-        self._cache_bytes += size_bytes
-        while self._cache_bytes > self._cache_max_bytes and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= len(old.lines_v2) + len(old.lines_v1 or b"")
+    def _remember(self, seq: int, record: SpoolRecord) -> None:
+        """Records some output has yet to read stay in memory, so an output that keeps up
+        never reads the disk; `advance` drops them once every output has them. When the
+        budget is spent, what the leading output has already taken goes first (only a
+        lagging output still needs it, and reads it from disk); after that a new record is
+        not kept: the oldest are the ones the outputs read next."""
+        if seq < self._undelivered_from():
+            return  # no output will read it (none configured)
+        size_bytes = _cached_bytes(record)
+        lead = max(self._cursors.values(), default=self._next_seq)
+        while self._cache and self._cache_bytes + size_bytes > self._cache_max_bytes:
+            oldest = next(iter(self._cache))
+            if oldest >= lead:
+                break
+            self._forget(oldest)
+        if self._cache_bytes + size_bytes <= self._cache_max_bytes or not self._cache:
+            self._cache[seq] = record
+            self._cache_bytes += size_bytes
+
+    def _forget(self, seq: int) -> None:
+        cached = self._cache.pop(seq, None)
+        if cached is not None:
+            self._cache_bytes -= _cached_bytes(cached)
+
+    def _forget_delivered(self) -> None:
+        floor = self._undelivered_from()
+        while self._cache:
+            oldest = next(iter(self._cache))
+            if oldest >= floor:
+                break
+            self._forget(oldest)
 
     def _undelivered_from(self) -> int:
         """Lowest sequence number some output still needs."""
@@ -315,9 +345,7 @@ class Spool:
 
     def _delete_segment(self, segment: _Segment) -> None:
         for ref in segment.records:
-            cached = self._cache.pop(ref.seq, None)
-            if cached is not None:
-                self._cache_bytes -= len(cached.lines_v2) + len(cached.lines_v1 or b"")
+            self._forget(ref.seq)
         with contextlib.suppress(FileNotFoundError):
             segment.path.unlink()
 
@@ -375,6 +403,7 @@ class Spool:
         Never backwards: a full spool may have moved it past a batch that was in flight."""
         with self._lock:
             self._cursors[name] = max(next_seq, self._cursors.get(name, 0))
+            self._forget_delivered()
 
     def persist_cursor(self, name: str) -> None:
         """Write the cursor's current value; a crash before it re-sends at most what was
@@ -417,6 +446,11 @@ class Spool:
         return self._next_seq
 
     @property
+    def memory_bytes(self) -> int:
+        """Undelivered records held in memory for the outputs."""
+        return self._cache_bytes
+
+    @property
     def total_bytes(self) -> int:
         return sum(s.size_bytes for s in self._segments)
 
@@ -440,24 +474,32 @@ class Spool:
                 record = self._cache.get(ref.seq)
                 if record is None:
                     record = self._read_ref(ref)
+                    self.stats.records_read_from_disk += 1
                 if record is not None:
                     out.append((ref.seq, record))
                 total += ref.n_points
             return out
 
     def _read_ref(self, ref: RecordRef) -> SpoolRecord | None:
+        """From disk (the page cache, mostly): the usual payload, `[0][lines]`, is read
+        straight into the lines' bytes, so a megabyte batch is not copied again."""
         path = self.dir / f"{ref.segment:020d}.seg"
         try:
-            with open(path, "rb") as handle:
-                handle.seek(ref.offset)
-                payload = handle.read(ref.length)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None  # expired or dropped meanwhile (a reader of a live spool)
-        if len(payload) != ref.length or zlib.crc32(payload) != ref.crc:
+        try:
+            kind = os.pread(fd, 1, ref.offset)
+            rest = os.pread(fd, ref.length - 1, ref.offset + 1) if ref.length > 1 else b""
+        finally:
+            os.close(fd)
+        if len(kind) + len(rest) != ref.length or zlib.crc32(rest, zlib.crc32(kind)) != ref.crc:
             self.stats.corrupt_records += 1
             log.warning("spool: record %d unreadable, skipped", ref.seq)
             return None
-        return decode_payload(payload, ref.n_points, ref.first_time_ns)
+        if kind == b"\x00":
+            return SpoolRecord(rest, None, ref.n_points, ref.first_time_ns)
+        return decode_payload(kind + rest, ref.n_points, ref.first_time_ns)
 
     def iter_points(self, since_ns: int = 0) -> Iterator[Point]:
         """Every held point at or after since_ns, in spool order (the embedded store)."""

@@ -158,3 +158,63 @@ def test_a_write_that_fails_half_way_leaves_nothing_behind(
     reopened = Spool(tmp_path, fsync="never")
     assert values(reopened.read_from(0, 1000)) == [*range(10), *range(20, 30)]
     assert reopened.stats.torn_records == 0 and reopened.stats.corrupt_records == 0
+
+
+def _deliver(spool: Spool, name: str, count: int) -> list[bool]:
+    """Reads and acknowledges `count` records one by one; True where one came from memory."""
+    from_memory = []
+    for _ in range(count):
+        before = spool.stats.records_read_from_disk
+        (seq, record), = spool.read_from(spool.cursor(name), max_points=1)
+        assert values([(seq, record)]) == list(range(seq * 10, seq * 10 + 10))
+        from_memory.append(spool.stats.records_read_from_disk == before)
+        spool.advance(name, seq + 1)
+    return from_memory
+
+
+def test_delivered_records_leave_memory(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.register_output("out")
+    sizes = [len(spool.read_from(spool.append(batch(i * 10)), 1)[0][1].lines_v2)
+             for i in range(3)]
+    assert spool.memory_bytes == sum(sizes)
+    assert _deliver(spool, "out", 2) == [True, True]
+    assert spool.memory_bytes == sizes[2]
+    assert _deliver(spool, "out", 1) == [True]
+    assert spool.memory_bytes == 0
+
+
+def test_without_outputs_nothing_is_held_in_memory(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(batch(0))
+    assert spool.memory_bytes == 0
+
+
+def test_a_burst_over_the_memory_budget_keeps_what_the_output_reads_next(
+    tmp_path: Path,
+) -> None:
+    """Over budget, new records stay on disk only: the oldest, held in memory, are the ones
+    the output sends next, and memory they free takes later records in."""
+    size = len(batch(0).lines_v2)
+    spool = Spool(tmp_path, memory_max_bytes=3 * size + size // 2)
+    spool.register_output("out")
+    for i in range(5):
+        spool.append(batch(i * 10))
+    assert _deliver(spool, "out", 2) == [True, True]
+    for i in range(5, 10):
+        spool.append(batch(i * 10))
+    #                                    2     3      4      5     6     7      8      9
+    assert _deliver(spool, "out", 8) == [True, False, False, True, True, False, False, False]
+    assert spool.stats.records_read_from_disk == 5
+
+
+def test_a_stuck_output_does_not_make_a_healthy_one_read_the_disk(tmp_path: Path) -> None:
+    size = len(batch(0).lines_v2)
+    spool = Spool(tmp_path, memory_max_bytes=3 * size + size // 2)
+    spool.register_output("stuck")
+    spool.register_output("healthy")
+    for i in range(8):
+        spool.append(batch(i * 10))
+        assert _deliver(spool, "healthy", 1) == [True]
+    assert spool.memory_bytes <= 3 * size + size // 2
+    assert _deliver(spool, "stuck", 8) == [False] * 5 + [True] * 3
