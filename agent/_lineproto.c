@@ -17,8 +17,40 @@
 #include <stdint.h>
 #include <string.h>
 
+#define MAX_PLAIN_TAGS 16
+#define MAX_SHAPE_FIELDS 32
+
+/* The key layout of the last point seen, all of it known to need no escaping. A collector's
+ * points share their key objects (literals in its code), so recognising the layout is one
+ * pointer comparison per key, instead of scanning every name and sorting the tags again.
+ * Strong references: a freed key's address could come back as another string. */
+typedef struct {
+    PyObject *measurement;
+    Py_ssize_t n_tags; /* -1: no layout remembered */
+    PyObject *tag_keys[MAX_PLAIN_TAGS]; /* in the dict's order */
+    unsigned char sorted[MAX_PLAIN_TAGS]; /* dict positions in series-key order */
+    Py_ssize_t n_fields; /* -1: no layout remembered */
+    PyObject *field_keys[MAX_SHAPE_FIELDS];
+} Shape;
+
+static void shape_clear_tags(Shape *shape) {
+    Py_CLEAR(shape->measurement);
+    for (Py_ssize_t i = 0; i < shape->n_tags; i++) {
+        Py_CLEAR(shape->tag_keys[i]);
+    }
+    shape->n_tags = -1;
+}
+
+static void shape_clear_fields(Shape *shape) {
+    for (Py_ssize_t i = 0; i < shape->n_fields; i++) {
+        Py_CLEAR(shape->field_keys[i]);
+    }
+    shape->n_fields = -1;
+}
+
 /* The request body, built in place inside a bytes object: no copy when it is returned. */
 typedef struct {
+    Shape shape;
     PyObject *bytes;
     char *data;
     Py_ssize_t len;
@@ -199,71 +231,104 @@ static int is_plain(const char *s, Py_ssize_t n) {
     return 1;
 }
 
-typedef struct {
-    const char *key;
-    Py_ssize_t key_len;
-    const char *value;
-    Py_ssize_t value_len;
-} Tag;
-
 /* UTF-8 byte order is code point order, the order Python's sorted() gives str keys. */
-static int tag_before(const Tag *a, const Tag *b) {
-    Py_ssize_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
-    int c = memcmp(a->key, b->key, (size_t)n);
-    return c < 0 || (c == 0 && a->key_len < b->key_len);
+static int key_before(PyObject *a, PyObject *b) {
+    Py_ssize_t a_len, b_len;
+    const char *a_text = utf8_of(a, &a_len);
+    const char *b_text = utf8_of(b, &b_len);
+    Py_ssize_t n = a_len < b_len ? a_len : b_len;
+    int c = memcmp(a_text, b_text, (size_t)n);
+    return c < 0 || (c == 0 && a_len < b_len);
 }
 
-#define MAX_PLAIN_TAGS 16
+/* Remembers this point's measurement and tag keys as the shape, when they all need no
+ * escaping: 1 remembered, 0 not (the Python encoder writes this series). */
+static int learn_tag_shape(Shape *shape, PyObject *measurement, PyObject **keys,
+                           Py_ssize_t count) {
+    shape_clear_tags(shape);
+    Py_ssize_t len;
+    const char *text = utf8_of(measurement, &len);
+    if (text == NULL) {
+        PyErr_Clear(); /* e.g. a lone surrogate: the Python encoder reports it */
+        return 0;
+    }
+    if (!is_plain(text, len)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyUnicode_CheckExact(keys[i])) {
+            return 0;
+        }
+        text = utf8_of(keys[i], &len);
+        if (text == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (!is_plain(text, len)) {
+            return 0;
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) { /* insertion sort: a handful of tags */
+        Py_ssize_t at = i;
+        while (at > 0 && key_before(keys[i], keys[shape->sorted[at - 1]])) {
+            shape->sorted[at] = shape->sorted[at - 1];
+            at--;
+        }
+        shape->sorted[at] = (unsigned char)i;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_INCREF(keys[i]);
+        shape->tag_keys[i] = keys[i];
+    }
+    Py_INCREF(measurement);
+    shape->measurement = measurement;
+    shape->n_tags = count;
+    return 1;
+}
 
 /* The series key (measurement and sorted tags) written straight into b when no name needs
  * escaping: 1 written, 0 not plain (b unchanged, ask the cache), -1 error. Most points
  * take this path, which hashes nothing and allocates nothing. */
 static int put_plain_series(Buffer *b, PyObject *measurement, PyObject *tags) {
-    if (PyDict_GET_SIZE(tags) > MAX_PLAIN_TAGS || !PyUnicode_CheckExact(measurement)) {
+    Py_ssize_t n_tags = PyDict_GET_SIZE(tags);
+    if (n_tags > MAX_PLAIN_TAGS || !PyUnicode_CheckExact(measurement)) {
+        return 0;
+    }
+    Shape *shape = &b->shape;
+    PyObject *keys[MAX_PLAIN_TAGS], *values[MAX_PLAIN_TAGS];
+    int same = measurement == shape->measurement && n_tags == shape->n_tags;
+    Py_ssize_t pos = 0, count = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(tags, &pos, &key, &value)) {
+        same = same && key == shape->tag_keys[count];
+        keys[count] = key;
+        values[count++] = value;
+    }
+    if (!same && !learn_tag_shape(shape, measurement, keys, count)) {
         return 0;
     }
     Py_ssize_t measurement_len;
     const char *measurement_text = utf8_of(measurement, &measurement_len);
-    if (measurement_text == NULL) {
-        PyErr_Clear(); /* e.g. a lone surrogate: the Python encoder reports it */
-        return 0;
-    }
-    if (!is_plain(measurement_text, measurement_len)) {
-        return 0;
-    }
-    Tag sorted[MAX_PLAIN_TAGS];
-    int count = 0;
-    Py_ssize_t pos = 0;
+    const char *value_text[MAX_PLAIN_TAGS];
+    Py_ssize_t value_len[MAX_PLAIN_TAGS];
     Py_ssize_t total = measurement_len;
-    PyObject *key, *value;
-    while (PyDict_Next(tags, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(value)) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyUnicode_CheckExact(values[i])) {
             return 0;
         }
-        Tag tag;
-        tag.value = utf8_of(value, &tag.value_len);
-        if (tag.value == NULL) {
+        value_text[i] = utf8_of(values[i], &value_len[i]);
+        if (value_text[i] == NULL) {
             PyErr_Clear();
             return 0;
         }
-        if (tag.value_len == 0) {
-            continue; /* an empty tag is an absent tag */
-        }
-        tag.key = utf8_of(key, &tag.key_len);
-        if (tag.key == NULL) {
-            PyErr_Clear();
+        if (!is_plain(value_text[i], value_len[i])) {
             return 0;
         }
-        if (!is_plain(tag.key, tag.key_len) || !is_plain(tag.value, tag.value_len)) {
-            return 0;
+        if (value_len[i] > 0) { /* an empty tag is an absent tag */
+            Py_ssize_t key_len;
+            utf8_of(keys[i], &key_len);
+            total += 2 + key_len + value_len[i];
         }
-        int at = count++;
-        while (at > 0 && tag_before(&tag, &sorted[at - 1])) {
-            sorted[at] = sorted[at - 1];
-            at--;
-        }
-        sorted[at] = tag;
-        total += 2 + tag.key_len + tag.value_len;
     }
     if (buf_reserve(b, total) < 0) {
         return -1;
@@ -271,13 +336,19 @@ static int put_plain_series(Buffer *b, PyObject *measurement, PyObject *tags) {
     char *out = b->data + b->len;
     memcpy(out, measurement_text, (size_t)measurement_len);
     out += measurement_len;
-    for (int i = 0; i < count; i++) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t j = shape->sorted[i];
+        if (value_len[j] == 0) {
+            continue;
+        }
+        Py_ssize_t key_len;
+        const char *key_text = utf8_of(keys[j], &key_len);
         *out++ = ',';
-        memcpy(out, sorted[i].key, (size_t)sorted[i].key_len);
-        out += sorted[i].key_len;
+        memcpy(out, key_text, (size_t)key_len);
+        out += key_len;
         *out++ = '=';
-        memcpy(out, sorted[i].value, (size_t)sorted[i].value_len);
-        out += sorted[i].value_len;
+        memcpy(out, value_text[j], (size_t)value_len[j]);
+        out += value_len[j];
     }
     b->len += total;
     return 1;
@@ -342,7 +413,7 @@ static PyObject *cached_or_call(PyObject *cache, PyObject *key, PyObject *fallba
 
 /* Appends "key=value" for one field; returns 1 written, 0 dropped, -1 error. */
 static int put_field(Buffer *b, PyObject *key, PyObject *value, PyObject *field_cache,
-                     PyObject *field_key, PyObject *format_value, int first) {
+                     PyObject *field_key, PyObject *format_value, int first, int key_plain) {
     char number[32];
     const char *text = NULL;
     Py_ssize_t text_len = 0;
@@ -402,10 +473,10 @@ static int put_field(Buffer *b, PyObject *key, PyObject *value, PyObject *field_
     }
     int rc = -1;
     PyObject *escaped = NULL;
-    if (PyUnicode_CheckExact(key)) {
+    if (key_plain || PyUnicode_CheckExact(key)) {
         Py_ssize_t key_len;
         const char *key_text = utf8_of(key, &key_len);
-        if (key_text != NULL && is_plain(key_text, key_len)) {
+        if (key_text != NULL && (key_plain || is_plain(key_text, key_len))) {
             if (buf_reserve(b, 2 + key_len + text_len) == 0) {
                 char *out = b->data + b->len;
                 if (!first) {
@@ -436,6 +507,36 @@ cleanup:
         PyMem_Free(owned);
     }
     return rc;
+}
+
+/* Remembers these field keys as the shape when they all need no escaping. */
+static void learn_field_shape(Shape *shape, PyObject *fields) {
+    shape_clear_fields(shape);
+    if (PyDict_GET_SIZE(fields) > MAX_SHAPE_FIELDS) {
+        return;
+    }
+    Py_ssize_t pos = 0, count = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(fields, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return;
+        }
+        Py_ssize_t len;
+        const char *text = utf8_of(key, &len);
+        if (text == NULL) {
+            PyErr_Clear();
+            return;
+        }
+        if (!is_plain(text, len)) {
+            return;
+        }
+    }
+    pos = 0;
+    while (PyDict_Next(fields, &pos, &key, &value)) {
+        Py_INCREF(key);
+        shape->field_keys[count++] = key;
+    }
+    shape->n_fields = count;
 }
 
 static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObject *series_key,
@@ -500,12 +601,15 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
     if (buf_put(b, " ", 1) < 0) {
         goto done;
     }
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, index = 0;
     PyObject *key, *value;
     int written = 0;
+    Shape *shape = &b->shape;
+    int same = PyDict_GET_SIZE(fields) == shape->n_fields;
     while (PyDict_Next(fields, &pos, &key, &value)) {
+        same = same && key == shape->field_keys[index++];
         int field_rc = put_field(b, key, value, field_cache, field_key, format_value,
-                                 written == 0);
+                                 written == 0, same);
         if (field_rc < 0) {
             goto done;
         }
@@ -514,6 +618,9 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
         } else {
             written++;
         }
+    }
+    if (!same) {
+        learn_field_shape(shape, fields);
     }
     if (written == 0) {
         b->len = line_start; /* nothing a server can carry: no line at all */
@@ -570,7 +677,7 @@ static PyObject *encode_batch(PyObject *self, PyObject *args) {
     }
     Py_ssize_t lines = 0, dropped_fields = 0, dropped_points = 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    Buffer b = {NULL, NULL, 0, 0, NULL, 0, {0}, 0};
+    Buffer b = {{NULL, -1, {NULL}, {0}, -1, {NULL}}, NULL, NULL, 0, 0, NULL, 0, {0}, 0};
     if (buf_reserve(&b, 64 + n * (last_bytes_per_line + last_bytes_per_line / 8)) < 0) {
         Py_DECREF(seq);
         return NULL;
@@ -585,11 +692,15 @@ static PyObject *encode_batch(PyObject *self, PyObject *args) {
             Py_DECREF(seq);
             Py_DECREF(b.bytes);
             Py_XDECREF(b.last_time_obj);
+            shape_clear_tags(&b.shape);
+            shape_clear_fields(&b.shape);
             return NULL;
         }
     }
     Py_DECREF(seq);
     Py_XDECREF(b.last_time_obj);
+    shape_clear_tags(&b.shape);
+    shape_clear_fields(&b.shape);
     if (lines > 0) {
         last_bytes_per_line = b.len / lines + 1;
     }
@@ -623,7 +734,12 @@ static PyObject *stamp(PyObject *self, PyObject *args) {
             return NULL;
         }
         PyObject *tags = point_member(point, 1, str_tags);
-        int has_host = tags ? PySequence_Contains(tags, str_host) : -1;
+        int has_host;
+        if (tags != NULL && PyDict_CheckExact(tags)) { /* one lookup, not two */
+            has_host = PyDict_SetDefault(tags, str_host, hostname) == NULL ? -1 : 1;
+        } else {
+            has_host = tags ? PySequence_Contains(tags, str_host) : -1;
+        }
         if (has_host < 0 || (has_host == 0 && PyObject_SetItem(tags, str_host, hostname) < 0)) {
             Py_XDECREF(tags);
             Py_DECREF(point);

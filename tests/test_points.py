@@ -266,6 +266,66 @@ def test_c_plain_series_path_equals_python(batch: list[Point], version: int) -> 
     assert fast.stats == slow.stats
 
 
+@st.composite
+def collector_batches(draw: st.DrawFn) -> list[Point]:
+    """Points as a collector makes them: a few key layouts (the same key objects in the same
+    dict order, often unsorted), interleaved, with values that vary point to point and may
+    be empty or need escaping. The C encoder recognises a repeated layout by its key
+    objects and reuses the layout's tag order."""
+    plain_key = plain_names.filter(bool)
+    pool = draw(st.lists(st.one_of(plain_key, plain_key, plain_key, hostile), unique=True,
+                         min_size=1, max_size=8))
+    layouts = draw(st.lists(
+        st.tuples(
+            st.sampled_from(["link", "m,x"]),
+            st.lists(st.sampled_from(pool), unique=True, max_size=6),
+            st.lists(st.sampled_from(pool), unique=True, min_size=1, max_size=4),
+        ),
+        min_size=1, max_size=3,
+    ))
+    batch = []
+    for _ in range(draw(st.integers(2, 12))):
+        measurement, tag_keys, field_keys = draw(st.sampled_from(layouts))
+        tags = {key: draw(st.one_of(plain_names, plain_names, st.just(""), hostile))
+                for key in tag_keys}
+        fields = {key: draw(field_values) for key in field_keys}
+        batch.append(Point(measurement, tags, fields, 1_700_000_000_000_000_000))
+    return batch
+
+
+@pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
+@settings(max_examples=300, deadline=None)
+@given(batch=collector_batches(), version=st.sampled_from([1, 2]))
+def test_c_repeated_layouts_equal_python(batch: list[Point], version: int) -> None:
+    fast = LineEncoder(version=version)  # type: ignore[arg-type]
+    slow = LineEncoder(version=version)  # type: ignore[arg-type]
+    body, lines = fast.encode_body(batch)
+    expected = slow.encode_lines(batch)
+    assert body == "\n".join(expected).encode()
+    assert lines == len(expected)
+    assert fast.stats == slow.stats
+
+
+@pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
+def test_c_repeated_unsorted_layout_is_sorted_every_time() -> None:
+    def point(measurement: str, interface: str, carrier: str) -> Point:
+        return Point(measurement, {"interface": interface, "carrier": carrier, "host": "h"},
+                     {"rx": 1, "drops": 2}, 5)
+
+    batch = [point("link", "eth0", "c1"), point("link", "eth1", ""), point("link", "eth2", "c2"),
+             point("m,x", "eth3", "c3"), point("link", "eth 4", "c4"), point("link", "eth5", "c5")]
+    body, lines = LineEncoder().encode_body(batch)
+    assert body.decode().split("\n") == [
+        "link,carrier=c1,host=h,interface=eth0 rx=1i,drops=2i 5",
+        "link,host=h,interface=eth1 rx=1i,drops=2i 5",
+        "link,carrier=c2,host=h,interface=eth2 rx=1i,drops=2i 5",
+        "m\\,x,carrier=c3,host=h,interface=eth3 rx=1i,drops=2i 5",
+        "link,carrier=c4,host=h,interface=eth\\ 4 rx=1i,drops=2i 5",
+        "link,carrier=c5,host=h,interface=eth5 rx=1i,drops=2i 5",
+    ]
+    assert lines == 6
+
+
 def _short_decimals() -> st.SearchStrategy[float]:
     """Floats written with few digits: the C fast path's domain, edges included."""
     return st.one_of(
