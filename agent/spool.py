@@ -7,7 +7,8 @@ when a tag held a backslash (the one thing 1.x reads differently), both encoding
 (`[1][u32 len_v2][lines v2][lines v1]`). Encoding once at append means outputs send stored
 bytes as they are, and `report` parses them back. `cursors/<output>`
 holds the next sequence number that output must deliver; it is replaced atomically, so a
-killed agent resumes from it and at worst re-sends a batch (idempotent in InfluxDB: same
+killed agent resumes from it and at worst re-sends what was delivered since it was last
+written (outputs write it about once a second while busy; idempotent in InfluxDB: same
 series and timestamp overwrite).
 
 A torn record at the end of the newest segment (power loss, kill -9 mid-write) is detected

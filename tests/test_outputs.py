@@ -181,3 +181,28 @@ def test_a_bug_in_the_sender_loop_is_counted_and_delivery_goes_on(
     assert worker.caught_up() and worker.stats.points_written == 3
     assert "sender failed: RuntimeError: disk on fire" in worker.stats.last_error
     assert script.bodies == [b"m v=0i 1", b"m v=1i 2", b"m v=2i 3"]
+
+
+def test_cursor_file_is_written_once_a_second_while_busy_and_at_once_when_idle(
+    server: tuple[str, Script], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30 back-to-back sends write the cursor file a few times, not 30 (each write is an
+    fsync and a rename); the delivered position is durable once the sender is idle."""
+    import agent.outputs.base as base
+
+    monkeypatch.setattr(base, "CURSOR_PERSIST_S", 60.0)
+    written: list[int] = []
+    original = Spool._write_cursor
+
+    def spy(self: Spool, name: str, value: int) -> None:
+        written.append(value)
+        original(self, name, value)
+
+    monkeypatch.setattr(Spool, "_write_cursor", spy)
+    url, script = server
+    output = InfluxDBv1Output(InfluxDBv1Config(url=url, database="egress", batch_size=1))
+    worker = run_worker(output, tmp_path, records=30)
+    assert worker.stats.points_written == 30 and len(script.bodies) == 30
+    assert 2 <= len(written) <= 4, written  # registration, the first send, idle (and stop)
+    assert written[-1] == 30
+    assert Spool(tmp_path).cursor("influxdb_v1") == 30

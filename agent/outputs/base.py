@@ -114,6 +114,10 @@ def next_backoff_s(attempt: int, max_s: float, retry_after_s: float | None = Non
 
 
 SENDER_RESTART_S = 1.0
+# While batches follow each other, the cursor file is written at most this often: each write
+# is an fsync and a rename, which on a busy disk cost more than the send itself. A crash
+# re-sends at most this much, which InfluxDB overwrites (same series, same timestamps).
+CURSOR_PERSIST_S = 1.0
 
 
 class OutputWorker:
@@ -135,6 +139,7 @@ class OutputWorker:
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._persisting: asyncio.Future[None] | None = None
+        self._persist_scheduled_s = float("-inf")
         spool.register_output(output.name)
 
     def notify(self) -> None:
@@ -191,10 +196,14 @@ class OutputWorker:
 
     def _persist_soon(self) -> None:
         """From the sender: the cursor file is written by the loop's pool beside the next
-        send, not before it (one write at a time; each takes the latest value)."""
+        send, not before it (one write at a time; each takes the latest value), at most
+        every CURSOR_PERSIST_S. When the sender runs out of batches it writes the cursor at
+        once (`_next_batch`), and on stop."""
         loop = self._loop
-        if loop is None:
+        now_s = time.monotonic()
+        if loop is None or now_s - self._persist_scheduled_s < CURSOR_PERSIST_S:
             return
+        self._persist_scheduled_s = now_s
 
         def schedule() -> None:
             if self._persisting is None or self._persisting.done():
