@@ -1,9 +1,12 @@
 """The one path every point takes: emit → queue → encode → spool → outputs.
 
-`emit` may be called from any thread. A flusher task moves whatever is queued to the spool
+`emit` may be called from any thread and costs the same for ten points or ten thousand: it
+queues the list with the time it came. A flusher task moves whatever is queued to the spool
 as one batch as soon as something arrives (so an event reaches the database within
-milliseconds, and a burst becomes one batch), then wakes every output worker. Observers
-(the Prometheus exporter) see each batch after it is durable.
+milliseconds, and a burst becomes one batch), then wakes every output worker. Stamping (the
+host tag, and the emit time where a collector left none), encoding and the append run in a
+worker thread, off the event loop. Observers (the Prometheus exporter) see each batch after
+it is durable.
 """
 
 from __future__ import annotations
@@ -23,6 +26,19 @@ from agent.spool import Spool, SpoolRecord
 log = logging.getLogger(__name__)
 
 Observer = Callable[[Sequence[Point]], None]
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """One emitted list, with when it came; `start`: how much of it is already batched."""
+
+    points: list[Point]
+    emitted_ns: int
+    start: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.points) - self.start
 
 
 @dataclass
@@ -47,9 +63,9 @@ class Pipeline:
         self.stats = PipelineStats()
         self.workers: list[OutputWorker] = []
         self.observers: list[Observer] = []
-        # Emitted lists as they came (a collector's whole collection is one entry), so
-        # queueing and batching cost per list, not per point.
-        self._chunks: collections.deque[list[Point]] = collections.deque()
+        # Emitted lists as they came, each with its emit time and how much of it was taken
+        # already: queueing and batching cost per list, not per point.
+        self._chunks: collections.deque[_Chunk] = collections.deque()
         self._queued_points = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,15 +82,15 @@ class Pipeline:
         return self._queued_points
 
     def emit(self, points: Iterable[Point]) -> None:
-        """Thread-safe. Adds the host tag and a timestamp where the collector left none."""
-        chunk = list(points)
-        if not chunk:
+        """Thread-safe. The host tag, and this moment as the time where the collector left
+        none, are added later, off the caller's thread (`_stamped`)."""
+        chunk = _Chunk(list(points), time.time_ns())
+        if not chunk.points:
             return
-        stamp_points(chunk, time.time_ns(), self.hostname)
         with self._lock:
             self._chunks.append(chunk)
-            self._queued_points += len(chunk)
-            self.stats.points_emitted += len(chunk)
+            self._queued_points += len(chunk.points)
+            self.stats.points_emitted += len(chunk.points)
             overflow = self._queued_points - self.max_queue_points
             if overflow > 0:
                 # Only if the disk cannot keep up for a long time: drop oldest, counted.
@@ -95,28 +111,42 @@ class Pipeline:
     def _drop_oldest(self, count: int) -> None:
         while count > 0:
             oldest = self._chunks[0]
-            if len(oldest) <= count:
+            taken = min(count, oldest.remaining)
+            oldest.start += taken
+            if not oldest.remaining:
                 self._chunks.popleft()
-                taken = len(oldest)
-            else:
-                self._chunks[0] = oldest[count:]
-                taken = count
             self._queued_points -= taken
             count -= taken
 
-    def _take_batch(self) -> list[Point]:
+    def _take_parts(self) -> list[_Chunk]:
+        """Up to max_batch_points from the queue, oldest first. A list bigger than that is
+        taken a slice at a time; the rest is not copied each time."""
         with self._lock:
-            batch: list[Point] = []
-            while self._chunks and len(batch) < self.max_batch_points:
+            parts: list[_Chunk] = []
+            room = self.max_batch_points
+            while self._chunks and room > 0:
                 oldest = self._chunks[0]
-                room = self.max_batch_points - len(batch)
-                if len(oldest) <= room:
-                    batch.extend(self._chunks.popleft())
+                if oldest.start == 0 and len(oldest.points) <= room:
+                    parts.append(self._chunks.popleft())
                 else:
-                    batch.extend(oldest[:room])
-                    self._chunks[0] = oldest[room:]
-            self._queued_points -= len(batch)
-            return batch
+                    end = min(len(oldest.points), oldest.start + room)
+                    parts.append(_Chunk(oldest.points[oldest.start:end], oldest.emitted_ns))
+                    oldest.start = end
+                    if not oldest.remaining:
+                        self._chunks.popleft()
+                room -= len(parts[-1].points)
+            self._queued_points -= self.max_batch_points - room
+            return parts
+
+    def _stamped(self, parts: list[_Chunk]) -> list[Point]:
+        for part in parts:
+            stamp_points(part.points, part.emitted_ns, self.hostname)
+        if len(parts) == 1:
+            return parts[0].points
+        return [point for part in parts for point in part.points]
+
+    def _take_batch(self) -> list[Point]:
+        return self._stamped(self._take_parts())
 
     def encode(self, batch: list[Point]) -> SpoolRecord | None:
         """Line protocol for 2.x+, plus a 1.x variant only when a backslash makes them differ."""
@@ -128,10 +158,12 @@ class Pipeline:
             body_v1 = self.encoder_v1.encode_batch(batch)
         return SpoolRecord(body, body_v1, lines, batch[0].time_ns)
 
-    def _encode_and_append(self, batch: list[Point]) -> None:
+    def _stamp_encode_append(self, parts: list[_Chunk]) -> list[Point]:
+        batch = self._stamped(parts)
         record = self.encode(batch)
         if record is not None:
             self.spool.append(record)
+        return batch
 
     @property
     def points_unencodable(self) -> int:
@@ -139,10 +171,10 @@ class Pipeline:
 
     async def flush_once(self) -> int:
         async with self._flush_lock:
-            batch = self._take_batch()
-            if not batch:
+            parts = self._take_parts()
+            if not parts:
                 return 0
-            await asyncio.to_thread(self._encode_and_append, batch)
+            batch = await asyncio.to_thread(self._stamp_encode_append, parts)
         self.stats.points_spooled += len(batch)
         for worker in self.workers:
             worker.notify()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 from agent.pipeline import Pipeline
@@ -29,6 +30,32 @@ def test_batches_keep_emit_order_and_split_at_the_limit(tmp_path: Path) -> None:
     assert [_seqs(b) for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8], []]
     assert pipeline.queue_points == 0
     assert pipeline.stats.points_emitted == 9
+
+
+def test_points_get_the_emit_time_and_host_when_batched_later(tmp_path: Path) -> None:
+    pipeline = Pipeline(Spool(tmp_path), "h", max_batch_points=3)
+    before_ns = time.time_ns()
+    pipeline.emit([Point("m", {}, {"seq": i}) for i in range(4)] + _points(4, 1))
+    after_ns = time.time_ns()
+    time.sleep(0.05)
+    batches = [pipeline._take_batch(), pipeline._take_batch()]
+    assert [_seqs(b) for b in batches] == [[0, 1, 2], [3, 4]]
+    stamped = [p.time_ns for batch in batches for p in batch]
+    assert all(before_ns <= t <= after_ns for t in stamped[:4])
+    assert stamped[4] == 1_004  # a collector's own time is kept
+    assert all(p.tags == {"host": "h"} for batch in batches for p in batch)
+
+
+def test_a_huge_list_is_batched_in_order_and_overflow_trims_its_front(tmp_path: Path) -> None:
+    pipeline = Pipeline(Spool(tmp_path), "h", max_batch_points=1000, max_queue_points=9_000)
+    pipeline.emit(_points(0, 10_000))  # 1,000 over: the oldest go
+    assert pipeline.stats.queue_dropped == 1_000
+    seqs = []
+    while batch := pipeline._take_batch():
+        assert len(batch) == 1000
+        seqs.extend(_seqs(batch))
+    assert seqs == list(range(1_000, 10_000))
+    assert pipeline.queue_points == 0
 
 
 def test_overflow_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
