@@ -21,7 +21,9 @@ Thread-safety: one lock guards the index; append and read may come from differen
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import logging
 import os
 import struct
@@ -103,6 +105,10 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
         rest = b"".join(parts)[written:]
         while rest:
             rest = rest[os.write(fd, rest):]
+
+
+def _seq_of(ref: RecordRef) -> int:
+    return ref.seq
 
 
 def _cached_bytes(record: SpoolRecord) -> int:
@@ -455,31 +461,37 @@ class Spool:
     def total_bytes(self) -> int:
         return sum(s.size_bytes for s in self._segments)
 
-    def _refs_from(self, seq: int) -> list[RecordRef]:
-        refs: list[RecordRef] = []
+    def _refs_from(self, seq: int) -> Iterator[RecordRef]:
+        """Under the index lock. Found by bisection and read lazily: after an outage an
+        output reads a spool of a million records a batch at a time."""
         for segment in self._segments:
-            if segment.records and segment.records[-1].seq < seq:
+            records = segment.records
+            if not records or records[-1].seq < seq:
                 continue
-            refs.extend(r for r in segment.records if r.seq >= seq)
-        return refs
+            start = bisect.bisect_left(records, seq, key=_seq_of)
+            yield from itertools.islice(records, start, None)
 
     def read_from(self, seq: int, max_points: int) -> list[tuple[int, SpoolRecord]]:
-        """Records from `seq` on, whole records, until at least max_points are gathered."""
+        """Records from `seq` on, whole records, until at least max_points are gathered.
+        Those not in memory are read from disk after the index lock is released; one whose
+        segment went meanwhile (spool full: counted as dropped) is left out."""
         with self._lock:
-            refs = self._refs_from(seq)
-            out: list[tuple[int, SpoolRecord]] = []
+            picked: list[tuple[RecordRef, SpoolRecord | None]] = []
             total = 0
-            for ref in refs:
+            for ref in self._refs_from(seq):
                 if total >= max_points:
                     break
                 record = self._cache.get(ref.seq)
                 if record is None:
-                    record = self._read_ref(ref)
                     self.stats.records_read_from_disk += 1
-                if record is not None:
-                    out.append((ref.seq, record))
+                picked.append((ref, record))
                 total += ref.n_points
-            return out
+        out: list[tuple[int, SpoolRecord]] = []
+        for ref, cached in picked:
+            record = cached if cached is not None else self._read_ref(ref)
+            if record is not None:
+                out.append((ref.seq, record))
+        return out
 
     def _read_ref(self, ref: RecordRef) -> SpoolRecord | None:
         """From disk (the page cache, mostly): the usual payload, `[0][lines]`, is read
