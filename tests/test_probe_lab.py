@@ -219,12 +219,15 @@ def test_tcp_connect_time_follows_the_carrier(lab: Any) -> None:
         assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 1.0, result.round
 
 
-@pytest.mark.parametrize("method", ["tcp:443", "dns:www.example.org"])
-def test_rtt_stays_true_while_another_thread_holds_the_gil(lab: Any, method: str) -> None:
+@pytest.mark.parametrize(("method", "trips"),
+                         [("tcp:443", 1), ("dns:www.example.org", 1), ("http:/health", 2)])
+def test_rtt_stays_true_while_another_thread_holds_the_gil(
+    lab: Any, method: str, trips: int
+) -> None:
     """The agent's other threads (encoding a batch, parsing a netlink dump) hold the GIL for
     milliseconds at a time; a clock read on the event loop after the answer ran late by as
     much (up to ~40 ms seen with 50,000-point batches). The kernel's handshake sample (tcp)
-    and receive timestamp (dns) do not."""
+    and receive timestamp (dns, and the first byte of an http response) do not."""
     stop = threading.Event()
 
     batch = [Point("link", {"interface": f"eth{i}", "carrier": "c"},
@@ -249,9 +252,10 @@ def test_rtt_stays_true_while_another_thread_holds_the_gil(lab: Any, method: str
     rtts = sorted(rtt for rtt in result.round.rtts_ms if rtt is not None)
     # The lab's delay line and servers run in user space too and the same load slows them
     # (up to +5 ms seen), but far less than the 28-43 ms a late event loop added.
-    assert rtts[-1] - c.delay_ms <= 10.0, (method, rtts)
+    expected_ms = trips * c.delay_ms
+    assert rtts[-1] - expected_ms <= 10.0, (method, rtts)
     assert result.stats.rtt_median_ms is not None
-    assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 3.0, (method, rtts)
+    assert abs(result.stats.rtt_median_ms - expected_ms) <= 3.0, (method, rtts)
 
 
 def test_closed_port_is_a_failure(lab: Any) -> None:
@@ -265,8 +269,9 @@ def test_http_time_to_first_byte(lab: Any) -> None:
     result = probe(lab, "telecom", lab.target, method="http:/health", count=5, interval_s=0.02)
     assert result.stats.received == 5, result.round
     assert result.stats.rtt_median_ms is not None
-    # handshake and request both cross the delay line
-    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 20
+    # handshake and request both cross the delay line; the lab server answers in < 3 ms
+    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 3.0, (
+        result.round)
 
 
 def test_dns_against_the_lab_target(lab: Any) -> None:

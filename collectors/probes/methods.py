@@ -205,9 +205,12 @@ def check_dns_answer(payload: bytes, qname: str, query_id: int) -> None:
         raise ProbeFailure("wrong DNS answer: answer is for another name")
 
 
-async def _recv_with_timestamp(sock: socket.socket) -> tuple[bytes, int | None]:
-    """One datagram and the kernel's receive time (SO_TIMESTAMPNS), which does not depend
-    on when the event loop got round to reading it."""
+async def _recv_with_timestamp(sock: socket.socket,
+                               size: int = 4096) -> tuple[bytes, int | None]:
+    """One datagram (or up to `size` bytes of a stream) and the kernel's receive time
+    (SO_TIMESTAMPNS), which does not depend on when the event loop got round to reading
+    it. On a TCP socket the time is that of the last segment read: read 1 byte to get the
+    first segment's."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[bytes, int | None]] = loop.create_future()
 
@@ -215,7 +218,7 @@ async def _recv_with_timestamp(sock: socket.socket) -> tuple[bytes, int | None]:
         if done.done():
             return
         try:
-            payload, ancdata, _flags, _address = sock.recvmsg(4096, _TIMESTAMP_CMSG_BYTES)
+            payload, ancdata, _flags, _address = sock.recvmsg(size, _TIMESTAMP_CMSG_BYTES)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -258,18 +261,26 @@ def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> One
 
 
 def http_probe(binding: Binding, address: str, host: str, path: str, port: int = 80) -> OneProbe:
+    """Time to first byte: the handshake, then the request to the first byte of the answer.
+    Both from the kernel (the handshake's RTT sample, the answer's receive timestamp), so a
+    late event loop, which also sends the request late, adds nothing."""
+
     async def one() -> float:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         sock = await _connect(binding, address, port)
         try:
+            connect_ms = connect_time_ms((time.perf_counter() - start) * 1000.0,
+                                         handshake_rtt_ms(sock))
+            enable_rx_timestamps(sock)  # before the request: no data has arrived yet
             host_header = f"[{host}]" if ":" in host else host
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"
                 "User-Agent: egress-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
             ).encode()
+            sent_ns = time.time_ns()  # the request fits the send buffer: it leaves now
             await loop.sock_sendall(sock, request)
-            first = await loop.sock_recv(sock, 4096)
+            first, received_ns = await _recv_with_timestamp(sock, size=1)
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             if not first:
                 raise ProbeFailure("connection closed before any response")
@@ -283,6 +294,8 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
             _reset_close(sock)
         if not _STATUS_LINE.match(head):
             raise ProbeFailure("not an HTTP response")
-        return elapsed_ms
+        if received_ns is None or received_ns < sent_ns:
+            return elapsed_ms
+        return min(connect_ms + (received_ns - sent_ns) / 1e6, elapsed_ms)
 
     return one
