@@ -629,7 +629,13 @@ static int put_point(Buffer *b, PyObject *point, PyObject *series_cache, PyObjec
         goto done;
     }
     if (time_ns != b->last_time_obj) { /* one collection's points share the int object */
-        long long ts = PyLong_AsLongLong(time_ns);
+        /* AndOverflow reads the digits directly; plain AsLongLong goes through a byte array
+         * for every value above 2**30 (all timestamps). It raises the same error. */
+        int overflow = 0;
+        long long ts = PyLong_AsLongLongAndOverflow(time_ns, &overflow);
+        if (overflow) {
+            ts = PyLong_AsLongLong(time_ns);
+        }
         if (ts == -1 && PyErr_Occurred()) {
             goto done;
         }
