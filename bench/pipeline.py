@@ -13,7 +13,7 @@ two ran back to back, so a machine that drifts slower or faster affects both) an
 ratio_vs_raw_post is their median: on a shared machine a single round swings by ±0.1.
 
 On a 2-core machine the server and the agent share the cores: while the agent encodes
-(about 0.4 us per point here, agent/_lineproto.c) its requests take longer than the same
+(about 0.27 us per point here, agent/_lineproto.c) its requests take longer than the same
 requests sent alone. Run `--fsync never` to see the spool's share.
 """
 
