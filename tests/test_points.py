@@ -197,6 +197,18 @@ def test_empty_tag_value_is_omitted() -> None:
     assert LineEncoder().encode(Point("m", {"a": "", "b": "x"}, {"v": 1}, 1)) == "m,b=x v=1i 1"
 
 
+def assert_c_equals_python(batch: list[Point], version: int) -> None:
+    """The C loop (encode_body) against the pure-Python encoder (encode_lines): same bytes,
+    same line count, same counters."""
+    fast = LineEncoder(version=version)  # type: ignore[arg-type]
+    slow = LineEncoder(version=version)  # type: ignore[arg-type]
+    body, lines = fast.encode_body(batch)
+    expected = slow.encode_lines(batch)
+    assert body == "\n".join(expected).encode()
+    assert lines == len(expected)
+    assert fast.stats == slow.stats
+
+
 any_points = st.lists(
     st.builds(
         Point,
@@ -218,13 +230,7 @@ any_points = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(batch=any_points, version=st.sampled_from([1, 2]))
 def test_c_encoder_equals_python_encoder(batch: list[Point], version: int) -> None:
-    fast = LineEncoder(version=version)  # type: ignore[arg-type]
-    slow = LineEncoder(version=version)  # type: ignore[arg-type]
-    body, lines = fast.encode_body(batch)
-    expected = slow.encode_lines(batch)
-    assert body == "\n".join(expected).encode()
-    assert lines == len(expected)
-    assert fast.stats == slow.stats
+    assert_c_equals_python(batch, version)
 
 
 def test_integer_beyond_int64_is_dropped_not_sent() -> None:
@@ -257,13 +263,7 @@ def test_c_plain_series_path_equals_python(batch: list[Point], version: int) -> 
     """Names with nothing to escape are written by C directly (sorted by UTF-8 bytes, more
     than 16 tags and anything to escape fall back to the Python-escaped cache): the
     bytes must not differ from the pure-Python encoder's, shared timestamps included."""
-    fast = LineEncoder(version=version)  # type: ignore[arg-type]
-    slow = LineEncoder(version=version)  # type: ignore[arg-type]
-    body, lines = fast.encode_body(batch)
-    expected = slow.encode_lines(batch)
-    assert body == "\n".join(expected).encode()
-    assert lines == len(expected)
-    assert fast.stats == slow.stats
+    assert_c_equals_python(batch, version)
 
 
 @st.composite
@@ -297,13 +297,7 @@ def collector_batches(draw: st.DrawFn) -> list[Point]:
 @settings(max_examples=300, deadline=None)
 @given(batch=collector_batches(), version=st.sampled_from([1, 2]))
 def test_c_repeated_layouts_equal_python(batch: list[Point], version: int) -> None:
-    fast = LineEncoder(version=version)  # type: ignore[arg-type]
-    slow = LineEncoder(version=version)  # type: ignore[arg-type]
-    body, lines = fast.encode_body(batch)
-    expected = slow.encode_lines(batch)
-    assert body == "\n".join(expected).encode()
-    assert lines == len(expected)
-    assert fast.stats == slow.stats
+    assert_c_equals_python(batch, version)
 
 
 @pytest.mark.skipif(points_module._lineproto is None, reason="C encoder not built")
