@@ -1,7 +1,7 @@
 """Access quality per (carrier, target): a status, a score, and the best carrier.
 
 Pure functions plus a small tracker that remembers the last status and best carrier so a
-change can be logged once. Thresholds come from `[quality]` (spec §3).
+change can be logged once. Thresholds come from `[quality]` (docs/configuration.md).
 
 Status:
 - `down`      no reply at all, or loss_pct >= loss_down_pct;

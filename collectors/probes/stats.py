@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True, slots=True)
 class RttStats:
-    """Figures of spec §4 `probe`; RTT figures are None when nothing came back."""
+    """Fields of the `probe` measurement (docs/metrics.md); RTT ones are None if none came back."""
 
     sent: int
     received: int
