@@ -3,7 +3,7 @@
     sudo .venv/bin/python bench/bgp.py [--carriers 3] [--exabgp .venv/bin/exabgp]
 
 The lab (tests/lab) brings up N carrier BIRDs, each announcing the real table of
-../shared/fixtures/mrt/updates.et-header.2015.gz (577,706 prefixes) to the agent namespace.
+tests/fixtures/mrt/updates.et-header.2015.gz (577,706 prefixes) to the agent namespace.
 In the same run, twice, ExaBGP (the same executable and neighbor configuration) receives
 the tables:
 1. baseline: its API process only reads the stream and parses each line's JSON (the
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 EXABGP = str(ROOT / ".venv" / "bin" / "exabgp")
-MRT = ROOT.parent / "shared" / "fixtures" / "mrt" / "updates.et-header.2015.gz"
+MRT = ROOT / "tests" / "fixtures" / "mrt" / "updates.et-header.2015.gz"
 
 
 def cpu_self_s() -> float:

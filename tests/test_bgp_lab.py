@@ -33,8 +33,7 @@ pytestmark = pytest.mark.lab
 
 EXABGP_50 = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "exabgp")
 EXABGP_42 = "/usr/sbin/exabgp"
-MRT = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mrt" / \
-    "updates.et-header.2015.gz"
+MRT = Path(__file__).resolve().parent / "fixtures" / "mrt" / "updates.et-header.2015.gz"
 HOLD_TIME_S = 9
 
 
@@ -339,8 +338,7 @@ def mrt_origins() -> dict[str, int]:
 
 @pytest.mark.slow
 def test_real_table_arrives_complete(tmp_path: Path) -> None:
-    if not MRT.exists():
-        pytest.skip(f"MRT fixture absent: {MRT}")
+    assert MRT.exists(), f"the project's MRT fixture is missing: {MRT}"
     if os.geteuid() != 0 or shutil.which("bird") is None:
         pytest.skip("needs root and bird for the lab")
     with gzip.open(MRT) as fh:

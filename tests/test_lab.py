@@ -373,8 +373,7 @@ def test_full_mrt_table_reaches_a_plain_speaker(tmp_path: Path) -> None:
     from tests.lab.routes import MRT_FIXTURE
     from tests.lab.speaker import PlainSpeaker, exabgp_binary
 
-    if not MRT_FIXTURE.exists():
-        pytest.skip(f"MRT fixture absent: {MRT_FIXTURE}")
+    assert MRT_FIXTURE.exists(), f"the project's MRT fixture is missing: {MRT_FIXTURE}"
     if exabgp_binary() is None:
         pytest.skip("exabgp not installed")
     spec = LabSpec(carriers=[CarrierSpec("telecom", 4134)], routes="mrt", servers=False)

@@ -14,8 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MRT_FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mrt" / \
-    "updates.et-header.2015.gz"
+MRT_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mrt" / "updates.et-header.2015.gz"
 TRANSIT_ASES = (3356, 174, 2914, 1299, 6939, 6453, 3257)
 TARGET_AS = 64496  # documentation ASN: the network of the lab's targets
 WATCH_PREFIX = "203.0.113.0/24"
@@ -155,7 +154,7 @@ def mrt_routes_file(carrier_as: int, mrt: Path = MRT_FIXTURE) -> tuple[Path, int
     """BIRD static routes of the real table (cached outside the repo): (file, count).
     The table is the same for every carrier (BIRD adds the carrier's AS)."""
     if not mrt.exists():
-        raise FileNotFoundError(f"MRT fixture not found: {mrt}")
+        raise FileNotFoundError(f"MRT fixture missing from tests/fixtures/mrt: {mrt}")
     key = hashlib.sha256(f"{mrt.resolve()}:{mrt.stat().st_size}:{mrt.stat().st_mtime}:v1"
                          .encode()).hexdigest()[:16]
     out = cache_dir() / f"mrt-{key}.conf"
