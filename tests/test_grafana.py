@@ -2,9 +2,10 @@
 
 - every dashboard is valid JSON with a uid, unique panel ids, no overlapping panels, and is
   exactly what config/grafana/generate.py writes;
-- every InfluxQL query names only measurements, fields and tags of spec §4
-  (/work/shared/spec.md, parsed; skipped when absent) plus those documented in
-  docs/metrics.md; GROUP BY names only tags;
+- docs/metrics.md (parsed) documents exactly the measurements the code emits
+  (`Point("name", ...)` in agent/ and collectors/), each field with its type;
+- every InfluxQL query names only measurements, fields and tags that docs/metrics.md
+  documents; GROUP BY names only tags;
 - every template variable referenced is defined; every datasource reference is the uid of
   the provisioned datasource;
 - with InfluxDB 1.6.7 installed, every query (template variables expanded the way Grafana
@@ -36,8 +37,10 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCES_YAML = GRAFANA / "provisioning" / "datasources" / "egress.yaml"
 PROVIDERS_YAML = GRAFANA / "provisioning" / "dashboards" / "egress.yaml"
 ENV_DEFAULTS = GRAFANA / "grafana-server.env"
-SPEC = REPO.parent / "shared" / "spec.md"
 METRICS_DOC = REPO / "docs" / "metrics.md"
+SOURCES = [REPO / "agent", REPO / "collectors"]
+MEASUREMENTS = {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
+                "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output"}
 
 Json = dict[str, Any]
 
@@ -156,25 +159,14 @@ def _rows(lines: list[str], start: int) -> tuple[list[str], list[list[str]], int
     return header, body, i
 
 
-def parse_spec(text: str) -> Schema:
-    """The measurement table of spec §4: | `name` | tags | fields |."""
-    section = re.search(r"^## 4\..*?(?=^## |\Z)", text, re.S | re.M)
-    if not section:
-        raise AssertionError("spec.md has no '## 4.' section")
-    lines = section.group(0).splitlines()
-    schema: Schema = {}
-    for i, line in enumerate(lines):
-        if re.match(r"\|\s*measurement\s*\|", line, re.I):
-            header, body, _ = _rows(lines, i)
-            for row in body:
-                name = row[0].strip("` ")
-                m = schema.setdefault(name, Measurement())
-                m.tags |= set(_names(row[header.index("tags")]))
-                for f in _names(row[header.index("fields")]):
-                    m.fields.setdefault(f, "")
-    if not schema:
-        raise AssertionError("spec.md §4 has no | measurement | tags | fields | table")
-    return schema
+def emitted_measurements() -> set[str]:
+    """Measurement names the code writes: every `Point("name", ...)` in agent/ and
+    collectors/ (a Point is always built with a literal name there)."""
+    names: set[str] = set()
+    for root in SOURCES:
+        for path in root.rglob("*.py"):
+            names |= set(re.findall(r'\bPoint\(\s*"(\w+)"', path.read_text()))
+    return names
 
 
 def parse_metrics_doc(text: str, known: set[str]) -> Schema:
@@ -220,29 +212,24 @@ def parse_metrics_doc(text: str, known: set[str]) -> Schema:
     return schema
 
 
-def merged_schema() -> Schema:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} absent: the measurement names of spec §4 cannot be checked")
-    schema = parse_spec(SPEC.read_text())
-    doc = parse_metrics_doc(METRICS_DOC.read_text(), set(schema))
-    for name, extra in doc.items():
-        m = schema.setdefault(name, Measurement())
-        m.tags |= extra.tags
-        for f, typ in extra.fields.items():
-            if typ or f not in m.fields:
-                m.fields[f] = typ
-    return schema
+def documented_schema() -> Schema:
+    """The data model as docs/metrics.md documents it."""
+    return parse_metrics_doc(METRICS_DOC.read_text(), MEASUREMENTS)
 
 
-def test_spec_table_parses_to_the_measurements_of_section_4() -> None:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} absent")
-    schema = parse_spec(SPEC.read_text())
-    assert {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
-            "bgp_prefix", "probe", "traceroute", "quality", "agent"} <= set(schema)
+def test_metrics_doc_documents_exactly_the_measurements_the_code_emits() -> None:
+    assert emitted_measurements() == MEASUREMENTS
+    schema = documented_schema()
+    assert set(schema) == MEASUREMENTS
     assert schema["quality"].fields.keys() == {"status", "score", "best"}
     assert schema["link_event"].tags == {"host", "interface", "carrier", "state"}
+    assert schema["bgp_session"].tags == {"host", "carrier", "peer", "peer_as"}
+    assert schema["probe"].tags == {"host", "carrier", "target", "method"}
     assert "rx_bps" in schema["link"].fields and "rx_bps" not in schema["billing"].fields
+    for name, m in schema.items():
+        assert m.fields, f"{name}: no fields documented"
+        for f, typ in m.fields.items():
+            _field_type(f, typ)  # raises for a field without a known type
 
 
 def test_metrics_doc_parser_reads_the_documented_shapes() -> None:
@@ -486,7 +473,7 @@ def test_dashboards_are_what_the_generator_writes() -> None:
 
 def test_every_query_names_existing_measurements_fields_and_tags(
         dashboards: dict[str, Json]) -> None:
-    schema = merged_schema()
+    schema = documented_schema()
     problems = []
     for name, d in dashboards.items():
         for where, query in queries(d):
@@ -532,7 +519,7 @@ def value_type_problems(dashboard: Json, schema: Schema) -> list[str]:
 
 def test_bool_and_string_values_go_to_panels_that_show_them(
         dashboards: dict[str, Json]) -> None:
-    schema = merged_schema()
+    schema = documented_schema()
     for name, d in dashboards.items():
         assert value_type_problems(d, schema) == [], name
     d = _overview()
@@ -542,7 +529,7 @@ def test_bool_and_string_values_go_to_panels_that_show_them(
 
 
 def test_every_measurement_is_on_some_dashboard(dashboards: dict[str, Json]) -> None:
-    schema = merged_schema()
+    schema = documented_schema()
     used = {m for d in dashboards.values() for _, query in queries(d)
             for m in re.findall(r'\bFROM\s+"(\w+)"', query)}
     assert set(schema) - used == set()
@@ -602,7 +589,7 @@ def _overview() -> Json:
 
 
 def test_check_reports_a_misspelt_field_tag_or_measurement() -> None:
-    schema = merged_schema()
+    schema = documented_schema()
     good = ('SELECT mean("rx_bps") FROM "link" WHERE "host" =~ /^$host$/ AND $timeFilter '
             'GROUP BY time($__interval), "carrier" fill(null)')
     assert check_query(good, schema) == []
@@ -619,6 +606,24 @@ def test_check_reports_a_misspelt_field_tag_or_measurement() -> None:
     assert text != json.dumps(broken)
     problems = [p for _, q in queries(json.loads(text)) for p in check_query(q, schema)]
     assert any("rx_bpz" in p for p in problems), problems
+
+
+def test_check_reports_a_dashboard_name_the_metrics_doc_does_not_document(
+        dashboards: dict[str, Json]) -> None:
+    """The dashboards are checked against the doc itself: drop a documented field, tag or
+    measurement from docs/metrics.md and the queries that use it are reported."""
+    text = METRICS_DOC.read_text()
+
+    def problems_without(line_start: str) -> list[str]:
+        line = next(x for x in text.splitlines() if x.startswith(line_start))
+        schema = parse_metrics_doc(text.replace(line + "\n", ""), MEASUREMENTS)
+        return [p for d in dashboards.values() for _, q in queries(d)
+                for p in check_query(q, schema)]
+
+    assert any("'rx_bps'" in p for p in problems_without("| rx_bps, tx_bps |"))
+    assert any("billing: GROUP BY 'carrier'" in p
+               for p in problems_without("| carrier | carrier name |"))
+    assert any("unknown measurement 'disk'" in p for p in problems_without("`disk` — tags:"))
 
 
 def test_check_reports_undefined_variables_foreign_datasources_and_duplicate_ids() -> None:
@@ -654,26 +659,15 @@ _TAG_VALUES: dict[str, list[str]] = {
 _VARIABLES = {"host": "edge-1", "carrier": "(telecom|unicom)", "target": "203.0.113.10",
               "method": "(icmp|tcp:443)", "prefix": "198.51.100.0/24", "mount": "/",
               "kind": "(" + "|".join(_TAG_VALUES["kind"]) + ")"}
-# Types of spec §4 fields that docs/metrics.md may not (yet) give; the doc wins.
-_BOOL = {"up", "oper_up", "carrier_up", "visible", "reached", "best"}
-_STRING = {"detail", "state", "prefix", "as_path", "path", "status", "next_hop"}
-_FLOAT = {"rx_bps", "tx_bps", "rx_util", "tx_util", "cpu_percent", "load1", "load5",
-          "load15", "mem_used_percent", "used_percent", "p95_bps", "committed_bps",
-          "p95_util", "uptime_s", "loss_pct", "score"}
 
 
 def _field_type(name: str, typ: str) -> str:
+    """int, float, bool or string: the type docs/metrics.md gives the field."""
     for prefix, kind in (("int", "int"), ("uint", "int"), ("float", "float"),
                          ("bool", "bool"), ("str", "string")):
         if typ.startswith(prefix):
             return kind
-    if name in _BOOL:
-        return "bool"
-    if name in _STRING:
-        return "string"
-    if name in _FLOAT or name.endswith("_ms"):
-        return "float"
-    return "int"
+    raise AssertionError(f"docs/metrics.md gives field {name!r} no known type: {typ!r}")
 
 
 def _escape(value: str, is_tag: bool) -> str:
@@ -729,7 +723,7 @@ def expand(query: str) -> str:
 @pytest.mark.servers
 def test_every_query_runs_and_returns_rows_on_influxdb(
         dashboards: dict[str, Json], influxdb_v1: Any) -> None:
-    schema = merged_schema()
+    schema = documented_schema()
     db = influxdb_v1.db
     influxdb_v1.write(db, sample_lines(schema, time.time_ns()))
     failures = []
@@ -750,7 +744,7 @@ def test_every_query_runs_and_returns_rows_on_influxdb(
 
 @pytest.mark.servers
 def test_influxdb_check_catches_a_wrong_type_and_a_wrong_name(influxdb_v1: Any) -> None:
-    schema = merged_schema()
+    schema = documented_schema()
     db = influxdb_v1.db
     influxdb_v1.write(db, sample_lines(schema, time.time_ns()))
     base = ('SELECT last("oper_up") FROM "link" WHERE "host" =~ /^$host$/ AND $timeFilter '
