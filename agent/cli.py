@@ -1,4 +1,4 @@
-"""The `egress-agent` command line (spec §2): parse, call, print. Exit 0 ok, 1 runtime
+"""The `egress-agent` command line (docs/cli.md): parse, call, print. Exit 0 ok, 1 runtime
 failure, 2 usage or config error; errors are one line on stderr unless --debug."""
 
 from __future__ import annotations

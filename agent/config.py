@@ -1,4 +1,4 @@
-"""Configuration: TOML of spec §3 into typed, validated models.
+"""Configuration: the TOML file (docs/configuration.md) into typed, validated models.
 
 Every error is collected with its key path so the operator sees all of them at once
 (`FILE: key.path: reason`); nothing is applied unless the whole file is valid.

@@ -1,4 +1,4 @@
-"""`egress-agent probe` and `egress-agent traceroute` (spec §2): on demand, no daemon needed.
+"""`egress-agent probe` and `egress-agent traceroute` (docs/cli.md): on demand, no daemon needed.
 
 Carriers: with `-c FILE` (or `--carrier NAME`, which reads the default config) probes go
 through the config's carriers, each on sockets bound to its uplink and source; with
@@ -85,7 +85,7 @@ def add_commands(subparsers: Any) -> None:
                    default=100, metavar="MS", help="gap between probes in ms (default 100)")
     p.add_argument("--timeout", type=_bounded_int("--timeout", 1, MAX_TIMEOUT_MS),
                    default=1000, metavar="MS", help="per probe, ms (default 1000)")
-    p.add_argument("--json", action="store_true", help="one JSON object (spec §2)")
+    p.add_argument("--json", action="store_true", help="one JSON object: {\"results\": [...]}")
     p.add_argument("-c", "--config", help="carriers and [quality] from this config")
     p.set_defaults(func=cmd_probe)
 
@@ -165,7 +165,7 @@ def _usage_guard(func: Any) -> Any:
 
 
 def result_json(result: ProbeResult) -> dict[str, Any]:
-    """One entry of `probe --json` (spec §2), keys in the spec's order."""
+    """One entry of `probe --json`, keys in the documented order (docs/cli.md)."""
     stats = result.stats.as_dict()
     entry: dict[str, Any] = {
         "target": result.target,
@@ -239,7 +239,7 @@ async def run_probes(bindings: list[Binding], targets: dict[str, str], method: s
 
 @_usage_guard
 def cmd_probe(args: argparse.Namespace) -> int:
-    """egress-agent probe TARGET... (spec §2)."""
+    """egress-agent probe TARGET... (docs/cli.md)."""
     if args.count * args.interval / 1000.0 > MAX_ROUND_S:
         raise CliError(f"--count x --interval must stay within {MAX_ROUND_S:g} s")
     config, bindings = _config_and_bindings(args)
@@ -318,7 +318,7 @@ async def run_traces(bindings: list[Binding], target: str, address: str, cfg: Tr
 
 @_usage_guard
 def cmd_traceroute(args: argparse.Namespace) -> int:
-    """egress-agent traceroute TARGET (spec §2)."""
+    """egress-agent traceroute TARGET (docs/cli.md)."""
     config, bindings = _config_and_bindings(args)
     address = _resolve_targets([args.target])[args.target]
     base = config.traceroute if config else TracerouteConfig()

@@ -5,7 +5,7 @@ The JSON files are what Grafana loads; this script is how they are made, so that
 layout, datasource references and the InfluxQL filters stay consistent. Edit here, run
 `python config/grafana/generate.py`, commit both. `tests/test_grafana.py` checks that the
 committed JSON is what this script writes, and checks every query against docs/metrics.md
-and spec §4 (and, where InfluxDB 1.6.7 is installed, runs every query against it).
+(and, where InfluxDB 1.6.7 is installed, runs every query against it).
 
 Conventions the test relies on: raw InfluxQL with every identifier double-quoted, one
 measurement per query, no subqueries; the datasource is the provisioned uid below.
