@@ -219,43 +219,84 @@ def test_tcp_connect_time_follows_the_carrier(lab: Any) -> None:
         assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 1.0, result.round
 
 
-@pytest.mark.parametrize(("method", "trips"),
-                         [("tcp:443", 1), ("dns:www.example.org", 1), ("http:/health", 2)])
-def test_rtt_stays_true_while_another_thread_holds_the_gil(
-    lab: Any, method: str, trips: int
-) -> None:
-    """The agent's other threads (encoding a batch, parsing a netlink dump) hold the GIL for
-    milliseconds at a time; a clock read on the event loop after the answer ran late by as
-    much (up to ~40 ms seen with 50,000-point batches). The kernel's handshake sample (tcp)
-    and receive timestamp (dns, and the first byte of an http response) do not."""
-    stop = threading.Event()
+WIRE_METHODS = ["icmp", "tcp:443", "dns:www.example.org", "http:/health"]
+TRIPS = {"icmp": 1, "tcp": 1, "dns": 1, "http": 2}
 
+
+@contextlib.contextmanager
+def agent_load(gil: bool, cpu_processes: int) -> Iterator[None]:
+    """What a busy agent host looks like to the prober: other threads of the agent holding
+    the GIL (encoding a 50,000-point batch holds it ~20 ms, every ~30 ms) and other
+    processes keeping every core busy."""
+    stop = threading.Event()
     batch = [Point("link", {"interface": f"eth{i}", "carrier": "c"},
                    {"rx_bytes": i, "rx_bps": i / 7.0}, 1) for i in range(50_000)]
 
     def agent_work() -> None:
-        """Encodes a big batch (the GIL held ~20 ms) every ~30 ms."""
         encoder = LineEncoder()
         while not stop.is_set():
             encoder.encode_body(batch)
             time.sleep(0.01)
 
-    worker = threading.Thread(target=agent_work, daemon=True)
-    worker.start()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(cpu_processes)]
+    worker = threading.Thread(target=agent_work, daemon=True) if gil else None
     try:
-        c = lab.carriers[0]
-        result = probe(lab, c.name, lab.target, method=method, count=40, interval_s=0.01)
+        if worker is not None:
+            worker.start()
+        yield
     finally:
         stop.set()
-        worker.join()
-    assert result.stats.received == 40, result.round
-    rtts = sorted(rtt for rtt in result.round.rtts_ms if rtt is not None)
-    # The lab's delay line and servers run in user space too and the same load slows them
-    # (up to +5 ms seen), but far less than the 28-43 ms a late event loop added.
-    expected_ms = trips * c.delay_ms
-    assert rtts[-1] - expected_ms <= 10.0, (method, rtts)
+        if worker is not None:
+            worker.join()
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
+def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
+                     interval_s: float) -> tuple[ProbeResult, list[tuple[float, float]]]:
+    """One round through `carrier` with its uplink captured: the agent's result and, per
+    probe in send order, (agent RTT, wire RTT). Every probe must have left and been
+    answered on the wire, and the agent must have counted exactly those."""
+    from tests.lab.wire import WireCapture, wire_rtts
+
+    c = lab.carrier(carrier)
+    with WireCapture(lab.agent_ns, c.uplink) as capture:
+        result = probe(lab, carrier, lab.target, method=method, count=count,
+                       interval_s=interval_s)
+    assert capture.dropped == 0
+    wire = wire_rtts(capture.frames, method, lab.target)
+    assert len(wire) == count, (method, len(wire), result.round)
+    assert all(w.rtt_ms is not None for w in wire), (method, wire)
+    assert result.stats.received == count, (method, result.round)
+    pairs = [(a, w.rtt_ms) for a, w in zip(result.round.rtts_ms, wire, strict=True)
+             if a is not None and w.rtt_ms is not None]
+    return result, pairs
+
+
+@pytest.mark.parametrize("loaded", [False, True], ids=["idle", "loaded"])
+@pytest.mark.parametrize("method", WIRE_METHODS)
+def test_rtt_matches_the_wire(lab: Any, method: str, loaded: bool) -> None:
+    """Each probe's RTT against the same probe on the agent's uplink, captured with the
+    kernel's timestamps: within 0.5 ms at the median and 2 ms at worst, idle and with the
+    agent's other threads holding the GIL and two busy processes on this machine. A clock
+    read on the event loop ran late by as much as the GIL was held (up to ~40 ms seen);
+    the kernel's timestamps do not. The injected delay is only a coarse sanity bound: the
+    lab's delay line and servers run in user space and a loaded machine slows them."""
+    c = lab.carriers[0]
+    with agent_load(gil=loaded, cpu_processes=2 if loaded else 0):
+        result, pairs = agent_vs_wire_ms(lab, c.name, method, count=40, interval_s=0.01)
+    diffs = sorted(abs(agent - wire) for agent, wire in pairs)
+    median_diff = diffs[len(diffs) // 2]
+    print(f"agent-vs-wire {method} {'loaded' if loaded else 'idle'}: "
+          f"median {median_diff:.3f} ms, max {diffs[-1]:.3f} ms")
+    assert median_diff <= 0.5, (method, pairs)
+    assert diffs[-1] <= 2.0, (method, pairs)
+    expected_ms = TRIPS[method.partition(":")[0]] * c.delay_ms
+    assert result.stats.rtt_min_ms is not None and result.stats.rtt_min_ms >= expected_ms - 0.5
     assert result.stats.rtt_median_ms is not None
-    assert abs(result.stats.rtt_median_ms - expected_ms) <= 3.0, (method, rtts)
+    assert result.stats.rtt_median_ms <= expected_ms + 15.0, (method, pairs)
 
 
 def test_closed_port_is_a_failure(lab: Any) -> None:

@@ -1,0 +1,109 @@
+"""The lab's wire truth: decoding captured packets and pairing them per probe (no I/O).
+
+Packets are built with scapy, so the decoder is checked against another implementation.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.dns import DNS, DNSQR
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.packet import Packet, Raw
+
+from tests.lab.wire import Frame, decode, wire_rtts
+
+AGENT, TARGET = "100.64.1.2", "203.0.113.10"
+AGENT6, TARGET6 = "2001:db8:1::2", "2001:db8:ffff::10"
+MS = 1_000_000
+
+
+def frame(at_ms: float, outgoing: bool, packet: Packet) -> Frame:
+    decoded = decode(round(at_ms * MS), outgoing, bytes(packet))
+    assert decoded is not None
+    return decoded
+
+
+def out_tcp(at_ms: float, sport: int, flags: str, seq: int, data: bytes = b"") -> Frame:
+    return frame(at_ms, True, IP(src=AGENT, dst=TARGET) / TCP(sport=sport, dport=80,
+                                                               flags=flags, seq=seq) / Raw(data))
+
+
+def in_tcp(at_ms: float, dport: int, flags: str, data: bytes = b"") -> Frame:
+    return frame(at_ms, False, IP(src=TARGET, dst=AGENT) / TCP(sport=80, dport=dport,
+                                                               flags=flags) / Raw(data))
+
+
+def test_decode_fields() -> None:
+    f = frame(1.0, True, IP(src=AGENT, dst=TARGET) / UDP(sport=4000, dport=53) / DNS(id=7))
+    assert (f.src, f.dst, f.proto, f.sport, f.dport, f.time_ns) == (AGENT, TARGET, 17, 4000,
+                                                                     53, MS)
+    assert f.payload[:2] == b"\x00\x07"
+    f6 = frame(2.0, False, IPv6(src=TARGET6, dst=AGENT6) / ICMPv6EchoReply(id=3, seq=9))
+    assert (f6.proto, f6.icmp_type, f6.icmp_id, f6.icmp_seq) == (58, 129, 3, 9)
+    assert decode(0, True, b"") is None
+    assert decode(0, True, b"\x45\x00") is None
+
+
+def test_icmp_pairs_by_identifier_and_sequence_and_keeps_losses() -> None:
+    frames = [
+        frame(0.0, True, IP(src=AGENT, dst=TARGET) / ICMP(type=8, id=5, seq=1)),
+        frame(10.0, True, IP(src=AGENT, dst=TARGET) / ICMP(type=8, id=5, seq=2)),
+        frame(20.0, True, IP(src=AGENT, dst=TARGET) / ICMP(type=8, id=5, seq=3)),
+        frame(22.5, False, IP(src=TARGET, dst=AGENT) / ICMP(type=0, id=5, seq=3)),
+        frame(25.0, False, IP(src=TARGET, dst=AGENT) / ICMP(type=0, id=5, seq=1)),
+        frame(26.0, False, IP(src="192.0.2.1", dst=AGENT) / ICMP(type=0, id=5, seq=2)),
+    ]
+    probes = wire_rtts(frames, "icmp", TARGET)
+    assert [p.rtt_ms for p in probes] == [25.0, None, 2.5]
+    six = [frame(0.0, True, IPv6(src=AGENT6, dst=TARGET6) / ICMPv6EchoRequest(id=1, seq=1)),
+           frame(4.0, False, IPv6(src=TARGET6, dst=AGENT6) / ICMPv6EchoReply(id=1, seq=1))]
+    assert [p.rtt_ms for p in wire_rtts(six, "icmp", TARGET6)] == [4.0]
+
+
+def test_tcp_first_syn_to_synack_and_a_reused_local_port_is_a_new_probe() -> None:
+    frames = [
+        out_tcp(0.0, 4000, "S", seq=100),
+        out_tcp(1000.0, 4000, "S", seq=100),  # retransmitted SYN: same connection
+        in_tcp(1010.0, 4000, "SA"),
+        out_tcp(1010.1, 4000, "R", seq=101),
+        out_tcp(1020.0, 4000, "S", seq=900),  # the port reused by the next probe
+        in_tcp(1030.5, 4000, "SA"),
+        out_tcp(1040.0, 4001, "S", seq=5),  # never answered
+    ]
+    probes = wire_rtts(frames, "tcp:80", TARGET)
+    assert [p.rtt_ms for p in probes] == [pytest.approx(1010.0), pytest.approx(10.5), None]
+
+
+def test_http_is_handshake_plus_request_to_first_byte() -> None:
+    frames = [
+        out_tcp(0.0, 4000, "S", seq=1),
+        in_tcp(10.0, 4000, "SA"),
+        out_tcp(10.1, 4000, "A", seq=2),
+        out_tcp(15.0, 4000, "PA", seq=2, data=b"GET / HTTP/1.1\r\n\r\n"),  # client paused 5 ms
+        in_tcp(25.0, 4000, "A"),  # an ACK without data is not the first byte
+        in_tcp(27.0, 4000, "PA", data=b"HTTP/1.1 200 OK\r\n"),
+        out_tcp(40.0, 4001, "S", seq=7),
+        in_tcp(50.0, 4001, "SA"),  # handshake, but no answer to the request
+    ]
+    probes = wire_rtts(frames, "http:/health", TARGET)
+    assert [p.rtt_ms for p in probes] == [pytest.approx(10.0 + 12.0), None]
+
+
+def test_dns_pairs_by_port_and_id() -> None:
+    def query(at_ms: float, sport: int, ident: int) -> Frame:
+        return frame(at_ms, True, IP(src=AGENT, dst=TARGET) / UDP(sport=sport, dport=53)
+                     / DNS(id=ident, qd=DNSQR(qname="www.example.org")))
+
+    def answer(at_ms: float, dport: int, ident: int) -> Frame:
+        return frame(at_ms, False, IP(src=TARGET, dst=AGENT) / UDP(sport=53, dport=dport)
+                     / DNS(id=ident, qr=1))
+
+    frames = [query(0.0, 5000, 1), query(1.0, 5001, 2), answer(11.0, 5001, 2),
+              answer(12.0, 5000, 9), answer(13.0, 5000, 1)]
+    assert [p.rtt_ms for p in wire_rtts(frames, "dns:www.example.org", TARGET)] == [13.0, 10.0]
+
+
+def test_unknown_method_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        wire_rtts([], "ftp", TARGET)
