@@ -1,15 +1,29 @@
-"""DNS query building and answer checking (pure: scapy builds the answers here)."""
+"""DNS query building and answer checking (scapy builds the answers here), and what a
+round counts as sent, lost and not sent (loopback sockets only)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import select
+import socket
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
-from collectors.probes.methods import ProbeFailure, build_dns_query, check_dns_answer
+from collectors.probes.methods import (
+    NotSent,
+    ProbeFailure,
+    recv_in_time,
+    build_dns_query,
+    check_dns_answer,
+    paced_round,
+)
+from collectors.probes.sockets import enable_rx_timestamps
+from collectors.probes.stats import compute_stats
 
 
 def answer(query_id: int = 7, qname: str = "www.example.org", **kw: object) -> bytes:
@@ -55,3 +69,64 @@ def test_wrong_answers_fail(payload: bytes, reason: str) -> None:
 def test_garbage_never_raises_anything_else(payload: bytes) -> None:
     with contextlib.suppress(ProbeFailure):
         check_dns_answer(payload, "www.example.org", 7)
+
+
+# ---------------------------------------------------------------- what counts as loss
+
+
+def test_round_counts_only_probes_that_left() -> None:
+    """A probe the agent could not send is a send error, not a lost probe: it is left out
+    of the outcomes (so of `sent` and loss) and counted apart."""
+    script: list[float | BaseException] = [10.0, NotSent("socket: no buffer"),
+                                            TimeoutError(), ProbeFailure("refused"), 12.0]
+
+    async def one(timeout_s: float) -> float:
+        item = script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    result = asyncio.run(paced_round(5, 0.0, 1.0, one))
+    assert result.rtts_ms == [10.0, None, None, 12.0]
+    assert result.send_errors == 1
+    stats = compute_stats(result.rtts_ms)
+    assert (stats.sent, stats.received, stats.loss_pct) == (4, 2, 50.0)
+
+
+def _socket_pair() -> tuple[socket.socket, socket.socket]:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    enable_rx_timestamps(receiver)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    return receiver, sender
+
+
+@pytest.mark.parametrize(("sent_before_s", "timeout_s", "counted"),
+                         [(0.0, 0.1, True), (0.15, 0.1, False)])
+def test_answer_received_in_time_counts_even_when_read_late(
+        sent_before_s: float, timeout_s: float, counted: bool) -> None:
+    """The event loop got to the socket only after the deadline (another thread held the
+    GIL, say). The kernel's receive time decides: in time counts, late does not."""
+    receiver, sender = _socket_pair()
+    try:
+        sent_ns = time.time_ns()
+        time.sleep(sent_before_s)
+        sender.send(b"answer")
+        select.select([receiver], [], [], 1.0)
+        time.sleep(0.2)  # the loop is late: the deadline has passed before it looks
+
+        async def wait() -> tuple[bytes, int | None]:
+            return await recv_in_time(receiver, sent_ns, timeout_s)
+
+        if counted:
+            payload, received_ns = asyncio.run(wait())
+            assert payload == b"answer"
+            assert received_ns is not None and 0 < received_ns - sent_ns < timeout_s * 1e9
+        else:
+            with pytest.raises(TimeoutError):
+                asyncio.run(wait())
+    finally:
+        receiver.close()
+        sender.close()

@@ -38,7 +38,7 @@ def test_all_lost_and_empty() -> None:
     assert (stats.sent, stats.received, stats.loss_pct) == (2, 0, 100.0)
     assert stats.rtt_median_ms is None and stats.jitter_ms is None and stats.stddev_ms is None
     empty = compute_stats([])
-    assert (empty.sent, empty.loss_pct) == (0, 0.0)
+    assert (empty.sent, empty.loss_pct) == (0, None)  # nothing left: no loss figure
 
 
 def test_single_reply_has_no_jitter_or_stddev() -> None:
@@ -141,5 +141,7 @@ def test_nan_never_produced() -> None:
 def test_tcp_connect_time_prefers_the_kernels_handshake_sample() -> None:
     assert connect_time_ms(elapsed_ms=27.5, kernel_rtt_ms=10.2) == 10.2  # the loop ran late
     assert connect_time_ms(elapsed_ms=10.4, kernel_rtt_ms=None) == 10.4  # no sample: clock
-    # A lost SYN (retransmitted after >= 1 s): the connect time users waited counts.
-    assert connect_time_ms(elapsed_ms=1010.0, kernel_rtt_ms=10.0) == 1010.0
+    # A lost SYN (the kernel retransmitted it after >= 1 s): the time users waited counts.
+    assert connect_time_ms(elapsed_ms=1010.0, kernel_rtt_ms=10.0, retransmitted=True) == 1010.0
+    # No retransmission: the loop was a second late, the handshake took 10 ms.
+    assert connect_time_ms(elapsed_ms=1010.0, kernel_rtt_ms=10.0) == 10.0

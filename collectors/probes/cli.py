@@ -203,7 +203,8 @@ def render_table(target: str, address: str, method: str, results: list[ProbeResu
     rows: list[list[str]] = []
     for label, key in _ROWS:
         if key == "loss_pct":
-            rows.append([label] + [f"{r.stats.loss_pct:.1f}" for r in results])
+            rows.append([label] + ["-" if r.stats.loss_pct is None else f"{r.stats.loss_pct:.1f}"
+                                   for r in results])
             continue
         rows.append([label] + [_fmt(r.stats.as_dict()[key]) for r in results])
     rows.append(["status"] + [by_carrier[r.carrier].status for r in results])

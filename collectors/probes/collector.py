@@ -48,10 +48,12 @@ def stats_fields(stats: RttStats) -> dict[str, FieldValue]:
 
 
 def probe_point(result: ProbeResult, time_ns: int) -> Point:
+    fields = stats_fields(result.stats)
+    fields["send_errors"] = result.round.send_errors
     return Point(
         "probe",
         {"carrier": result.carrier, "target": result.target, "method": result.method},
-        stats_fields(result.stats),
+        fields,
         time_ns,
     )
 
@@ -138,7 +140,10 @@ class ProbesCollector(StreamingCollector):
         )
         counters["last_error"] = "; ".join(errors)[:500]
         wanted = quality_method(probe.methods)
-        per_carrier = {r.carrier: r.stats for r in results if r.method == wanted}
+        # A carrier none of whose probes left (the agent's own failure) was not measured:
+        # it gets no quality this round rather than a "down" the network did not cause.
+        per_carrier = {r.carrier: r.stats for r in results
+                       if r.method == wanted and r.stats.sent > 0}
         qualities = assess(probe.target, per_carrier, self.ctx.config.quality)
         self.tracker.update(probe.target, qualities)
         for q in qualities:

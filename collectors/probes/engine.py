@@ -120,18 +120,17 @@ class ProbeEngine:
         timeout_s: float,
         address: str | None,
     ) -> tuple[str | None, RoundResult]:
-        lost: list[float | None] = [None] * count
         if address is None:
             try:
                 address = await resolve(target, binding)
             except ResolveError as exc:
-                return None, RoundResult(lost, send_errors=count, error=str(exc))
+                return None, RoundResult([], send_errors=count, error=str(exc))
         family = family_of(address)
         bound = binding.source4 is not None or binding.source6 is not None
         if bound and binding.source(family) is None:
             version = 6 if family == socket.AF_INET6 else 4
             reason = f"carrier {binding.carrier} has no IPv{version} source"
-            return address, RoundResult(lost, send_errors=count, error=reason)
+            return address, RoundResult([], send_errors=count, error=reason)
         try:
             if method.kind == "icmp":
                 prober = self.icmp_prober(binding, family)
@@ -148,7 +147,7 @@ class ProbeEngine:
             return address, await paced_round(count, interval_s, timeout_s, one)
         except OSError as exc:  # the socket itself could not be made or bound
             reason = f"carrier {binding.carrier}: {exc.strerror or exc}"
-            return address, RoundResult(lost, send_errors=count, error=reason)
+            return address, RoundResult([], send_errors=count, error=reason)
 
     def close(self) -> None:
         for prober in self._icmp.values():

@@ -105,7 +105,9 @@ class _Session:
 
 @dataclass
 class RoundResult:
-    """Outcomes (ms or None per probe) and what was seen but not counted."""
+    """Outcomes of the probes that left (ms, or None: lost), in send order, and what was
+    seen but not counted. `send_errors` counts probes the agent itself could not send:
+    they are not in `rtts_ms`, so they never show as network loss."""
 
     rtts_ms: list[float | None]
     late: int = 0
@@ -206,6 +208,7 @@ class IcmpProber:
             results=[None] * count, timeout_ns=int(timeout_s * 1e9), remaining=count
         )
         tokens: list[int] = []
+        not_sent: set[int] = set()
         destination = (address, 0) if self._v4 else (address, 0, 0, 0)
         start = time.perf_counter()
         last_send_ns = time.time_ns()
@@ -227,6 +230,7 @@ class IcmpProber:
                 if not await self._send(packet, destination, session):
                     entry.answered = True
                     session.remaining -= 1
+                    not_sent.add(index)
                 last_send_ns = entry.send_ns
             session.all_sent = True
             if session.remaining > 0:
@@ -239,7 +243,7 @@ class IcmpProber:
             for token in tokens:
                 self._pending.pop(token, None)
         return RoundResult(
-            rtts_ms=session.results,
+            rtts_ms=[r for i, r in enumerate(session.results) if i not in not_sent],
             late=session.late,
             duplicates=session.duplicates,
             send_errors=session.send_errors,

@@ -33,10 +33,9 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 # struct tcp_info (linux/tcp.h): tcpi_rtt, the smoothed RTT in microseconds, is the u32 at
 # byte 68; after a handshake it is the kernel's one sample of SYN -> SYN-ACK.
 _TCPI_RTT_OFFSET = 68
+# tcpi_total_retrans, the u32 at byte 100, counts retransmitted segments, SYNs included.
+_TCPI_TOTAL_RETRANS_OFFSET = 100
 _TCP_INFO_BYTES = 104
-# A SYN retransmission waits at least 1 s (the kernel's initial RTO): a connect that took
-# this much longer than the kernel's RTT sample lost a SYN, and its user-visible time counts.
-_RETRANSMITTED_SYN_GAP_MS = 500.0
 _TIMESTAMP_CMSG_BYTES = socket.CMSG_SPACE(16)  # one struct timespec
 
 
@@ -86,24 +85,36 @@ def parse_method(text: str) -> Method:
     raise ValueError(f"unknown method {text!r} (icmp, tcp:PORT, dns[:QNAME], http[:PATH])")
 
 
-OneProbe = Callable[[], Awaitable[float]]
+class NotSent(Exception):
+    """The agent itself could not send this probe (its socket could not be made, bound or
+    written): the probe never left, so it is counted apart, never as network loss."""
+
+
+# One probe: given its timeout, the RTT in ms; raises TimeoutError (lost), ProbeFailure
+# (answered wrongly, refused) or NotSent. The timeout runs from the send and is judged by
+# the kernel's timestamps, so an event loop that was late cannot lose an answer.
+OneProbe = Callable[[float], Awaitable[float]]
 
 
 async def paced_round(
     count: int, interval_s: float, timeout_s: float, one_probe: OneProbe
 ) -> RoundResult:
     """Start a probe every `interval_s` (they may overlap), each bounded by `timeout_s`."""
-    errors: list[str] = []
+    failures: list[str] = []
+    not_sent: list[str] = []
 
-    async def guarded() -> float | None:
+    async def guarded() -> float | NotSent | None:
         try:
-            return await asyncio.wait_for(one_probe(), timeout_s)
+            return await one_probe(timeout_s)
+        except NotSent as exc:
+            not_sent.append(str(exc))
+            return exc
         except TimeoutError:
-            errors.append("timed out")
+            failures.append("timed out")
         except ProbeFailure as exc:
-            errors.append(str(exc))
+            failures.append(str(exc))
         except OSError as exc:
-            errors.append(exc.strerror or str(exc))
+            failures.append(exc.strerror or str(exc))
         return None
 
     tasks = []
@@ -113,24 +124,58 @@ async def paced_round(
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.ensure_future(guarded()))
-    rtts = list(await asyncio.gather(*tasks))
+    outcomes = await asyncio.gather(*tasks)
+    errors = not_sent + failures
     return RoundResult(
-        rtts_ms=rtts, send_errors=len(errors), error=errors[-1] if errors else None
+        rtts_ms=[o for o in outcomes if not isinstance(o, NotSent)],
+        send_errors=len(not_sent),
+        error=errors[-1] if errors else None,
     )
 
 
-async def _connect(binding: Binding, address: str, port: int) -> socket.socket:
-    family = family_of(address)
-    sock = open_bound(binding, family, socket.SOCK_STREAM)
+def _open(binding: Binding, address: str, kind: int) -> socket.socket:
     try:
-        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        return open_bound(binding, family_of(address), kind)
+    except OSError as exc:
+        raise NotSent(f"socket: {exc.strerror or exc}") from None
+
+
+def _connected(sock: socket.socket) -> bool:
+    """True when a non-blocking connect has completed (whether or not we saw it)."""
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+        return False
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
+async def _connect(binding: Binding, address: str, port: int,
+                   timeout_s: float) -> tuple[socket.socket, float]:
+    """A connected socket and the connect time (ms) a TCP probe reports. When the timeout
+    fires, a handshake the kernel completed in time still counts: the event loop may only
+    have been too late to see it."""
+    sock = _open(binding, address, socket.SOCK_STREAM)
+    start = time.perf_counter()
+    try:
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().sock_connect(sock, (address, port)), timeout_s)
+        except TimeoutError:
+            if not _connected(sock):
+                raise
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        rtt_ms = connect_time_ms(elapsed_ms, *handshake_info(sock))
+        if rtt_ms > timeout_s * 1000.0:
+            raise TimeoutError
     except ConnectionRefusedError:
         _reset_close(sock)
         raise ProbeFailure("connection refused") from None
     except BaseException:
         _reset_close(sock)
         raise
-    return sock
+    return sock, rtt_ms
 
 
 def _reset_close(sock: socket.socket) -> None:
@@ -140,35 +185,35 @@ def _reset_close(sock: socket.socket) -> None:
     sock.close()
 
 
-def handshake_rtt_ms(sock: socket.socket) -> float | None:
-    """The kernel's RTT sample of the handshake, or None when it has none."""
+def handshake_info(sock: socket.socket) -> tuple[float | None, bool]:
+    """The kernel's RTT sample of the handshake (None when it has none) and whether a
+    segment, the SYN included, had to be retransmitted."""
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
     except OSError:
-        return None
-    if len(info) < _TCPI_RTT_OFFSET + 4:
-        return None
+        return None, False
+    if len(info) < _TCP_INFO_BYTES:
+        return None, False
     (rtt_us,) = struct.unpack_from("=I", info, _TCPI_RTT_OFFSET)
-    return rtt_us / 1000.0 if rtt_us else None
+    (retransmitted,) = struct.unpack_from("=I", info, _TCPI_TOTAL_RETRANS_OFFSET)
+    return (rtt_us / 1000.0 if rtt_us else None), retransmitted > 0
 
 
-def connect_time_ms(elapsed_ms: float, kernel_rtt_ms: float | None) -> float:
+def connect_time_ms(elapsed_ms: float, kernel_rtt_ms: float | None,
+                    retransmitted: bool = False) -> float:
     """What a TCP probe reports. The clock read around connect() on the event loop runs
     late whenever another thread holds the GIL (milliseconds under load), so the kernel's
     own sample is used, unless a SYN was lost: then the connect time users see counts."""
-    if kernel_rtt_ms is None or elapsed_ms - kernel_rtt_ms > _RETRANSMITTED_SYN_GAP_MS:
+    if kernel_rtt_ms is None or retransmitted:
         return elapsed_ms
     return min(kernel_rtt_ms, elapsed_ms)
 
 
 def tcp_probe(binding: Binding, address: str, port: int) -> OneProbe:
-    async def one() -> float:
-        start = time.perf_counter()
-        sock = await _connect(binding, address, port)
-        elapsed_ms = (time.perf_counter() - start) * 1000.0
-        kernel_rtt_ms = handshake_rtt_ms(sock)
+    async def one(timeout_s: float) -> float:
+        sock, rtt_ms = await _connect(binding, address, port, timeout_s)
         _reset_close(sock)
-        return connect_time_ms(elapsed_ms, kernel_rtt_ms)
+        return rtt_ms
 
     return one
 
@@ -205,12 +250,23 @@ def check_dns_answer(payload: bytes, qname: str, query_id: int) -> None:
         raise ProbeFailure("wrong DNS answer: answer is for another name")
 
 
-async def _recv_with_timestamp(sock: socket.socket,
+def _recv_now(sock: socket.socket, size: int) -> tuple[bytes, int | None] | None:
+    """What the kernel has queued on `sock`, with its receive time; None when nothing."""
+    try:
+        payload, ancdata, _flags, _address = sock.recvmsg(size, _TIMESTAMP_CMSG_BYTES,
+                                                          socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    return payload, rx_timestamp_ns(ancdata)
+
+
+async def recv_in_time(sock: socket.socket, sent_ns: int, timeout_s: float,
                                size: int = 4096) -> tuple[bytes, int | None]:
     """One datagram (or up to `size` bytes of a stream) and the kernel's receive time
     (SO_TIMESTAMPNS), which does not depend on when the event loop got round to reading
     it. On a TCP socket the time is that of the last segment read: read 1 byte to get the
-    first segment's."""
+    first segment's. The timeout runs from `sent_ns`; an answer the kernel received in
+    time counts even when the loop wakes after the deadline. Raises TimeoutError."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[bytes, int | None]] = loop.create_future()
 
@@ -218,35 +274,46 @@ async def _recv_with_timestamp(sock: socket.socket,
         if done.done():
             return
         try:
-            payload, ancdata, _flags, _address = sock.recvmsg(size, _TIMESTAMP_CMSG_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
+            got = _recv_now(sock, size)
         except OSError as exc:
             done.set_exception(exc)
             return
-        done.set_result((payload, rx_timestamp_ns(ancdata)))
+        if got is not None:
+            done.set_result(got)
 
+    left_s = timeout_s - (time.time_ns() - sent_ns) / 1e9
     loop.add_reader(sock.fileno(), readable)
     try:
-        return await done
+        return await asyncio.wait_for(done, max(left_s, 0.0))
+    except TimeoutError:
+        got = _recv_now(sock, size)
+        if got is None or (got[1] is not None and got[1] - sent_ns > timeout_s * 1e9):
+            raise
+        return got
     finally:
         loop.remove_reader(sock.fileno())
 
 
 def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> OneProbe:
-    async def one() -> float:
-        loop = asyncio.get_running_loop()
-        sock = open_bound(binding, family_of(address), socket.SOCK_DGRAM)
+    """The query is built once for the round (scapy is slow, and was imported on the first
+    probe, whose time then counted against its timeout); each probe patches its id."""
+    template = build_dns_query(qname, 0)
+
+    async def one(timeout_s: float) -> float:
+        sock = _open(binding, address, socket.SOCK_DGRAM)
         try:
             enable_rx_timestamps(sock)
             query_id = int.from_bytes(os.urandom(2), "big")
-            query = build_dns_query(qname, query_id)
-            await loop.sock_connect(sock, (address, port))
-            start = time.perf_counter()
-            sent_ns = time.time_ns()  # read just before the send, as the ICMP prober does
-            sock.send(query)  # one datagram: a non-blocking send completes at once
+            query = query_id.to_bytes(2, "big") + template[2:]
             try:
-                payload, received_ns = await _recv_with_timestamp(sock)
+                sock.connect((address, port))  # UDP: only sets the peer, does not block
+                start = time.perf_counter()
+                sent_ns = time.time_ns()  # read just before the send, as the ICMP prober does
+                sock.send(query)  # one datagram: a non-blocking send completes at once
+            except OSError as exc:
+                raise NotSent(f"send: {exc.strerror or exc}") from None
+            try:
+                payload, received_ns = await recv_in_time(sock, sent_ns, timeout_s)
             except ConnectionRefusedError:
                 raise ProbeFailure("port unreachable") from None
             elapsed_ms = (time.perf_counter() - start) * 1000.0
@@ -264,23 +331,22 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
     """Time to first byte: the handshake, then the request to the first byte of the answer.
     Both from the kernel (the handshake's RTT sample, the answer's receive timestamp), so a
     late event loop, which also sends the request late, adds nothing."""
+    host_header = f"[{host}]" if ":" in host else host
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"
+        "User-Agent: egress-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    ).encode()
 
-    async def one() -> float:
+    async def one(timeout_s: float) -> float:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        sock = await _connect(binding, address, port)
+        sock, connect_ms = await _connect(binding, address, port, timeout_s)
         try:
-            connect_ms = connect_time_ms((time.perf_counter() - start) * 1000.0,
-                                         handshake_rtt_ms(sock))
             enable_rx_timestamps(sock)  # before the request: no data has arrived yet
-            host_header = f"[{host}]" if ":" in host else host
-            request = (
-                f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"
-                "User-Agent: egress-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-            ).encode()
             sent_ns = time.time_ns()  # the request fits the send buffer: it leaves now
             await loop.sock_sendall(sock, request)
-            first, received_ns = await _recv_with_timestamp(sock, size=1)
+            first, received_ns = await recv_in_time(
+                sock, sent_ns, timeout_s - connect_ms / 1000.0, size=1)
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             if not first:
                 raise ProbeFailure("connection closed before any response")

@@ -47,9 +47,10 @@ class Quality:
 
 
 def status_of(stats: RttStats, thresholds: QualityConfig) -> str:
-    if stats.received == 0 or stats.loss_pct >= thresholds.loss_down_pct:
+    loss_pct = stats.loss_pct
+    if loss_pct is None or stats.received == 0 or loss_pct >= thresholds.loss_down_pct:
         return STATUS_DOWN
-    if stats.loss_pct >= thresholds.loss_degraded_pct:
+    if loss_pct >= thresholds.loss_degraded_pct:
         return STATUS_DEGRADED
     if stats.rtt_median_ms is not None and stats.rtt_median_ms > thresholds.rtt_degraded_ms:
         return STATUS_DEGRADED
@@ -59,7 +60,7 @@ def status_of(stats: RttStats, thresholds: QualityConfig) -> str:
 
 
 def score_of(stats: RttStats, thresholds: QualityConfig) -> float:
-    if status_of(stats, thresholds) == STATUS_DOWN:
+    if stats.loss_pct is None or status_of(stats, thresholds) == STATUS_DOWN:
         return 0.0
     penalty = _PENALTY_AT_THRESHOLD * stats.loss_pct / thresholds.loss_degraded_pct
     if stats.rtt_median_ms is not None:

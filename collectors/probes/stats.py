@@ -19,7 +19,7 @@ class RttStats:
 
     sent: int
     received: int
-    loss_pct: float
+    loss_pct: float | None  # None when no probe left: nothing was measured
     rtt_min_ms: float | None
     rtt_avg_ms: float | None
     rtt_median_ms: float | None
@@ -74,7 +74,7 @@ def compute_stats(outcomes: Sequence[float | None]) -> RttStats:
     rtts = [r for r in outcomes if r is not None]
     sent = len(outcomes)
     received = len(rtts)
-    loss_pct = 100.0 * (sent - received) / sent if sent else 0.0
+    loss_pct = 100.0 * (sent - received) / sent if sent else None
     if not rtts:
         return RttStats(sent, received, loss_pct, None, None, None, None, None, None, None)
     ordered = sorted(rtts)
