@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.lab.netns import ns_argv, run, stop_process
 from tests.lab.routes import Route, bird_route
+from tests.lab.wait import NotYet, wait_until
+
+
+class BirdUnreachable(RuntimeError):
+    """birdc could not reach BIRD's control socket (not started yet, or restarting)."""
 
 
 @dataclass(frozen=True)
@@ -96,19 +100,24 @@ class Bird:
             log.close()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until birdc answers (the route set is loaded then)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until birdc answers (the route set is loaded then). While BIRD loads a big
+        table one `show status` may time out: that is "not yet", as is a control socket
+        that is not there or not accepting yet."""
+
+        def ready(left: float) -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 err = (self.workdir / "bird.stderr").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"bird in {self.ns} exited: {err}")
-            if self.ctl.exists():
-                proc = run(["birdc", "-s", str(self.ctl), "show", "status"], check=False,
-                           timeout=10)
-                if proc.returncode == 0 and "Daemon is up" in proc.stdout:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"bird in {self.ns} not ready after {timeout}s")
+            if not self.ctl.exists():
+                raise NotYet(f"no control socket {self.ctl} yet")
+            proc = run(["birdc", "-s", str(self.ctl), "show", "status"], check=False,
+                       timeout=min(10.0, left))
+            if proc.returncode == 0 and "Daemon is up" in proc.stdout:
+                return True
+            raise NotYet(f"birdc show status: exit {proc.returncode}: "
+                         f"{(proc.stdout + proc.stderr).strip()}")
+
+        wait_until(ready, timeout, f"bird in {self.ns} to answer `birdc show status`")
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -118,7 +127,14 @@ class Bird:
         self.proc = None
 
     def birdc(self, *command: str, timeout: float = 60.0) -> str:
-        proc = run(["birdc", "-s", str(self.ctl), *command], timeout=timeout)
+        """birdc's output; RuntimeError when it fails (BirdUnreachable when it could not
+        connect), subprocess.TimeoutExpired after `timeout`."""
+        argv = ["birdc", "-s", str(self.ctl), *command]
+        proc = run(argv, check=False, timeout=timeout)
+        if proc.returncode != 0:
+            text = proc.stderr.strip() or proc.stdout.strip()
+            error = BirdUnreachable if "Unable to connect" in text else RuntimeError
+            raise error(f"{' '.join(argv)}: exit {proc.returncode}: {text}")
         return proc.stdout
 
     def configure(self) -> None:
@@ -136,10 +152,10 @@ class Bird:
         self._write_injected()
         self.configure()
 
-    def protocol_states(self) -> dict[str, str]:
+    def protocol_states(self, timeout: float = 60.0) -> dict[str, str]:
         """BGP protocol name → BIRD state info (e.g. "Established", "Active", "Connect")."""
         states = {}
-        for line in self.birdc("show", "protocols").splitlines():
+        for line in self.birdc("show", "protocols", timeout=timeout).splitlines():
             fields = line.split()
             if len(fields) >= 6 and fields[1] == "BGP":
                 states[fields[0]] = fields[5]

@@ -9,7 +9,8 @@ microsecond timeout), not by a thread per packet, so the added delay is accurate
 ~0.1 ms. TTL / hop limit is given back the one the extra pass through the router costs,
 so traceroute sees the transit router once.
 
-Config (JSON file, re-read on SIGHUP):
+Config (JSON file, re-read on SIGHUP; after each load the text loaded is written to
+FILE.loaded, so whoever changed it can wait for it instead of guessing):
   {"carriers": [{"net": "100.64.1.0/24", "net6": "2001:db8:1::/64", "delay_ms": 10,
                  "jitter_ms": 0, "loss_pct": 0}],
    "only_via": {"203.0.113.11": "100.64.1.0/24", "2001:db8:ffff::11": "2001:db8:1::/64"}}
@@ -143,7 +144,13 @@ def main() -> int:
 
     def load() -> Rules:
         with open(args.config) as fh:
-            return Rules(json.load(fh))
+            text = fh.read()
+        rules = Rules(json.loads(text))
+        # in effect from the next packet on (this loop is the only reader of the tun)
+        with open(args.config + ".loaded.tmp", "w") as fh:
+            fh.write(text)
+        os.replace(args.config + ".loaded.tmp", args.config + ".loaded")
+        return rules
 
     state = {"rules": load(), "reload": False, "stop": False}
 

@@ -7,6 +7,7 @@ that: processes by PID, namespaces by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.lab.bird import BgpPeer, Bird
+from tests.lab.bird import BgpPeer, Bird, BirdUnreachable
 from tests.lab.netns import in_netns, netns_list, netns_pids, ns_argv, run
 from tests.lab.routes import (
     TARGET_AS,
@@ -33,6 +34,7 @@ from tests.lab.routes import (
 )
 from tests.lab.servers import InfluxDBv1, VictoriaMetrics
 from tests.lab.traffic import TrafficGenerator, TrafficResult
+from tests.lab.wait import TRANSIENT, NotYet, WaitTimeout, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -200,8 +202,8 @@ def _kill_pids(pids: Sequence[int], timeout: float = 5.0) -> None:
             live.append(pid)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    while live and time.monotonic() < deadline:
+
+    def all_gone(_left: float) -> bool:
         for pid in list(live):
             try:
                 done, _ = os.waitpid(pid, os.WNOHANG)
@@ -212,8 +214,10 @@ def _kill_pids(pids: Sequence[int], timeout: float = 5.0) -> None:
                 pass
             if not _alive(pid):
                 live.remove(pid)
-        if live:
-            time.sleep(0.02)
+        return not live
+
+    with contextlib.suppress(WaitTimeout):  # then SIGKILL
+        wait_until(all_gone, timeout, "processes to exit on SIGTERM", interval_s=0.02)
     for pid in live:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -511,7 +515,8 @@ class Lab:
 
     def _up_processes(self) -> None:
         # delay line and target services
-        (self.workdir / "delayline.json").write_text(json.dumps(self._delay_config()))
+        delay_config = json.dumps(self._delay_config())
+        (self.workdir / "delayline.json").write_text(delay_config)
         self._spawn("delayline", self.transit_ns,
                     [sys.executable, str(HERE / "delayline.py"), "--tun", "dl",
                      "--config", str(self.workdir / "delayline.json")])
@@ -562,6 +567,7 @@ class Lab:
                                                     netns=self.agent_ns, port=8428)
             self.victoria_metrics.start()
             self._save_state()
+        self._wait_delay_line(delay_config)
         self._warm_up()
         for bird in self.birds.values():
             bird.wait_ready(timeout=120 if mrt_file else 30)
@@ -572,14 +578,16 @@ class Lab:
         (else the very first probe through a fresh lab can be lost: a TTL-expired ICMP
         error from the transit waits on ARP and is dropped)."""
         # veth carrier changes reach the bridge through linkwatch, up to ~1 s late
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            ports = json.loads(run(["bridge", "-n", self.transit_ns, "-j", "link", "show"])
-                               .stdout or "[]")
+        def forwarding(left: float) -> bool:
+            ports = json.loads(run(["bridge", "-n", self.transit_ns, "-j", "link", "show"],
+                                   timeout=left).stdout or "[]")
             if len(ports) == len(self.carriers) and all(
                     p.get("state") == "forwarding" for p in ports):
-                break
-            time.sleep(0.02)
+                return True
+            raise NotYet(f"bridge ports: {[(p.get('ifname'), p.get('state')) for p in ports]}")
+
+        wait_until(forwarding, 5.0, f"all {len(self.carriers)} ports of the IX bridge in "
+                   f"{self.transit_ns} to forward", interval_s=0.02)
         procs = [subprocess.Popen(ns_argv(self.agent_ns, [
             "ping", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source, t]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -588,8 +596,38 @@ class Lab:
             "ping", "-6", "-n", "-q", "-c", "1", "-W", "2", "-I", c.source6, t]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for c in self.carriers for t in [c.gateway6, *c.targets6]]
-        for proc in procs:
-            proc.wait(10)
+
+        def pings_done(_left: float) -> bool:
+            running = [" ".join(p.args[-3:]) for p in procs if p.poll() is None]
+            if running:
+                raise NotYet(f"{len(running)} of {len(procs)} still running: {running}")
+            return True
+
+        try:  # each ping gives up after 2 s (-W 2)
+            wait_until(pings_done, 10.0, "the warm-up pings to finish", interval_s=0.01)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+    def _wait_delay_line(self, config: str, timeout: float = 5.0) -> None:
+        """Until the delay line has loaded `config` (after each load it writes what it
+        loaded to delayline.json.loaded)."""
+        loaded = self.workdir / "delayline.json.loaded"
+        log = self.workdir / "delayline.log"
+        proc = self.procs["delayline"]
+
+        def has_loaded(_left: float) -> bool:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the delay line exited with {proc.returncode}: {tail}")
+            if loaded.read_text() == config:  # absent (OSError): not yet
+                return True
+            raise NotYet(f"{loaded} holds an older config (a failed reload says why in {log})")
+
+        wait_until(has_loaded, timeout, "the delay line to load its new config",
+                   interval_s=0.005)
 
     @staticmethod
     def _join_includes(cdir: Path, *files: Path) -> Path:
@@ -598,17 +636,22 @@ class Lab:
         return joined
 
     def wait_carrier_mesh(self, timeout: float = 20.0) -> None:
-        """Until every carrier-to-carrier session is Established."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pending = [f"{name}:{proto}" for name, bird in self.birds.items()
-                       for proto, state in bird.protocol_states().items()
-                       if proto.startswith("ix_") and state != "Established"]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"carrier sessions not established: {pending}")
-            time.sleep(0.2)
+        """Until every carrier-to-carrier session is Established (a BIRD that does not
+        answer yet, e.g. just restarted or busy loading its table, is "not yet")."""
+
+        def established(left: float) -> bool:
+            end = time.monotonic() + left
+            pending = []
+            for name, bird in self.birds.items():
+                states = bird.protocol_states(timeout=max(end - time.monotonic(), 0.001))
+                pending += [f"{name}:{proto} {state}" for proto, state in states.items()
+                            if proto.startswith("ix_") and state != "Established"]
+            if pending:
+                raise NotYet(f"not Established: {pending}")
+            return True
+
+        wait_until(established, timeout, "every carrier-to-carrier BGP session to be "
+                   "Established", interval_s=0.2, transient=(*TRANSIENT, BirdUnreachable))
 
     # ------------------------------------------------------------ down
 
@@ -695,9 +738,10 @@ class Lab:
             c.jitter_ms = jitter_ms
         if loss_pct is not None:
             c.loss_pct = loss_pct
-        (self.workdir / "delayline.json").write_text(json.dumps(self._delay_config()))
+        config = json.dumps(self._delay_config())
+        (self.workdir / "delayline.json").write_text(config)
         self.procs["delayline"].send_signal(signal.SIGHUP)
-        time.sleep(0.05)
+        self._wait_delay_line(config)
 
     def exec_in_agent_ns(self, argv: Sequence[str], timeout: float = 60.0,
                          check: bool = False) -> subprocess.CompletedProcess[str]:

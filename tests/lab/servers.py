@@ -17,10 +17,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Self
 
 from tests.lab.netns import in_netns, ns_argv, stop_process
+from tests.lab.wait import TRANSIENT, NotYet, WaitTimeout, wait_until
+
+# one request's failures that mean "not answering yet": refused, reset, timed out, or a
+# connection closed before a whole response while the server starts
+HTTP_TRANSIENT = (*TRANSIENT, HTTPException)
 
 INFLUXD = "influxd"
 VICTORIA_METRICS = "victoria-metrics"
@@ -104,20 +110,24 @@ class _Server:
         finally:
             log.close()
         self.pid = self.proc.pid
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answers(left: float) -> bool:
+            if proc.poll() is not None:
                 tail = self.log_file.read_text(errors="replace")[-2000:]
-                raise ServerError(f"{self.name} exited with {self.proc.returncode}: {tail}")
-            try:
-                status, _ = http("GET", self.url + self.ready_path, netns=self.netns, timeout=1.0)
-                if status < 300:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise ServerError(f"{self.name} not ready on {self.url} after {timeout}s")
+                raise ServerError(f"{self.name} exited with {proc.returncode}: {tail}")
+            status, body = http("GET", self.url + self.ready_path, netns=self.netns,
+                                timeout=min(1.0, left))
+            if status < 300:
+                return True
+            raise NotYet(f"HTTP {status}: {body[:300]!r}")
+
+        try:
+            wait_until(answers, timeout, f"{self.name} to answer GET {self.url}{self.ready_path}",
+                       transient=HTTP_TRANSIENT)
+        except WaitTimeout:
+            self.stop()
+            raise
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -270,9 +280,9 @@ class VictoriaMetrics(_Server):
             "-loggerLevel=ERROR",
         ]
 
-    def flush(self) -> None:
+    def flush(self, timeout: float = 30.0) -> None:
         """Make just-written samples searchable (/internal/force_flush)."""
-        self._get("/internal/force_flush")
+        self._get("/internal/force_flush", timeout=timeout)
 
     def export(self, match: str | list[str], start: str | None = None,
                end: str | None = None, min_samples: int = 1,
@@ -283,22 +293,43 @@ class VictoriaMetrics(_Server):
 
         Samples take ~0.2 s from a write to export even after /internal/force_flush, so
         this polls until at least `min_samples` samples in total are there or `wait_s`
-        passes (then returns what there is; pass min_samples=0 for one plain read)."""
+        passes (then returns what there is; pass min_samples=0 for one plain read). A
+        request that times out or finds the server not answering is retried until then;
+        if none got an answer, WaitTimeout says why."""
         matches = [match] if isinstance(match, str) else match
         params: list[tuple[str, str]] = [("match[]", m) for m in matches]
         if start:
             params.append(("start", start))
         if end:
             params.append(("end", end))
-        deadline = time.monotonic() + wait_s
-        while True:
-            self.flush()
-            body = self._get("/api/v1/export", params)
-            series = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-            if sum(len(s["values"]) for s in series) >= min_samples or (
-                    time.monotonic() >= deadline):
-                return series
-            time.sleep(0.1)
+
+        def read(timeout: float) -> list[dict[str, Any]]:
+            end = time.monotonic() + timeout
+            self.flush(timeout)
+            body = self._get("/api/v1/export", params,
+                             timeout=max(end - time.monotonic(), 0.001))
+            return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+        if wait_s <= 0:
+            return read(30.0)
+        last: list[list[dict[str, Any]]] = []
+
+        def enough(left: float) -> tuple[list[dict[str, Any]]]:
+            series = read(left)
+            last[:] = [series]
+            samples = sum(len(s["values"]) for s in series)
+            if samples >= min_samples:
+                return (series,)  # truthy even when empty (min_samples=0)
+            raise NotYet(f"{samples} samples in {len(series)} series")
+
+        try:
+            (series,) = wait_until(enough, wait_s, f"{min_samples} samples of {matches} in "
+                                   f"{self.name}", interval_s=0.1, transient=HTTP_TRANSIENT)
+        except WaitTimeout:
+            if not last:
+                raise
+            return last[0]  # what there is
+        return series
 
     def query(self, promql: str, time_s: float | None = None) -> list[dict[str, Any]]:
         """Instant /api/v1/query (fresh points only after -search.latencyOffset, 1 s here)."""

@@ -16,11 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.lab.netns import ns_argv
+from tests.lab.wait import NotYet, wait_until
 
 if TYPE_CHECKING:
     from tests.lab.lab import Lab
@@ -221,17 +221,21 @@ class PlainSpeaker:
         counts = self._peer(carrier).get("counts", {})
         return int(counts.get("ipv4", 0)), int(counts.get("ipv6", 0))
 
-    def wait(self, predicate: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait(self, predicate: Any, timeout: float, what: str) -> Any:
+        """Until predicate() is truthy (returned); WaitTimeout (a TimeoutError) with the
+        sessions' state after `timeout`, RuntimeError at once if ExaBGP exits."""
+
+        def reached(_left: float) -> Any:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"exabgp exited: "
                                    f"{(self.workdir / 'exabgp.log').read_text()[-2000:]}")
-            if predicate():
-                return
-            time.sleep(0.2)
-        summary = {k: (v.get("state"), v.get("eor")) for k, v in self.state().items()}
-        raise TimeoutError(f"{what} not reached after {timeout}s; state: {summary}")
+            result = predicate()
+            if result:
+                return result
+            summary = {k: (v.get("state"), v.get("eor")) for k, v in self.state().items()}
+            raise NotYet(f"state: {summary}")
+
+        return wait_until(reached, timeout, what, interval_s=0.2)
 
     def wait_eor(self, timeout: float = 60.0) -> None:
         """Until every carrier session is up and sent End-of-RIB for IPv4 and IPv6."""
