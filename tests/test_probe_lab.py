@@ -28,6 +28,7 @@ from agent.points import LineEncoder, Point
 from collectors.probes.collector import ProbesCollector
 from collectors.probes.engine import ProbeEngine, ProbeResult
 from collectors.probes.sockets import Binding
+from collectors.probes.stats import compute_stats
 from collectors.probes.traceroute import TraceResult, traceroute
 
 pytestmark = pytest.mark.lab
@@ -116,16 +117,89 @@ def binomial_interval(n: int, p: float, confidence: float = 0.99) -> tuple[int, 
     return low, high
 
 
+# ---------------------------------------------------------------- the wire
+
+
+WIRE_METHODS = ["icmp", "tcp:443", "dns:www.example.org", "http:/health"]
+TRIPS = {"icmp": 1, "tcp": 1, "dns": 1, "http": 2}
+
+
+@contextlib.contextmanager
+def agent_load(gil: bool, cpu_processes: int) -> Iterator[None]:
+    """What a busy agent host looks like to the prober: other threads of the agent holding
+    the GIL (encoding a 50,000-point batch holds it ~20 ms, every ~30 ms) and other
+    processes keeping every core busy."""
+    stop = threading.Event()
+    batch = [Point("link", {"interface": f"eth{i}", "carrier": "c"},
+                   {"rx_bytes": i, "rx_bps": i / 7.0}, 1) for i in range(50_000)]
+
+    def agent_work() -> None:
+        encoder = LineEncoder()
+        while not stop.is_set():
+            encoder.encode_body(batch)
+            time.sleep(0.01)
+
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(cpu_processes)]
+    worker = threading.Thread(target=agent_work, daemon=True) if gil else None
+    try:
+        if worker is not None:
+            worker.start()
+        yield
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join()
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
+def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
+                     interval_s: float) -> tuple[ProbeResult, list[tuple[float, float]]]:
+    """One round through `carrier` with its uplink captured: the agent's result and, per
+    probe in send order, (agent RTT, wire RTT). Every probe must have left and been
+    answered on the wire, and the agent must have counted exactly those."""
+    from tests.lab.wire import WireCapture, wire_rtts
+
+    c = lab.carrier(carrier)
+    with WireCapture(lab.agent_ns, c.uplink) as capture:
+        result = probe(lab, carrier, lab.target, method=method, count=count,
+                       interval_s=interval_s)
+    assert capture.dropped == 0
+    wire = wire_rtts(capture.frames, method, lab.target)
+    assert len(wire) == count, (method, len(wire), result.round)
+    assert all(w.rtt_ms is not None for w in wire), (method, wire)
+    assert result.stats.received == count, (method, result.round)
+    pairs = [(a, w.rtt_ms) for a, w in zip(result.round.rtts_ms, wire, strict=True)
+             if a is not None and w.rtt_ms is not None]
+    return result, pairs
+
+
+def assert_matches_wire(method: str, pairs: list[tuple[float, float]],
+                        label: str = "") -> None:
+    """Within 0.5 ms of the wire at the median and 2 ms at worst, probe by probe."""
+    diffs = sorted(abs(agent - wire) for agent, wire in pairs)
+    median_diff = diffs[len(diffs) // 2]
+    if label:
+        print(f"agent-vs-wire {method} {label}: median {median_diff:.3f} ms, "
+              f"max {diffs[-1]:.3f} ms")
+    assert median_diff <= 0.5, (method, pairs)
+    assert diffs[-1] <= 2.0, (method, pairs)
+
+
 # ---------------------------------------------------------------- ICMP
 
 
 def test_each_carrier_leaves_through_its_own_uplink(lab: Any) -> None:
+    """Every probe of a carrier is on that carrier's uplink (captured there) and its RTT is
+    the wire's; the medians differ by carrier, as their delay lines do."""
     medians = {}
     for c in lab.carriers:
-        result = probe(lab, c.name, lab.target, count=30)
-        assert result.stats.received == 30, result.round
+        result, pairs = agent_vs_wire_ms(lab, c.name, "icmp", count=30, interval_s=0.01)
+        assert_matches_wire("icmp", pairs)
         assert result.stats.rtt_median_ms is not None
-        assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 1.0, (c.name, result.stats)
+        assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 3.0, (c.name, result.stats)
         medians[c.name] = result.stats.rtt_median_ms
     assert len({round(m) for m in medians.values()}) == len(lab.carriers)
 
@@ -186,13 +260,16 @@ def test_jitter_matches_injected_jitter(lab: Any) -> None:
     lab.set_delay("unicom", jitter_ms=jitter_ms)
     probe(lab, "unicom", lab.target, count=3, interval_s=0.01, timeout_s=0.5)  # rules reload
     try:
-        result = probe(lab, "unicom", lab.target, count=300, interval_s=0.01)
+        result, pairs = agent_vs_wire_ms(lab, "unicom", "icmp", count=300, interval_s=0.01)
     finally:
         lab.set_delay("unicom", jitter_ms=0.0)
     stats = result.stats
-    assert stats.received == 300
-    # delay + U(-J, J): consecutive differences average 2J/3, stddev J/sqrt(3)
-    # (tolerances allow for the user-space delay line being late on a busy 2-core machine)
+    assert_matches_wire("icmp", pairs)
+    wire = compute_stats([w for _a, w in pairs])
+    assert stats.jitter_ms is not None and wire.jitter_ms is not None
+    assert abs(stats.jitter_ms - wire.jitter_ms) <= 0.1, (stats, wire)
+    # delay + U(-J, J): consecutive differences average 2J/3, stddev J/sqrt(3); coarse
+    # bounds: the user-space delay line can be late on a busy 2-core machine
     assert stats.jitter_ms == pytest.approx(2 * jitter_ms / 3, rel=0.25)
     assert stats.stddev_ms == pytest.approx(jitter_ms / math.sqrt(3), rel=0.25)
     assert stats.rtt_median_ms is not None
@@ -213,66 +290,10 @@ def test_unreachable_target_is_a_failure_not_a_crash(lab: Any) -> None:
 
 def test_tcp_connect_time_follows_the_carrier(lab: Any) -> None:
     for c in lab.carriers:
-        result = probe(lab, c.name, lab.target, method="tcp:443", count=5, interval_s=0.02)
-        assert result.stats.received == 5, result.round
+        result, pairs = agent_vs_wire_ms(lab, c.name, "tcp:443", count=5, interval_s=0.02)
+        assert_matches_wire("tcp:443", pairs)
         assert result.stats.rtt_median_ms is not None
-        assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 1.0, result.round
-
-
-WIRE_METHODS = ["icmp", "tcp:443", "dns:www.example.org", "http:/health"]
-TRIPS = {"icmp": 1, "tcp": 1, "dns": 1, "http": 2}
-
-
-@contextlib.contextmanager
-def agent_load(gil: bool, cpu_processes: int) -> Iterator[None]:
-    """What a busy agent host looks like to the prober: other threads of the agent holding
-    the GIL (encoding a 50,000-point batch holds it ~20 ms, every ~30 ms) and other
-    processes keeping every core busy."""
-    stop = threading.Event()
-    batch = [Point("link", {"interface": f"eth{i}", "carrier": "c"},
-                   {"rx_bytes": i, "rx_bps": i / 7.0}, 1) for i in range(50_000)]
-
-    def agent_work() -> None:
-        encoder = LineEncoder()
-        while not stop.is_set():
-            encoder.encode_body(batch)
-            time.sleep(0.01)
-
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(cpu_processes)]
-    worker = threading.Thread(target=agent_work, daemon=True) if gil else None
-    try:
-        if worker is not None:
-            worker.start()
-        yield
-    finally:
-        stop.set()
-        if worker is not None:
-            worker.join()
-        for proc in busy:
-            proc.kill()
-            proc.wait()
-
-
-def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
-                     interval_s: float) -> tuple[ProbeResult, list[tuple[float, float]]]:
-    """One round through `carrier` with its uplink captured: the agent's result and, per
-    probe in send order, (agent RTT, wire RTT). Every probe must have left and been
-    answered on the wire, and the agent must have counted exactly those."""
-    from tests.lab.wire import WireCapture, wire_rtts
-
-    c = lab.carrier(carrier)
-    with WireCapture(lab.agent_ns, c.uplink) as capture:
-        result = probe(lab, carrier, lab.target, method=method, count=count,
-                       interval_s=interval_s)
-    assert capture.dropped == 0
-    wire = wire_rtts(capture.frames, method, lab.target)
-    assert len(wire) == count, (method, len(wire), result.round)
-    assert all(w.rtt_ms is not None for w in wire), (method, wire)
-    assert result.stats.received == count, (method, result.round)
-    pairs = [(a, w.rtt_ms) for a, w in zip(result.round.rtts_ms, wire, strict=True)
-             if a is not None and w.rtt_ms is not None]
-    return result, pairs
+        assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 3.0, result.round
 
 
 @pytest.mark.parametrize("loaded", [False, True], ids=["idle", "loaded"])
@@ -287,12 +308,7 @@ def test_rtt_matches_the_wire(lab: Any, method: str, loaded: bool) -> None:
     c = lab.carriers[0]
     with agent_load(gil=loaded, cpu_processes=2 if loaded else 0):
         result, pairs = agent_vs_wire_ms(lab, c.name, method, count=40, interval_s=0.01)
-    diffs = sorted(abs(agent - wire) for agent, wire in pairs)
-    median_diff = diffs[len(diffs) // 2]
-    print(f"agent-vs-wire {method} {'loaded' if loaded else 'idle'}: "
-          f"median {median_diff:.3f} ms, max {diffs[-1]:.3f} ms")
-    assert median_diff <= 0.5, (method, pairs)
-    assert diffs[-1] <= 2.0, (method, pairs)
+    assert_matches_wire(method, pairs, label="loaded" if loaded else "idle")
     expected_ms = TRIPS[method.partition(":")[0]] * c.delay_ms
     assert result.stats.rtt_min_ms is not None and result.stats.rtt_min_ms >= expected_ms - 0.5
     assert result.stats.rtt_median_ms is not None
@@ -307,11 +323,11 @@ def test_closed_port_is_a_failure(lab: Any) -> None:
 
 def test_http_time_to_first_byte(lab: Any) -> None:
     c = lab.carrier("telecom")
-    result = probe(lab, "telecom", lab.target, method="http:/health", count=5, interval_s=0.02)
-    assert result.stats.received == 5, result.round
+    result, pairs = agent_vs_wire_ms(lab, "telecom", "http:/health", count=5, interval_s=0.02)
+    assert_matches_wire("http:/health", pairs)
+    # handshake and request both cross the delay line (coarse: the lab server is user space)
     assert result.stats.rtt_median_ms is not None
-    # handshake and request both cross the delay line; the lab server answers in < 3 ms
-    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 3.0, (
+    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 5.0, (
         result.round)
 
 
@@ -319,12 +335,11 @@ def test_dns_against_the_lab_target(lab: Any) -> None:
     # Needs the lab's DNS answering from the queried address (one socket per target
     # address): an answer from another address is rightly ignored, as stub resolvers do.
     for c in lab.carriers:
-        result = probe(lab, c.name, lab.target, method="dns:www.example.org", count=5,
-                       interval_s=0.02)
-        assert result.stats.received == 5, result.round
+        result, pairs = agent_vs_wire_ms(lab, c.name, "dns:www.example.org", count=5,
+                                         interval_s=0.02)
+        assert_matches_wire("dns", pairs)
         assert result.stats.rtt_median_ms is not None
-        # the kernel's receive time: the delay line plus the lab server's own answer time
-        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 3.0
+        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 5.0
 
 
 DNS_RESPONDER = r"""
