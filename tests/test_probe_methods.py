@@ -17,10 +17,10 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from collectors.probes.methods import (
     NotSent,
     ProbeFailure,
-    recv_in_time,
     build_dns_query,
     check_dns_answer,
     paced_round,
+    recv_in_time,
 )
 from collectors.probes.sockets import enable_rx_timestamps
 from collectors.probes.stats import compute_stats
