@@ -3,9 +3,10 @@ into a local VictoriaMetrics, against, in the same run, a plain HTTP POST of the
 (the ceiling) and influxdb-client's own batching WriteApi with Point objects (the common way).
 
     .venv/bin/python bench/pipeline.py [--points 1000000] [--fsync batch] [--rounds 7]
+                                       [--allow-python-encoder]
 
 Prints one JSON line last:
-{"points_per_s": …, "ratio_vs_raw_post": …, "ratio_vs_client_batching": …}
+{"points_per_s": …, "ratio_vs_raw_post": …, "ratio_vs_client_batching": …, "encoder": "c"}
 Goals: ratio_vs_raw_post >= 0.8 with the spool on (fsync per batch), >= 4x client batching.
 The raw POST and the agent run alternately `--rounds` times (7), each phase against a
 server started fresh, with the disk synced between phases. Each round gives a ratio (the
@@ -15,6 +16,9 @@ ratio_vs_raw_post is their median: on a shared machine a single round swings by 
 On a 2-core machine the server and the agent share the cores: while the agent encodes
 (about 0.27 us per point here, agent/_lineproto.c) its requests take longer than the same
 requests sent alone. Run `--fsync never` to see the spool's share.
+
+It measures the C encoder: if agent._lineproto is not built in this checkout it builds it
+in place first, and exits 2 if that fails, unless --allow-python-encoder (bench/_common.py).
 """
 
 from __future__ import annotations
@@ -33,17 +37,19 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import InfluxDBConfig  # noqa: E402
-from agent.outputs.base import OutputWorker  # noqa: E402
-from agent.outputs.influxdb import InfluxDBOutput  # noqa: E402
-from agent.pipeline import Pipeline  # noqa: E402
-from agent.points import LineEncoder, Point  # noqa: E402
-from agent.spool import Spool  # noqa: E402
+from bench._common import add_encoder_option, require_encoder  # noqa: E402
 from tests.lab.servers import VictoriaMetrics  # noqa: E402
+
+if TYPE_CHECKING:
+    from agent.points import Point
+
+# agent.* is imported inside the functions: agent.points picks its encoder when first
+# imported, which must come after require_encoder() has made sure the C one is built.
 
 SERIES = 1000
 BATCH_POINTS = 10_000
@@ -53,6 +59,8 @@ BUCKET = "bench"
 def make_points(n: int, base_ns: int, phase: str = "a") -> list[Point]:
     """Link-like points: 1,000 interfaces x n/1,000 intervals, 4 fields each. Each phase
     writes its own series (tag `phase`), so every phase pays the server's series creation."""
+    from agent.points import Point
+
     points = []
     for i in range(n):
         series = i % SERIES
@@ -107,6 +115,12 @@ def client_batching(url: str, points: list[Point]) -> float:
 
 
 async def agent_pipeline(url: str, points: list[Point], data_dir: Path, fsync: str) -> float:
+    from agent.config import InfluxDBConfig
+    from agent.outputs.base import OutputWorker
+    from agent.outputs.influxdb import InfluxDBOutput
+    from agent.pipeline import Pipeline
+    from agent.spool import Spool
+
     spool = Spool(data_dir, max_bytes=4 << 30, fsync=fsync)
     pipeline = Pipeline(spool, "bench", max_batch_points=BATCH_POINTS)
     pipeline.bind_loop(asyncio.get_running_loop())
@@ -134,6 +148,8 @@ async def agent_pipeline(url: str, points: list[Point], data_dir: Path, fsync: s
 
 
 def raw_round(url: str, n: int, base: int, phase: str) -> float:
+    from agent.points import LineEncoder
+
     points = make_points(n, base, phase)
     encoder = LineEncoder(version=2)
     bodies = [encoder.encode_batch(points[i:i + BATCH_POINTS]) for i in range(0, n, BATCH_POINTS)]
@@ -194,7 +210,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7,
                         help="raw POST and agent alternate this many times (paired ratios)")
     parser.add_argument("--skip-client", action="store_true", help="skip the slow baseline")
+    add_encoder_option(parser)
     args = parser.parse_args()
+    encoder = require_encoder(args.allow_python_encoder)
     n = args.points
     base = 1_700_000_000_000_000_000
     raw_s: list[float] = []
@@ -236,6 +254,7 @@ def main() -> None:
         "ratio_vs_raw_post_by_round": [round(ratio, 3) for ratio in by_round],
         "ratio_vs_client_batching": round(client_s / agent_median, 2) if client_s == client_s
         else None,
+        "encoder": encoder,
     }))
 
 
