@@ -110,6 +110,7 @@ def role_consumer(result_path: str, peers: int) -> int:
 def role_baseline(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
     from collectors.bgp.exabgp import command_line, config_text, detect_version, env_text
     from collectors.bgp.state import BgpState
+    from tests.lab.wait import NotYet, wait_until
 
     config = make_config(spec, exabgp)
     state = BgpState(config)
@@ -127,15 +128,19 @@ def role_baseline(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
-    try:
-        while not result.exists():
+
+    def finished(_left: float) -> dict[str, Any]:
+        try:  # absent, or still being written: not yet
+            return dict(json.loads(result.read_text()))
+        except (OSError, ValueError) as exc:
             if proc.poll() is not None:
-                raise RuntimeError(f"ExaBGP exited with {proc.returncode} in the baseline")
-            if time.monotonic() - started > 1800:
-                raise TimeoutError("baseline did not complete in 30 min")
-            time.sleep(0.2)
-        time.sleep(0.1)
-        figures: dict[str, Any] = json.loads(result.read_text())
+                raise RuntimeError(f"ExaBGP exited with {proc.returncode} in the baseline"
+                                   ) from exc
+            raise NotYet(f"no complete {result} yet ({type(exc).__name__})") from exc
+
+    try:
+        figures = wait_until(finished, 1800, "the baseline consumer's result (every "
+                             "neighbor's IPv4 End-of-RIB)", interval_s=0.2)
     finally:
         proc.terminate()
         try:
