@@ -1,6 +1,6 @@
 """ExaBGP's configuration and env, written from the agent's config; version detection.
 
-Facts this relies on (measured, ../shared/machine-facts.md):
+Facts this relies on (measured on Debian 12 with ExaBGP 4.2 and 5.0):
 - ExaBGP drops privileges to `nobody` by default and its API process then cannot write:
   the env sets `user` to the agent's own user and `drop = false`.
 - The env path must be absolute (4.2 silently looks a relative one up under /etc/exabgp);

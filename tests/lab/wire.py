@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -240,7 +241,8 @@ class WireCapture:
         self._proc = subprocess.Popen(ns_argv(self.netns, argv), stdout=subprocess.PIPE,
                                       text=True)
         assert self._proc.stdout is not None
-        line = self._proc.stdout.readline().strip()  # the script prints at once, or dies
+        ready, _, _ = select.select([self._proc.stdout], [], [], 30.0)
+        line = self._proc.stdout.readline().strip() if ready else "no answer in 30 s"
         if line != "ready":
             self._proc.kill()
             self._proc.wait()
