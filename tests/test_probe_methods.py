@@ -22,7 +22,7 @@ from collectors.probes.methods import (
     paced_round,
     recv_in_time,
 )
-from collectors.probes.sockets import enable_rx_timestamps
+from collectors.probes.sockets import enable_rx_timestamps, enable_tx_timestamps, read_tx_timestamps
 from collectors.probes.stats import compute_stats
 
 
@@ -127,6 +127,27 @@ def test_answer_received_in_time_counts_even_when_read_late(
         else:
             with pytest.raises(TimeoutError):
                 asyncio.run(wait())
+    finally:
+        receiver.close()
+        sender.close()
+
+
+@pytest.mark.parametrize("with_packet", [False, True])
+def test_kernel_send_stamp_is_when_the_packet_left(with_packet: bool) -> None:
+    """The send time probes use is the kernel's stamp of the packet, taken inside send():
+    between the clock reads around it, and looped with the packet when asked (the ICMP
+    prober finds its probe by the payload)."""
+    receiver, sender = _socket_pair()
+    try:
+        enable_tx_timestamps(sender, with_packet=with_packet)
+        before_ns = time.time_ns()
+        sender.send(b"probe-payload")
+        after_ns = time.time_ns()
+        stamps = read_tx_timestamps(sender)
+        assert stamps, "no send stamp looped back"
+        assert all(before_ns <= stamp <= after_ns for _data, stamp in stamps)
+        assert all((b"probe-payload" in data) == with_packet for data, _stamp in stamps)
+        assert read_tx_timestamps(sender) == []  # drained
     finally:
         receiver.close()
         sender.close()

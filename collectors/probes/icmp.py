@@ -3,7 +3,8 @@
 Matching: every request carries our identifier, a 16-bit sequence and, in its payload, a
 64-bit token plus a per-socket magic; a reply counts only if all of them and the source
 address match a probe still waiting. RTT = kernel receive timestamp (SO_TIMESTAMPNS)
-minus the clock read just before sendto(), both CLOCK_REALTIME.
+minus the kernel's send stamp of the request (SO_TIMESTAMPING, looped on the error queue;
+the clock read just before sendto() where the kernel gives none), both CLOCK_REALTIME.
 
 - a reply after the probe's timeout is `late`: not counted (the probe stays lost);
 - a second reply to an answered probe is a `duplicate`: not counted again;
@@ -28,10 +29,13 @@ import time
 from dataclasses import dataclass, field
 
 from collectors.probes.sockets import (
+    CMSG_BYTES,
     Binding,
     enable_rx_timestamps,
+    enable_tx_timestamps,
     icmp_filter_only,
     open_bound,
+    read_tx_timestamps,
     rx_timestamp_ns,
     set_buffers,
 )
@@ -127,6 +131,7 @@ class IcmpProber:
         self._sock = open_bound(binding, family, socket.SOCK_RAW, proto)
         try:
             enable_rx_timestamps(self._sock)
+            enable_tx_timestamps(self._sock, with_packet=True)
             set_buffers(self._sock, rcvbuf_bytes)
             icmp_filter_only(self._sock, family, {ECHO_REPLY_V4 if self._v4 else ECHO_REPLY_V6})
         except BaseException:
@@ -134,6 +139,7 @@ class IcmpProber:
             raise
         self._ident = int.from_bytes(os.urandom(2), "big")
         self._magic = int.from_bytes(os.urandom(8), "big")
+        self._magic_bytes = self._magic.to_bytes(8, "big")
         self._token = int.from_bytes(os.urandom(4), "big")
         self._pending: dict[int, _Pending] = {}
         self._loop = asyncio.get_running_loop()
@@ -153,7 +159,21 @@ class IcmpProber:
 
     # ------------------------------------------------------------ receiving
 
+    def _take_send_stamps(self) -> None:
+        """Move each pending probe's send time to the kernel's stamp of its packet (found
+        by our token and magic in the looped packet); the clock read before sendto() stays
+        only where the kernel gave no stamp."""
+        magic = self._magic_bytes
+        for data, stamp_ns in read_tx_timestamps(self._sock):
+            at = data.find(magic)
+            if at < 8:
+                continue
+            entry = self._pending.get(int.from_bytes(data[at - 8:at], "big"))
+            if entry is not None and not entry.answered:
+                entry.send_ns = max(entry.send_ns, stamp_ns)
+
     def _on_readable(self) -> None:
+        self._take_send_stamps()  # before any reply: they were queued when the probe left
         sock = self._sock
         v4 = self._v4
         reply_type = self._reply_type
@@ -162,7 +182,7 @@ class IcmpProber:
         pending = self._pending
         while True:
             try:
-                data, ancdata, _flags, address = sock.recvmsg(2048, 64)
+                data, ancdata, _flags, address = sock.recvmsg(2048, CMSG_BYTES)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. the interface went away: next readiness retries

@@ -19,11 +19,15 @@ from dataclasses import dataclass
 
 from collectors.probes.icmp import RoundResult
 from collectors.probes.sockets import (
+    CMSG_BYTES,
     Binding,
     enable_rx_timestamps,
+    enable_tx_timestamps,
     family_of,
     open_bound,
+    read_tx_timestamps,
     rx_timestamp_ns,
+    tx_timestamp_ns,
 )
 
 DEFAULT_DNS_QNAME = "example.com"
@@ -36,7 +40,6 @@ _TCPI_RTT_OFFSET = 68
 # tcpi_total_retrans, the u32 at byte 100, counts retransmitted segments, SYNs included.
 _TCPI_TOTAL_RETRANS_OFFSET = 100
 _TCP_INFO_BYTES = 104
-_TIMESTAMP_CMSG_BYTES = socket.CMSG_SPACE(16)  # one struct timespec
 
 
 class ProbeFailure(Exception):
@@ -253,7 +256,7 @@ def check_dns_answer(payload: bytes, qname: str, query_id: int) -> None:
 def _recv_now(sock: socket.socket, size: int) -> tuple[bytes, int | None] | None:
     """What the kernel has queued on `sock`, with its receive time; None when nothing."""
     try:
-        payload, ancdata, _flags, _address = sock.recvmsg(size, _TIMESTAMP_CMSG_BYTES,
+        payload, ancdata, _flags, _address = sock.recvmsg(size, CMSG_BYTES,
                                                           socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return None
@@ -273,6 +276,7 @@ async def recv_in_time(sock: socket.socket, sent_ns: int, timeout_s: float,
     def readable() -> None:
         if done.done():
             return
+        read_tx_timestamps(sock)  # a send stamp queued late would wake us (EPOLLERR) forever
         try:
             got = _recv_now(sock, size)
         except OSError as exc:
@@ -306,12 +310,14 @@ def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> One
             query_id = int.from_bytes(os.urandom(2), "big")
             query = query_id.to_bytes(2, "big") + template[2:]
             try:
+                enable_tx_timestamps(sock)
                 sock.connect((address, port))  # UDP: only sets the peer, does not block
                 start = time.perf_counter()
-                sent_ns = time.time_ns()  # read just before the send, as the ICMP prober does
+                sent_ns = time.time_ns()  # the kernel's stamp below replaces it
                 sock.send(query)  # one datagram: a non-blocking send completes at once
             except OSError as exc:
                 raise NotSent(f"send: {exc.strerror or exc}") from None
+            sent_ns = max(sent_ns, tx_timestamp_ns(sock) or 0)
             try:
                 payload, received_ns = await recv_in_time(sock, sent_ns, timeout_s)
             except ConnectionRefusedError:
@@ -343,8 +349,10 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
         sock, connect_ms = await _connect(binding, address, port, timeout_s)
         try:
             enable_rx_timestamps(sock)  # before the request: no data has arrived yet
-            sent_ns = time.time_ns()  # the request fits the send buffer: it leaves now
-            await loop.sock_sendall(sock, request)
+            enable_tx_timestamps(sock)
+            sent_ns = time.time_ns()  # the kernel's stamp below replaces it
+            await loop.sock_sendall(sock, request)  # fits the send buffer: leaves at once
+            sent_ns = max(sent_ns, tx_timestamp_ns(sock) or 0)
             first, received_ns = await recv_in_time(
                 sock, sent_ns, timeout_s - connect_ms / 1000.0, size=1)
             elapsed_ms = (time.perf_counter() - start) * 1000.0
