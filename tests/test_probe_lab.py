@@ -199,9 +199,11 @@ def test_each_carrier_leaves_through_its_own_uplink(lab: Any) -> None:
         result, pairs = agent_vs_wire_ms(lab, c.name, "icmp", count=30, interval_s=0.01)
         assert_matches_wire("icmp", pairs)
         assert result.stats.rtt_median_ms is not None
-        assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 3.0, (c.name, result.stats)
+        assert near_injected_delay(result.stats.rtt_median_ms, c.delay_ms), (c.name,
+                                                                              result.stats)
         medians[c.name] = result.stats.rtt_median_ms
-    assert len({round(m) for m in medians.values()}) == len(lab.carriers)
+    by_delay = sorted(lab.carriers, key=lambda c: c.delay_ms)
+    assert [medians[c.name] for c in by_delay] == sorted(medians.values()), medians
 
 
 def test_probes_are_counted_on_the_carriers_uplink_only(lab: Any) -> None:
@@ -272,8 +274,7 @@ def test_jitter_matches_injected_jitter(lab: Any) -> None:
     # bounds: the user-space delay line can be late on a busy 2-core machine
     assert stats.jitter_ms == pytest.approx(2 * jitter_ms / 3, rel=0.25)
     assert stats.stddev_ms == pytest.approx(jitter_ms / math.sqrt(3), rel=0.25)
-    assert stats.rtt_median_ms is not None
-    assert abs(stats.rtt_median_ms - c.delay_ms) <= 3.0
+    assert near_injected_delay(stats.rtt_median_ms, c.delay_ms), stats
     assert stats.rtt_min_ms is not None and stats.rtt_min_ms >= c.delay_ms - jitter_ms - 0.5
 
 
@@ -292,8 +293,15 @@ def test_tcp_connect_time_follows_the_carrier(lab: Any) -> None:
     for c in lab.carriers:
         result, pairs = agent_vs_wire_ms(lab, c.name, "tcp:443", count=5, interval_s=0.02)
         assert_matches_wire("tcp:443", pairs)
-        assert result.stats.rtt_median_ms is not None
-        assert abs(result.stats.rtt_median_ms - c.delay_ms) <= 3.0, result.round
+        assert near_injected_delay(result.stats.rtt_median_ms, c.delay_ms), result.round
+
+
+def near_injected_delay(rtt_ms: float | None, expected_ms: float) -> bool:
+    """The coarse sanity bound of an RTT through the delay line: never shorter than the
+    delay, and late by at most 15 ms (the delay line and the target services run in user
+    space; on a loaded 2-core machine they were seen 13 ms late, which the wire showed
+    and the agent rightly reported). Exactness is the wire comparison's job."""
+    return rtt_ms is not None and expected_ms - 0.5 <= rtt_ms <= expected_ms + 15.0
 
 
 @pytest.mark.parametrize("loaded", [False, True], ids=["idle", "loaded"])
@@ -310,9 +318,8 @@ def test_rtt_matches_the_wire(lab: Any, method: str, loaded: bool) -> None:
         result, pairs = agent_vs_wire_ms(lab, c.name, method, count=40, interval_s=0.01)
     assert_matches_wire(method, pairs, label="loaded" if loaded else "idle")
     expected_ms = TRIPS[method.partition(":")[0]] * c.delay_ms
-    assert result.stats.rtt_min_ms is not None and result.stats.rtt_min_ms >= expected_ms - 0.5
-    assert result.stats.rtt_median_ms is not None
-    assert result.stats.rtt_median_ms <= expected_ms + 15.0, (method, pairs)
+    assert near_injected_delay(result.stats.rtt_min_ms, expected_ms), (method, pairs)
+    assert near_injected_delay(result.stats.rtt_median_ms, expected_ms), (method, pairs)
 
 
 def test_closed_port_is_a_failure(lab: Any) -> None:
@@ -326,9 +333,7 @@ def test_http_time_to_first_byte(lab: Any) -> None:
     result, pairs = agent_vs_wire_ms(lab, "telecom", "http:/health", count=5, interval_s=0.02)
     assert_matches_wire("http:/health", pairs)
     # handshake and request both cross the delay line (coarse: the lab server is user space)
-    assert result.stats.rtt_median_ms is not None
-    assert 2 * c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= 2 * c.delay_ms + 5.0, (
-        result.round)
+    assert near_injected_delay(result.stats.rtt_median_ms, 2 * c.delay_ms), result.round
 
 
 def test_dns_against_the_lab_target(lab: Any) -> None:
@@ -338,8 +343,7 @@ def test_dns_against_the_lab_target(lab: Any) -> None:
         result, pairs = agent_vs_wire_ms(lab, c.name, "dns:www.example.org", count=5,
                                          interval_s=0.02)
         assert_matches_wire("dns", pairs)
-        assert result.stats.rtt_median_ms is not None
-        assert c.delay_ms - 0.5 <= result.stats.rtt_median_ms <= c.delay_ms + 5.0
+        assert near_injected_delay(result.stats.rtt_median_ms, c.delay_ms), result.round
 
 
 DNS_RESPONDER = r"""
@@ -412,7 +416,7 @@ def test_traceroute_shows_router_hops_in_order(lab: Any, method: str) -> None:
         assert [h.address for h in result.hops] == [c.gateway, "100.66.0.254", lab.target]
         assert result.hop_count == 3
         last = result.hops[-1].rtt_ms
-        assert last is not None and c.delay_ms - 0.5 <= last <= c.delay_ms + 5.0
+        assert near_injected_delay(last, c.delay_ms), result.as_dict()
         assert not result.annotated and "as_path" not in result.as_dict()
 
 
@@ -473,7 +477,7 @@ def test_collector_round_emits_probe_and_quality(lab: Any, tmp_path: Path) -> No
         assert point.fields["sent"] == 10 and point.fields["received"] == 10
         median = point.fields["rtt_median_ms"]
         assert isinstance(median, float)
-        assert abs(median - lab.carrier(carrier).delay_ms) <= 5.0
+        assert near_injected_delay(median, lab.carrier(carrier).delay_ms), point
     quality = {p.tags["carrier"]: p.fields for p in points if p.measurement == "quality"}
     assert quality["telecom"]["best"] is True
     assert quality["unicom"]["best"] is False and quality["mobile"]["best"] is False
@@ -553,8 +557,13 @@ def test_cli_probe_json_keys_and_types(lab: Any, lab_config: Path) -> None:
     """`probe --json` prints one object whose entries have the keys, in order, and the
     types docs/cli.md documents (RTT figures null and `rtts_ms` all null when nothing
     came back)."""
-    proc = run_cli(lab, "probe", lab.target, lab.sink, "--count", "4", "--interval", "10",
-                   "--timeout", "300", "--json", "-c", str(lab_config))
+    from tests.lab.wire import WireCapture, wire_rtts
+
+    with contextlib.ExitStack() as stack:
+        captures = {c.name: stack.enter_context(WireCapture(lab.agent_ns, c.uplink))
+                    for c in lab.carriers}
+        proc = run_cli(lab, "probe", lab.target, lab.sink, "--count", "4", "--interval", "10",
+                       "--timeout", "300", "--json", "-c", str(lab_config))
     assert proc.returncode == 0, proc.stderr
     document = json.loads(proc.stdout)
     assert list(document) == ["results"]
@@ -571,8 +580,12 @@ def test_cli_probe_json_keys_and_types(lab: Any, lab_config: Path) -> None:
         else:
             assert entry["received"] == 4
             assert all(isinstance(entry[k], float) for k in PROBE_JSON_KEYS[6:13])
+            wire = wire_rtts(captures[entry["carrier"]].frames, "icmp", lab.target)
+            assert len(wire) == 4
+            for agent_ms, on_wire in zip(entry["rtts_ms"], wire, strict=True):
+                assert on_wire.rtt_ms is not None and abs(agent_ms - on_wire.rtt_ms) <= 0.5
             delay = lab.carrier(entry["carrier"]).delay_ms
-            assert abs(entry["rtt_median_ms"] - delay) <= 1.0
+            assert near_injected_delay(entry["rtt_median_ms"], delay), entry
     assert proc.stdout.count("\n") == 1  # one object
 
 
