@@ -274,7 +274,8 @@ def test_jitter_matches_injected_jitter(lab: Any) -> None:
     # bounds: the user-space delay line can be late on a busy 2-core machine
     assert stats.jitter_ms == pytest.approx(2 * jitter_ms / 3, rel=0.25)
     assert stats.stddev_ms == pytest.approx(jitter_ms / math.sqrt(3), rel=0.25)
-    assert near_injected_delay(stats.rtt_median_ms, c.delay_ms), stats
+    assert stats.rtt_median_ms is not None  # jitter is symmetric: median about the delay
+    assert c.delay_ms - 3.0 <= stats.rtt_median_ms <= c.delay_ms + 15.0, stats
     assert stats.rtt_min_ms is not None and stats.rtt_min_ms >= c.delay_ms - jitter_ms - 0.5
 
 
