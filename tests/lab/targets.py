@@ -59,8 +59,15 @@ def main() -> int:
                         help="addresses for DNS, comma-separated: one socket each, so each "
                              "answer comes from the address asked (connected clients)")
     args = parser.parse_args()
-    with contextlib.suppress(OSError):  # answer at once even on a busy machine
-        os.nice(-10)
+    # The lab stands in for a network, which a busy agent host does not slow down: real-time
+    # priority runs this process the moment a packet is due, ahead of every busy process
+    # (nice alone left it 10+ ms late with three busy processes on two cores; the kernel
+    # still keeps 5 % of each second for the others). Nice where real-time is not allowed.
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.nice(-10)
     answer_a = socket.inet_aton(args.answer)
     http_ports = {int(p) for p in args.http.split(",") if p}
     sel = selectors.DefaultSelector()
