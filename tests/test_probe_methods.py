@@ -17,6 +17,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from collectors.probes.methods import (
     NotSent,
     ProbeFailure,
+    SendTime,
     build_dns_query,
     check_dns_answer,
     paced_round,
@@ -111,14 +112,15 @@ def test_answer_received_in_time_counts_even_when_read_late(
     GIL, say). The kernel's receive time decides: in time counts, late does not."""
     receiver, sender = _socket_pair()
     try:
-        sent_ns = time.time_ns()
+        sent = SendTime(receiver)  # no stamps on this socket: the clock read stands
+        sent_ns = sent.ns
         time.sleep(sent_before_s)
         sender.send(b"answer")
         select.select([receiver], [], [], 1.0)
         time.sleep(0.2)  # the loop is late: the deadline has passed before it looks
 
         async def wait() -> tuple[bytes, int | None]:
-            return await recv_in_time(receiver, sent_ns, timeout_s)
+            return await recv_in_time(receiver, sent, timeout_s)
 
         if counted:
             payload, received_ns = asyncio.run(wait())

@@ -27,7 +27,6 @@ from collectors.probes.sockets import (
     open_bound,
     read_tx_timestamps,
     rx_timestamp_ns,
-    tx_timestamp_ns,
 )
 
 DEFAULT_DNS_QNAME = "example.com"
@@ -263,12 +262,28 @@ def _recv_now(sock: socket.socket, size: int) -> tuple[bytes, int | None] | None
     return payload, rx_timestamp_ns(ancdata)
 
 
-async def recv_in_time(sock: socket.socket, sent_ns: int, timeout_s: float,
-                               size: int = 4096) -> tuple[bytes, int | None]:
+class SendTime:
+    """When a probe's packet left: the clock read just before send(), then the kernel's
+    stamp of the packet once read from the error queue. The stamp can be queued after
+    send() returns (the packet waited for a neighbour to resolve, or TCP sent it later),
+    so it is read again while and after waiting for the answer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.ns = time.time_ns()
+
+    def take_stamps(self) -> int:
+        for _packet, stamp_ns in read_tx_timestamps(self.sock):
+            self.ns = max(self.ns, stamp_ns)
+        return self.ns
+
+
+async def recv_in_time(sock: socket.socket, sent: SendTime, timeout_s: float,
+                       size: int = 4096) -> tuple[bytes, int | None]:
     """One datagram (or up to `size` bytes of a stream) and the kernel's receive time
     (SO_TIMESTAMPNS), which does not depend on when the event loop got round to reading
     it. On a TCP socket the time is that of the last segment read: read 1 byte to get the
-    first segment's. The timeout runs from `sent_ns`; an answer the kernel received in
+    first segment's. The timeout runs from the send; an answer the kernel received in
     time counts even when the loop wakes after the deadline. Raises TimeoutError."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[bytes, int | None]] = loop.create_future()
@@ -276,7 +291,7 @@ async def recv_in_time(sock: socket.socket, sent_ns: int, timeout_s: float,
     def readable() -> None:
         if done.done():
             return
-        read_tx_timestamps(sock)  # a send stamp queued late would wake us (EPOLLERR) forever
+        sent.take_stamps()  # a stamp queued late wakes us (EPOLLERR) until it is read
         try:
             got = _recv_now(sock, size)
         except OSError as exc:
@@ -285,17 +300,19 @@ async def recv_in_time(sock: socket.socket, sent_ns: int, timeout_s: float,
         if got is not None:
             done.set_result(got)
 
-    left_s = timeout_s - (time.time_ns() - sent_ns) / 1e9
+    left_s = timeout_s - (time.time_ns() - sent.take_stamps()) / 1e9
     loop.add_reader(sock.fileno(), readable)
     try:
         return await asyncio.wait_for(done, max(left_s, 0.0))
     except TimeoutError:
         got = _recv_now(sock, size)
-        if got is None or (got[1] is not None and got[1] - sent_ns > timeout_s * 1e9):
+        if got is None or (got[1] is not None
+                           and got[1] - sent.take_stamps() > timeout_s * 1e9):
             raise
         return got
     finally:
         loop.remove_reader(sock.fileno())
+        sent.take_stamps()
 
 
 def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> OneProbe:
@@ -313,19 +330,19 @@ def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> One
                 enable_tx_timestamps(sock)
                 sock.connect((address, port))  # UDP: only sets the peer, does not block
                 start = time.perf_counter()
-                sent_ns = time.time_ns()  # the kernel's stamp below replaces it
+                sent = SendTime(sock)
                 sock.send(query)  # one datagram: a non-blocking send completes at once
             except OSError as exc:
                 raise NotSent(f"send: {exc.strerror or exc}") from None
-            sent_ns = max(sent_ns, tx_timestamp_ns(sock) or 0)
             try:
-                payload, received_ns = await recv_in_time(sock, sent_ns, timeout_s)
+                payload, received_ns = await recv_in_time(sock, sent, timeout_s)
             except ConnectionRefusedError:
                 raise ProbeFailure("port unreachable") from None
             elapsed_ms = (time.perf_counter() - start) * 1000.0
         finally:
             sock.close()
         check_dns_answer(payload, qname, query_id)
+        sent_ns = sent.ns
         if received_ns is None or received_ns < sent_ns:
             return elapsed_ms
         return min((received_ns - sent_ns) / 1e6, elapsed_ms)
@@ -350,11 +367,11 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
         try:
             enable_rx_timestamps(sock)  # before the request: no data has arrived yet
             enable_tx_timestamps(sock)
-            sent_ns = time.time_ns()  # the kernel's stamp below replaces it
+            sent = SendTime(sock)
             await loop.sock_sendall(sock, request)  # fits the send buffer: leaves at once
-            sent_ns = max(sent_ns, tx_timestamp_ns(sock) or 0)
             first, received_ns = await recv_in_time(
-                sock, sent_ns, timeout_s - connect_ms / 1000.0, size=1)
+                sock, sent, timeout_s - connect_ms / 1000.0, size=1)
+            sent_ns = sent.ns
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             if not first:
                 raise ProbeFailure("connection closed before any response")

@@ -132,12 +132,6 @@ def read_tx_timestamps(sock: socket.socket) -> list[tuple[bytes, int]]:
                     stamps.append((data, int(seconds) * 1_000_000_000 + int(nanoseconds)))
 
 
-def tx_timestamp_ns(sock: socket.socket) -> int | None:
-    """The latest send stamp of a socket that sent one packet, if the kernel has it."""
-    stamps = read_tx_timestamps(sock)
-    return max(stamp for _data, stamp in stamps) if stamps else None
-
-
 def rx_timestamp_ns(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     """The kernel's receive time (CLOCK_REALTIME, ns) from SCM_TIMESTAMPNS, if present."""
     for level, kind, data in ancdata:
