@@ -4,6 +4,10 @@ Start order: spool (recovers torn records), outputs (catch up from their cursors
 collectors, control socket, then READY=1. Stop order is the reverse, and nothing queued is
 lost: collectors stop, the queue goes to the spool, outputs get a few seconds to deliver,
 and whatever they could not deliver stays in the spool for the next start.
+
+A stop is bounded (STOP_TIMEOUT_S) whatever the collectors and outputs are doing: each
+phase has a deadline, a request still in flight at the end is abandoned (its records stay
+in the spool; a cursor only moves past what a server confirmed) and said so in one line.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ from collectors import REGISTRY, build_group, config_slice
 
 log = logging.getLogger(__name__)
 
-STOP_DRAIN_S = 3.0
+# The stop's budget. STOP_TIMEOUT_S bounds stop() as a whole, so the process exits within
+# about 5 s of SIGTERM (systemd's TimeoutStopSec is 20 s): collectors get STOP_COLLECTORS_S
+# to end, outputs up to STOP_DRAIN_S to deliver what is pending (less when the budget is
+# short), then a request still in flight gets STOP_SENDER_S before it is abandoned.
+STOP_TIMEOUT_S = 4.0
+STOP_COLLECTORS_S = 1.0
+STOP_DRAIN_S = 2.0
+STOP_SENDER_S = 1.0
+STOP_TASKS_S = 0.5
 EXPIRE_EVERY_S = 60.0
 
 
@@ -185,15 +197,49 @@ class Agent:
         self.workers[output.name] = (worker, task)
         self.pipeline.workers.append(worker)
 
-    async def _stop_outputs(self, drain_s: float) -> None:
-        for worker, task in list(self.workers.values()):
-            if drain_s > 0:
-                await worker.drain(drain_s)
+    async def _stop_outputs(self, drain_s: float, sender_s: float = STOP_SENDER_S,
+                            final: bool = False) -> None:
+        """All outputs at once: drain (deliver what is pending) for up to drain_s, then end
+        every sender within sender_s; a request still in flight then is abandoned. On the
+        final stop, each output that leaves records undelivered says so in one line."""
+        items = list(self.workers.items())
+        if drain_s > 0:
+            await asyncio.gather(*(worker.drain(drain_s) for _, (worker, _) in items))
+        for _, (worker, task) in items:
+            worker.stop_timeout_s = max(0.0, sender_s)
+            worker.signal_stop()  # every sender at once: their deadlines run in parallel
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await asyncio.to_thread(worker.output.close)
+        if items:
+            # run() ends by itself within sender_s (plus a cursor write); the margin only
+            # guards against a slow disk.
+            await asyncio.wait([task for _, (_, task) in items], timeout=sender_s + 1.0)
+        for name, (worker, task) in items:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("output %s: stopped with %r", name, task.exception())
+            abandoned = worker.abandoned or not task.done()
+            if final or abandoned:
+                self._report_undelivered(name, worker, abandoned, final)
+            if not abandoned:  # an abandoned sender may still be using the connection
+                await asyncio.to_thread(worker.output.close)
         self.workers.clear()
         self.pipeline.workers.clear()
+
+    def _report_undelivered(self, name: str, worker: OutputWorker, abandoned: bool,
+                            final: bool) -> None:
+        """One line for an output that a stop leaves with records to deliver."""
+        records, points = self.spool.lag(name)
+        if not records and not abandoned:
+            return
+        age_s = worker.request_age_s()
+        if abandoned and age_s is not None:
+            why = f"abandoned a request in flight for {age_s:.1f}s"
+        elif worker.last_attempt_failed:
+            why = f"server unreachable ({worker.stats.last_error})"
+        else:
+            why = "out of time while delivering"
+        log.warning("output %s: stop gave up: %s; %d records (%d points) stay in the spool "
+                    "for %s", name, why, records, points,
+                    "the next start" if final else "the rebuilt output")
 
     def _start_prometheus(self) -> None:
         if self.config.outputs.prometheus is None:
@@ -349,17 +395,28 @@ class Agent:
         return True
 
     async def stop(self) -> None:
+        """Within STOP_TIMEOUT_S (plus the spool's own writes and fsyncs, which are what
+        makes the queue durable and are never cut short)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT_S
+
+        def left(reserve_s: float = 0.0) -> float:
+            return max(0.0, deadline - reserve_s - loop.time())
+
         self.notifier.stopping()
         log.info("stopping")
-        await self.scheduler.stop_all()
+        await self.scheduler.stop_all(min(STOP_COLLECTORS_S, left()))
         await self.pipeline.flush_all()
         for task in self._tasks:
             if task.get_name() != "flusher":
                 task.cancel()
-        await self._stop_outputs(drain_s=STOP_DRAIN_S)
+        reserve_s = STOP_SENDER_S + STOP_TASKS_S
+        await self._stop_outputs(drain_s=min(STOP_DRAIN_S, left(reserve_s)),
+                                 sender_s=min(STOP_SENDER_S, left(STOP_TASKS_S)), final=True)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=max(0.1, min(STOP_TASKS_S, left())))
         await self.pipeline.flush_all()
         self._stop_prometheus()
         if self.control is not None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STREAM_BACKOFF_MAX_S = 60.0
 STREAM_HEALTHY_S = 60.0
+STOP_S = 5.0  # default bound for stopping collectors (the agent's stop passes its share)
 
 
 @dataclass
@@ -70,20 +73,63 @@ class Scheduler:
         self.stats[collector] = stats
         self.tasks[collector] = asyncio.create_task(coro, name=f"collector:{collector.name}")
 
-    async def stop(self, collector: Collector) -> None:
-        task = self.tasks.pop(collector, None)
-        self.stats.pop(collector, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        try:
-            await asyncio.to_thread(collector.close)
-        except Exception:
-            log.exception("collector %s: close failed", collector.name)
+    async def stop(self, collector: Collector, timeout_s: float = STOP_S) -> None:
+        await self.stop_many([collector], timeout_s)
 
-    async def stop_all(self) -> None:
-        for collector in list(self.tasks):
-            await self.stop(collector)
+    async def stop_all(self, timeout_s: float = STOP_S) -> None:
+        await self.stop_many(list(self.tasks), timeout_s)
+
+    async def stop_many(self, collectors: list[Collector], timeout_s: float = STOP_S) -> None:
+        """Cancel them all at once and close each, within about timeout_s in all. One that
+        does not end in time is said so and left behind (a collect() stuck in a thread
+        cannot be interrupted; waiting for it would make the agent's stop unbounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout_s)
+        tasks: dict[asyncio.Task[None], Collector] = {}
+        for collector in collectors:
+            task = self.tasks.pop(collector, None)
+            self.stats.pop(collector, None)
+            if task is not None:
+                task.cancel()
+                tasks[task] = collector
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+            for task in pending:
+                log.warning("collector %s did not stop within %.1fs; left behind",
+                            tasks[task].name, timeout_s)
+        left_s = max(0.1, deadline - loop.time())
+        await asyncio.gather(*(self._close(collector, left_s) for collector in collectors))
+
+    async def _close(self, collector: Collector, timeout_s: float) -> None:
+        """collector.close() in a daemon thread of its own, waited for up to timeout_s (a
+        pool thread that never returned would also hold up the process's exit)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def target() -> None:
+            error: BaseException | None = None
+            try:
+                collector.close()
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(settle, error)
+
+        threading.Thread(target=target, name=f"close:{collector.name}", daemon=True).start()
+        finished, _ = await asyncio.wait({done}, timeout=timeout_s)
+        if not finished:
+            log.warning("collector %s: close did not return within %.1fs; left behind",
+                        collector.name, timeout_s)
+        elif done.exception() is not None:
+            log.error("collector %s: close failed", collector.name, exc_info=done.exception())
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -100,9 +146,14 @@ class Scheduler:
             try:
                 if collector.blocking:
                     future = loop.run_in_executor(self.executor, collector.collect)
-                    try:
-                        points = await asyncio.wait_for(asyncio.shield(future), interval_s)
-                    except TimeoutError:
+                    # asyncio.wait, not wait_for(shield(...)): on Python 3.11 wait_for
+                    # returns the result instead of raising CancelledError when the
+                    # future completes in the same loop iterations as a cancel, and the
+                    # collector then runs on after stop() cancelled it: stop never ends.
+                    done, _ = await asyncio.wait({future}, timeout=interval_s)
+                    if done:
+                        points = future.result()
+                    else:
                         stats.overruns += 1
                         log.warning("collector %s: overran its %.1fs interval",
                                     collector.name, interval_s)

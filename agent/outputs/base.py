@@ -114,6 +114,10 @@ def next_backoff_s(attempt: int, max_s: float, retry_after_s: float | None = Non
 
 
 SENDER_RESTART_S = 1.0
+# On stop, how long the sender may take to end (by default; the daemon sets its share of
+# the stop bound): an idle or backing-off sender ends at once, a request in flight gets
+# this long and is then abandoned (its records stay in the spool).
+SENDER_STOP_S = 1.0
 # While batches follow each other, the cursor file is written at most this often: each write
 # is an fsync and a rename, which on a busy disk cost more than the send itself. A crash
 # re-sends at most this much, which InfluxDB overwrites (same series, same timestamps).
@@ -135,11 +139,17 @@ class OutputWorker:
         self.spool = spool
         self.rejected_dir = Path(data_dir) / "rejected"
         self.stats = OutputStats()
+        self.stop_timeout_s = SENDER_STOP_S
+        # Set when a stop had to leave the sender behind in a request (see `run`).
+        self.abandoned = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._retry_now = threading.Event()  # ends one back-off early (drain, stop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._persisting: asyncio.Future[None] | None = None
         self._persist_scheduled_s = float("-inf")
+        self._request_started_s: float | None = None  # monotonic, while a send is running
+        self.last_attempt_failed = False  # the last send was refused or did not get through
         spool.register_output(output.name)
 
     def notify(self) -> None:
@@ -157,24 +167,46 @@ class OutputWorker:
         return _Batch(records[-1][0] + 1, n_points, body)
 
     async def run(self) -> None:
-        """Until cancelled; then the sender finishes the request in flight (bounded by the
-        output's timeout) and the cursor is written."""
+        """Until cancelled. Then the sender ends within `stop_timeout_s`: at once when idle
+        or backing off; a request in flight may finish until then, after which it is
+        abandoned (the thread is a daemon and exits once the request returns; the process
+        does not wait for it). Abandoning loses nothing: the cursor only ever moves past a
+        batch the server confirmed, so the batch stays in the spool for the next start.
+        Then the cursor file is written."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         finished: asyncio.Future[None] = loop.create_future()
         self._stopping.clear()
+        self._retry_now.clear()
+        self.abandoned = False
         thread = threading.Thread(target=self._sender, args=(loop, finished),
                                   name=f"output:{self.output.name}", daemon=True)
         thread.start()
         try:
             await asyncio.shield(finished)
         finally:
-            self._stopping.set()
-            self._wake.set()
-            await asyncio.to_thread(thread.join)
+            self.signal_stop()
+            if not finished.done():
+                # A deadline, never thread.join(): a join waits as long as the request does
+                # (and through asyncio.to_thread it would also hold up the loop's shutdown).
+                # (An idle sender needs microseconds to notice: never less than 0.1 s.)
+                await asyncio.wait({finished}, timeout=max(0.1, self.stop_timeout_s))
+            self.abandoned = not finished.done()
             if self._persisting is not None:
                 await asyncio.gather(self._persisting, return_exceptions=True)
             await asyncio.to_thread(self.spool.persist_cursor, self.output.name)
+
+    def signal_stop(self) -> None:
+        """Thread-safe: the sender ends at its next check; a back-off ends at once.
+        `_stopping` is set before `_wake`: `_next_batch` relies on that order."""
+        self._stopping.set()
+        self._wake.set()
+        self._retry_now.set()
+
+    def request_age_s(self) -> float | None:
+        """How long the request in flight has been running; None when there is none."""
+        started = self._request_started_s
+        return None if started is None else time.monotonic() - started
 
     def _sender(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
         try:
@@ -221,6 +253,10 @@ class OutputWorker:
             if batch is not None:
                 return batch
             self._wake.clear()
+            # A stop that came since the check above had its wake-up erased by this clear;
+            # it set _stopping first, so it shows here (else the wait below never ends).
+            if self._stopping.is_set():
+                break
             batch = self._prepare(self.spool.cursor(self.output.name))  # raced a notify?
             if batch is not None:
                 return batch
@@ -232,11 +268,16 @@ class OutputWorker:
         attempt = 0
         current = self._next_batch()
         while current is not None and not self._stopping.is_set():
+            self._request_started_s = time.monotonic()
             try:
                 self.output.send(current.body)
             except RejectedBatchError as exc:
+                self._request_started_s = None
+                self.last_attempt_failed = False
                 self._reject(current, str(exc))
             except Exception as exc:  # retryable, or a bug in the HTTP stack: keep the batch
+                self._request_started_s = None
+                self.last_attempt_failed = True
                 retry_after = exc.retry_after_s if isinstance(exc, RetryableWriteError) else None
                 self.stats.retries += 1
                 self.stats.last_error = redact(
@@ -249,9 +290,12 @@ class OutputWorker:
                     "output %s: %s; %d points kept, retry in %.1fs",
                     self.output.name, self.stats.last_error, current.n_points, delay,
                 )
-                self._stopping.wait(delay)
+                if self._retry_now.wait(delay):  # drain or stop: one attempt now, or end
+                    self._retry_now.clear()
                 continue
             else:
+                self._request_started_s = None
+                self.last_attempt_failed = False
                 self.stats.points_written += current.n_points
                 self.stats.batches_written += 1
                 self.stats.last_success_ns = time.time_ns()
@@ -281,9 +325,16 @@ class OutputWorker:
         return self.spool.cursor(self.output.name) >= self.spool.next_seq
 
     async def drain(self, timeout_s: float) -> bool:
-        """On stop: deliver what is pending for up to timeout_s; the rest stays spooled."""
+        """On stop: deliver what is pending for up to timeout_s; the rest stays spooled.
+        A sender backing off tries once more at once; as soon as an attempt made since the
+        drain began has failed (the server is still away), waiting longer is pointless and
+        the drain ends."""
         deadline = time.monotonic() + timeout_s
+        failures = self.stats.retries
         self._wake.set()
+        self._retry_now.set()
         while not self.caught_up() and time.monotonic() < deadline:
+            if self.stats.retries > failures:
+                break
             await asyncio.sleep(0.05)
         return self.caught_up()
