@@ -308,7 +308,9 @@ def test_exabgp_killed_is_restarted_with_exact_counts(
 def mrt_origins() -> dict[str, int]:
     """Origin AS per prefix of the final table in the MRT file, read independently here
     (mrtparse; AS4_PATH merged; prefixes whose path has an AS_SET left out)."""
-    from mrtparse import Reader
+    from tests.lab.routes import mrt_reader
+
+    Reader = mrt_reader()
 
     table: dict[str, int] = {}
     for entry in Reader(str(MRT)):

@@ -10,9 +10,11 @@ import hashlib
 import ipaddress
 import json
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MRT_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mrt" / "updates.et-header.2015.gz"
 TRANSIT_ASES = (3356, 174, 2914, 1299, 6939, 6453, 3257)
@@ -115,10 +117,23 @@ def cache_dir() -> Path:
     return path
 
 
+def mrt_reader() -> Any:
+    """mrtparse's Reader (a test dependency, imported only when a table is wanted).
+    Importing mrtparse sets SIGPIPE to its default action for the whole process: from then
+    on, a write to a closed pipe or socket anywhere in the test run killed pytest itself
+    (exit 141, seen once in three full runs). The disposition is put back at once."""
+    previous = signal.getsignal(signal.SIGPIPE)
+    try:
+        from mrtparse import Reader
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+    return Reader
+
+
 def _mrt_table(path: Path) -> Iterator[tuple[str, tuple[int, ...], tuple[tuple[int, int], ...]]]:
     """Final state of the table in an MRT updates file: (prefix, as_path, communities).
     AS_SETs are dropped from paths (BIRD static routes cannot build them)."""
-    from mrtparse import Reader  # test dependency, imported only when the table is wanted
+    Reader = mrt_reader()
 
     table: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}
     for entry in Reader(str(path)):
