@@ -89,6 +89,31 @@ def _socket_path(args: argparse.Namespace) -> Path:
         return Path("/run/egress-agent/control.sock")
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    from agent.control import call
+    from agent.logsetup import stderr_is_journal
+
+    # The socket from the config when it is valid; the default otherwise: an invalid
+    # config is exactly what the daemon must be asked to refuse.
+    socket_path = Path(args.socket) if args.socket else _running_socket(args.config)
+    result = call(socket_path, "reload", timeout_s=args.timeout)
+    if result.get("applied"):
+        print(f"reloaded {result.get('config')}")
+        return EXIT_OK
+    # Under systemd (ExecReload) the daemon has logged each problem already.
+    if not stderr_is_journal(sys.stderr):
+        for line in result.get("problems") or ["reload refused"]:
+            print(line, file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _running_socket(config_path: str | None) -> Path:
+    try:
+        return load_config(config_path).agent.control_socket
+    except ConfigError:
+        return Path("/run/egress-agent/control.sock")
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"egress-agent on {status.get('host')} ({status.get('config')}), "
@@ -172,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("reload", help="re-read the config in the running daemon and wait "
+                       "for the outcome (exit 2 when refused)")
+    with_config(p)
+    p.add_argument("--socket", help="control socket (default from the config)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the daemon (default 60)")
+    p.set_defaults(func=cmd_reload)
+
     try:
         probes_cli = importlib.import_module("collectors.probes.cli")
     except ImportError:
@@ -179,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     if probes_cli is not None and hasattr(probes_cli, "add_commands"):
         probes_cli.add_commands(sub)
     return parser
+
+
+def _print_error(text: str) -> None:
+    from agent.logsetup import error_lines
+
+    print(error_lines(text, sys.stderr), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,20 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(f"error: {exc}")
         return EXIT_USAGE
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        _print_error(str(exc))
         return EXIT_USAGE
     except ControlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(f"error: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as exc:
         if debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _print_error(f"error: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
 
 

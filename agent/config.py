@@ -682,13 +682,19 @@ def load_config(path: Path | str | None = None) -> Config:
     return parse_config(data, str(file_path))
 
 
+def secret_file_keys(config: Config) -> dict[str, str]:
+    """The files holding secrets, as path text → the key naming them."""
+    keys = {}
+    if config.outputs.influxdb and config.outputs.influxdb.token_file:
+        keys[str(config.outputs.influxdb.token_file)] = "outputs.influxdb.token_file"
+    if config.outputs.influxdb_v1 and config.outputs.influxdb_v1.password_file:
+        keys[str(config.outputs.influxdb_v1.password_file)] = "outputs.influxdb_v1.password_file"
+    return keys
+
+
 def secret_file_warnings(config: Config) -> list[str]:
     """Files holding secrets (or the config itself) that other users can read."""
-    paths = [Path(config.path)]
-    if config.outputs.influxdb and config.outputs.influxdb.token_file:
-        paths.append(config.outputs.influxdb.token_file)
-    if config.outputs.influxdb_v1 and config.outputs.influxdb_v1.password_file:
-        paths.append(config.outputs.influxdb_v1.password_file)
+    paths = [Path(config.path), *map(Path, secret_file_keys(config))]
     warnings = []
     for index, path in enumerate(paths):
         try:

@@ -19,10 +19,17 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.collector import Collector, CollectorContext, ControlHandler
-from agent.config import Config, ConfigError, load_config, secret_file_warnings
+from agent.config import (
+    Config,
+    ConfigError,
+    load_config,
+    secret_file_keys,
+    secret_file_warnings,
+)
 from agent.control import ControlServer
 from agent.outputs.base import Output, OutputWorker
 from agent.pipeline import Pipeline
@@ -78,18 +85,29 @@ class _Registrations:
                 del ctx.status_providers[section]
 
 
+def _unusable(config: Config, key: str, path: Path, exc: OSError) -> ConfigError:
+    """A directory or socket the agent cannot use is a config error (exit 2): a restart
+    would fail the same way, so systemd must not loop on it (RestartPreventExitStatus=2)."""
+    reason = exc.strerror or type(exc).__name__
+    where = exc.filename if isinstance(exc.filename, str) else str(path)
+    return ConfigError(str(config.path), [(key, f"cannot use {where}: {reason}")])
+
+
 class Agent:
     def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
         self.notifier = notifier or SystemdNotifier(unset_environment=True)
         self.heartbeat = Heartbeat()
-        self.spool = Spool(
-            config.agent.data_dir,
-            max_bytes=config.agent.spool_max_bytes,
-            retention_s=config.agent.retention_s,
-            fsync=config.agent.fsync,
-            fsync_interval_s=config.agent.fsync_interval_s,
-        )
+        try:
+            self.spool = Spool(
+                config.agent.data_dir,
+                max_bytes=config.agent.spool_max_bytes,
+                retention_s=config.agent.retention_s,
+                fsync=config.agent.fsync,
+                fsync_interval_s=config.agent.fsync_interval_s,
+            )
+        except OSError as exc:
+            raise _unusable(config, "agent.data_dir", config.agent.data_dir, exc) from exc
         self.pipeline = Pipeline(self.spool, config.agent.hostname)
         self.scheduler = Scheduler(self.pipeline)
         self.workers: dict[str, tuple[OutputWorker, asyncio.Task[None]]] = {}
@@ -105,6 +123,9 @@ class Agent:
         self._reload_requested = asyncio.Event()
         self.started_ns = time.time_ns()
         self.reloads = 0
+        # SIGHUP and the control socket's `reload` both reload; one at a time.
+        self._reload_lock = asyncio.Lock()
+        self.reload_problems: list[str] = []
 
     # ------------------------------------------------------------ wiring
 
@@ -117,6 +138,7 @@ class Agent:
         )
         ctx.register_control("status", lambda _args: self.status())
         ctx.register_control("ping", lambda _args: "pong")
+        ctx.register_control("reload", self._control_reload)
         return ctx
 
     def core_stats(self) -> dict[str, Any]:
@@ -290,14 +312,26 @@ class Agent:
             log.warning("%s", warning)
         if self.spool.stats.torn_records:
             log.warning("spool: %d torn record(s) skipped at start", self.spool.stats.torn_records)
-        for output in build_outputs(self.config):
+        # What can fail on the host's files comes first, before anything has started (no
+        # ExaBGP child to leave behind): a secret file this user cannot read, an unusable
+        # control socket path. Both are config errors, so systemd does not restart in a loop.
+        try:
+            outputs = build_outputs(self.config)
+        except OSError as exc:
+            key = secret_file_keys(self.config).get(str(exc.filename), "outputs")
+            raise _unusable(self.config, key, Path(str(exc.filename)), exc) from exc
+        self.control = ControlServer(self.config.agent.control_socket, self.ctx.control_handlers)
+        try:
+            await self.control.start()
+        except OSError as exc:
+            raise _unusable(self.config, "agent.control_socket",
+                            self.config.agent.control_socket, exc) from exc
+        for output in outputs:
             self._start_output(output)
         self._start_prometheus()
         for name in self.config.agent.collectors:
             if name in REGISTRY:
                 self._start_group(name)
-        self.control = ControlServer(self.config.agent.control_socket, self.ctx.control_handlers)
-        await self.control.start()
         self._tasks = [
             asyncio.create_task(self.pipeline.run_flusher(), name="flusher"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
@@ -321,13 +355,26 @@ class Agent:
                 await asyncio.to_thread(self.spool.expire)
             self.notifier.status(self.status_line())
 
+    async def _control_reload(self, _args: dict[str, Any]) -> dict[str, Any]:
+        """`egress-agent reload` (the unit's ExecReload): the outcome goes back to the
+        caller, so `systemctl reload` returns when the config is applied, and fails when
+        it is refused, also on a systemd without Type=notify-reload."""
+        applied = await self.reload()
+        return {"applied": applied, "config": str(self.config.path),
+                "problems": [] if applied else self.reload_problems}
+
     async def reload(self, path: str | None = None) -> bool:
         """Apply a new config when valid; keep the old one and log why when not."""
+        async with self._reload_lock:
+            return await self._reload(path)
+
+    async def _reload(self, path: str | None) -> bool:
         self.notifier.reloading()
         try:
             new = await asyncio.to_thread(load_config, path or self.config.path)
         except ConfigError as exc:
-            for line in str(exc).splitlines():
+            self.reload_problems = str(exc).splitlines()
+            for line in self.reload_problems:
                 log.error("reload refused: %s", line)
             self.notifier.ready(f"reload refused, running on the old config; {self.status_line()}")
             return False

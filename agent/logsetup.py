@@ -178,7 +178,7 @@ def _fold(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def _stderr_is_journal(stream: TextIO) -> bool:
+def stderr_is_journal(stream: TextIO) -> bool:
     """True when `stream` is the journal's stream socket ($JOURNAL_STREAM = dev:inode)."""
     expected = os.environ.get("JOURNAL_STREAM", "")
     if not expected:
@@ -188,6 +188,14 @@ def _stderr_is_journal(stream: TextIO) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+def error_lines(text: str, stream: TextIO) -> str:
+    """`text` as error lines for `stream`: with journald's `<3>` (err) on each line when
+    the stream is the journal, so a command's one-line error is an error in the journal."""
+    if not stderr_is_journal(stream):
+        return text
+    return "\n".join(f"<{_PRIORITY[logging.ERROR]}>{line}" for line in text.splitlines())
 
 
 # syslog priorities for journald's `<N>` prefix (SyslogLevelPrefix=, on by default)
@@ -290,7 +298,7 @@ def configure_logging(
     out = stream if stream is not None else sys.stderr
     handler = _StderrHandler(stream)
     formatter: logging.Formatter = (
-        JsonFormatter() if fmt == "json" else TextFormatter(_stderr_is_journal(out))
+        JsonFormatter() if fmt == "json" else TextFormatter(stderr_is_journal(out))
     )
     handler.setFormatter(formatter)
     handler.addFilter(RedactingFilter(formatter))
