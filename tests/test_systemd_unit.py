@@ -57,7 +57,9 @@ def unit_copy(tmp_path: Path, text: str | None = None) -> Path:
     text = UNIT.read_text() if text is None else text
     assert "\nExecStart=/opt/egress-agent/bin/egress-agent run\n" in text
     copy = tmp_path / "egress-agent.service"
-    copy.write_text(re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={shutil.which('true')} run", text))
+    text = re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={shutil.which('true')} run", text)
+    copy.write_text(re.sub(r"(?m)^ExecReload=/.*$", f"ExecReload={shutil.which('true')} reload",
+                           text))
     return copy
 
 
@@ -128,7 +130,8 @@ def test_security_score_reacts_to_hardening(tmp_path: Path) -> None:
 @needs_analyze
 def test_notify_reload_drop_in_matches_this_systemd(tmp_path: Path) -> None:
     """Type=notify-reload exists from systemd 253: the drop-in verifies cleanly there and is
-    rejected as unknown before, which is why the main unit uses Type=notify + kill -HUP."""
+    rejected as unknown before, which is why the main unit uses Type=notify with
+    `egress-agent reload`."""
     unit = unit_copy(tmp_path)
     drop_dir = tmp_path / "egress-agent.service.d"
     drop_dir.mkdir()
@@ -149,7 +152,7 @@ def test_unit_settings() -> None:
         return unit[key][0]
 
     assert one("Type") == "notify"
-    assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert one("ExecReload") == "/opt/egress-agent/bin/egress-agent reload"
     assert one("NotifyAccess") == "main"
     assert one("Restart") == "on-failure"
     assert one("RestartPreventExitStatus") == "2"
@@ -262,7 +265,7 @@ def test_install_into_a_temp_root_is_complete_and_idempotent(
     assert probe.stdout.startswith(str(venv))
     assert (venv / "bin" / "egress-agent").exists()
     assert (venv / "bin" / "exabgp").exists()
-    assert (venv / "share" / "doc" / "operations.md").read_text() == (
+    assert (venv / "share" / "doc" / "egress-agent" / "operations.md").read_text() == (
         ROOT / "docs" / "operations.md"
     ).read_text()
 
@@ -288,6 +291,7 @@ def test_install_into_a_temp_root_is_complete_and_idempotent(
         check = tmp_path / "check"
         check.mkdir()
         text = unit.read_text().replace("ExecStart=/opt/egress-agent/", f"ExecStart={venv}/")
+        text = text.replace("ExecReload=/opt/egress-agent/", f"ExecReload={venv}/")
         (check / "egress-agent.service").write_text(text)
         result = verify(check / "egress-agent.service")
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
