@@ -89,8 +89,7 @@ def _unusable(config: Config, key: str, path: Path, exc: OSError) -> ConfigError
     """A directory or socket the agent cannot use is a config error (exit 2): a restart
     would fail the same way, so systemd must not loop on it (RestartPreventExitStatus=2)."""
     reason = exc.strerror or type(exc).__name__
-    where = exc.filename if isinstance(exc.filename, str) else str(path)
-    return ConfigError(str(config.path), [(key, f"cannot use {where}: {reason}")])
+    return ConfigError(str(config.path), [(key, f"cannot use {path}: {reason}")])
 
 
 class Agent:
