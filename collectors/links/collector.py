@@ -25,6 +25,7 @@ from typing import Any
 from agent.collector import CollectorContext, PolledCollector, StreamingCollector
 from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
+from collectors.links.carrier import CarrierFiles
 from collectors.links.netlink import (
     _NLMSGHDR,
     _U32,
@@ -452,7 +453,7 @@ class LinkEventCollector(StreamingCollector):
                 self.ctx.emit([routing_event(c, r) for c, r in changed])
 
     def _carrier_thread(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
-        """Read the uplinks' flags every CARRIER_POLL_S; hand changes to the loop.
+        """Check the uplinks' carrier every CARRIER_POLL_S; hand changes to the loop.
 
         Carrier changes reach netlink listeners through the kernel's linkwatch, which runs
         at most once a second for the whole host: on a busy host (or a flapping link) a
@@ -464,17 +465,35 @@ class LinkEventCollector(StreamingCollector):
         assert self._poll_nl is not None
         nl = self._poll_nl
         last: tuple[Any, ...] | None = None
-        while not stop.wait(CARRIER_POLL_S):
-            try:
-                results = [(name, nl.get_link_by_name(name)) for name in self.uplinks]
-            except OSError:
-                log.exception("carrier poll failed")
-                continue
-            key = tuple((s.index, s.flags, s.carrier, s.operstate) if s else None
-                        for _, s in results)
-            if key != last:
-                last = key
-                loop.call_soon_threadsafe(self._apply_poll, results)
+        # The sysfs carrier files when they show the watched namespace (carrier.py): netlink
+        # is then asked only when one changed.
+        files: CarrierFiles | None = None
+        seen: tuple[bytes, ...] | None = None
+        try:
+            while not stop.wait(CARRIER_POLL_S):
+                if files is not None:
+                    now = files.read()
+                    if now == seen:
+                        continue
+                    seen = now
+                try:
+                    results = [(name, nl.get_link_by_name(name)) for name in self.uplinks]
+                except OSError:
+                    log.exception("carrier poll failed")
+                    continue
+                key = tuple((s.index, s.flags, s.carrier, s.operstate) if s else None
+                            for _, s in results)
+                if key != last:
+                    last = key
+                    loop.call_soon_threadsafe(self._apply_poll, results)
+                    if files is not None:
+                        files.close()  # an index may have changed: open them anew
+                    files = CarrierFiles.open(
+                        {name: state.index if state else None for name, state in results})
+                    seen = files.read() if files is not None else None
+        finally:
+            if files is not None:
+                files.close()
 
     def _apply_poll(self, results: list[tuple[str, LinkState | None]]) -> None:
         points = []
