@@ -799,10 +799,14 @@ def host() -> Board:
         "agent (or its delivery) stopped.",
         steps=thresholds((RED, None), (GREEN, 1))), 6, 7)
     b.add(timeseries("Agent CPU and memory", [
-        q(f'SELECT mean("cpu_percent") FROM "agent" WHERE {h} {by_host}', "A",
+        q(f'SELECT mean("total_cpu_percent") FROM "agent" WHERE {h} {by_host}', "A",
           "$tag_host cpu"),
-        q(f'SELECT mean("rss_bytes") FROM "agent" WHERE {h} {by_host}', "B",
-          "$tag_host rss")], "percent", "The agent process itself.",
+        q(f'SELECT mean("cpu_percent") FROM "agent" WHERE {h} {by_host}', "C",
+          "$tag_host cpu agent process"),
+        q(f'SELECT mean("total_rss_bytes") FROM "agent" WHERE {h} {by_host}', "B",
+          "$tag_host rss")], "percent",
+        "The agent's whole cost to the host (% of one core, resident memory): the agent "
+        "process and its children, ExaBGP and the BGP bridge; and the agent process alone.",
         overrides=[by_name("rss$", ("unit", "bytes"),
                            ("custom.axisPlacement", "right"))]), 9, 7)
     b.add(timeseries("Queue and spool", [
