@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from collectors.probes.dnswire import parse_answer
 from collectors.probes.icmp import RoundResult
 from collectors.probes.sockets import (
     CMSG_BYTES,
@@ -228,27 +229,22 @@ def build_dns_query(qname: str, query_id: int) -> bytes:
 
 def check_dns_answer(payload: bytes, qname: str, query_id: int) -> None:
     """Raises ProbeFailure unless `payload` is a NOERROR answer to our question."""
-    from scapy.layers.dns import DNS
-
     try:
-        answer = DNS(payload)
-    except Exception as exc:  # scapy raises many kinds on garbage
+        answer = parse_answer(payload)
+    except ValueError as exc:
         raise ProbeFailure(f"malformed DNS answer: {exc}") from None
-    if answer.id != query_id:
-        raise ProbeFailure(f"wrong DNS answer: id {answer.id} != {query_id}")
-    if answer.qr != 1:
+    if answer.query_id != query_id:
+        raise ProbeFailure(f"wrong DNS answer: id {answer.query_id} != {query_id}")
+    if not answer.is_response:
         raise ProbeFailure("wrong DNS answer: not a response")
     if answer.rcode != 0:
         raise ProbeFailure(f"DNS error rcode {answer.rcode}")
     wanted = qname.rstrip(".").lower().encode()
-    questions = answer.qd if isinstance(answer.qd, list) else [answer.qd] if answer.qd else []
-    if not any(bytes(q.qname).rstrip(b".").lower() == wanted for q in questions):
+    if wanted not in answer.questions:
         raise ProbeFailure("wrong DNS answer: question not echoed")
-    records = answer.an if isinstance(answer.an, list) else [answer.an] if answer.an else []
-    if not records:
+    if not answer.answer_names:
         raise ProbeFailure("wrong DNS answer: no answer records")
-    names = {bytes(r.rrname).rstrip(b".").lower() for r in records}
-    if wanted not in names:
+    if wanted not in answer.answer_names:
         raise ProbeFailure("wrong DNS answer: answer is for another name")
 
 
