@@ -229,8 +229,8 @@ class OutputWorker:
     def _persist_soon(self) -> None:
         """From the sender: the cursor file is written by the loop's pool beside the next
         send, not before it (one write at a time; each takes the latest value), at most
-        every CURSOR_PERSIST_S. When the sender runs out of batches it writes the cursor at
-        once (`_next_batch`), and on stop."""
+        every CURSOR_PERSIST_S. When the sender runs out of batches it writes the cursor
+        after CURSOR_PERSIST_S without new ones (`_next_batch`), and on stop."""
         loop = self._loop
         now_s = time.monotonic()
         if loop is None or now_s - self._persist_scheduled_s < CURSOR_PERSIST_S:
@@ -260,7 +260,12 @@ class OutputWorker:
             batch = self._prepare(self.spool.cursor(self.output.name))  # raced a notify?
             if batch is not None:
                 return batch
-            self.spool.persist_cursor(self.output.name)  # idle: make the cursor durable
+            # Idle: make the cursor durable, unless more comes within CURSOR_PERSIST_S; it
+            # is then written with a later batch's (`_persist_soon`): one write a second at
+            # most, not one per batch, and a crash re-sends at most that second's points.
+            if self._wake.wait(CURSOR_PERSIST_S):
+                continue
+            self.spool.persist_cursor(self.output.name)
             self._wake.wait()
         return None
 
