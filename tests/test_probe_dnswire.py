@@ -64,3 +64,19 @@ def test_overlong_name_is_refused() -> None:
     name = (b"\x3f" + b"a" * 63) * 5 + b"\x00"  # 320 bytes of labels
     with pytest.raises(ValueError, match="longer than 255"):
         read_name(name, 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(query_id=st.integers(0, 0xFFFF), qname=NAME)
+def test_query_agrees_with_scapy(query_id: int, qname: str) -> None:
+    from collectors.probes.dnswire import build_query
+
+    assert build_query(qname, query_id) == bytes(
+        DNS(id=query_id, rd=1, qd=DNSQR(qname=qname, qtype="A")))
+
+
+def test_a_name_dns_cannot_carry_is_refused() -> None:
+    from collectors.probes.dnswire import build_query
+
+    with pytest.raises(ValueError, match="not a DNS name"):
+        build_query("a" * 64 + ".example", 1)

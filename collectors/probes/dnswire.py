@@ -84,3 +84,16 @@ def parse_answer(payload: bytes) -> DnsAnswer:
             raise ValueError("record data runs past the end")
         answer_names.append(name)
     return DnsAnswer(query_id, bool(flags & 0x8000), flags & 0x000F, questions, answer_names)
+
+
+def build_query(qname: str, query_id: int) -> bytes:
+    """A standard query for the A record of `qname`, recursion desired (RFC 1035 §4.1)."""
+    try:  # the idna codec also refuses labels over 63 bytes
+        labels = [label.encode("idna") for label in qname.rstrip(".").split(".") if label]
+    except UnicodeError as exc:
+        raise ValueError(f"{qname}: not a DNS name ({exc})") from None
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+    if len(name) > MAX_NAME_BYTES:
+        raise ValueError(f"{qname}: longer than 255 bytes")
+    header = HEADER.pack(query_id & 0xFFFF, 0x0100, 1, 0, 0, 0)  # RD; one question
+    return header + name + struct.pack("!HH", 1, 1)  # type A, class IN

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from collectors.probes.dnswire import parse_answer
+from collectors.probes.dnswire import build_query, parse_answer
 from collectors.probes.icmp import RoundResult
 from collectors.probes.sockets import (
     CMSG_BYTES,
@@ -222,9 +222,7 @@ def tcp_probe(binding: Binding, address: str, port: int) -> OneProbe:
 
 
 def build_dns_query(qname: str, query_id: int) -> bytes:
-    from scapy.layers.dns import DNS, DNSQR
-
-    return bytes(DNS(id=query_id, rd=1, qd=DNSQR(qname=qname, qtype="A")))
+    return build_query(qname, query_id)
 
 
 def check_dns_answer(payload: bytes, qname: str, query_id: int) -> None:
@@ -312,9 +310,16 @@ async def recv_in_time(sock: socket.socket, sent: SendTime, timeout_s: float,
 
 
 def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> OneProbe:
-    """The query is built once for the round (scapy is slow, and was imported on the first
-    probe, whose time then counted against its timeout); each probe patches its id."""
-    template = build_dns_query(qname, 0)
+    """The query is built once for the round; each probe patches its id."""
+    try:
+        template = build_dns_query(qname, 0)
+    except ValueError as exc:  # a name DNS cannot carry: every probe of it fails, saying why
+        reason = str(exc)
+
+        async def refused(_timeout_s: float) -> float:
+            raise ProbeFailure(reason)
+
+        return refused
 
     async def one(timeout_s: float) -> float:
         sock = _open(binding, address, socket.SOCK_DGRAM)
