@@ -3,19 +3,47 @@ children of the agent): against real child processes and their /proc counters.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import time
+
+from collectors.agent_self import children_cpu_s
+from tests.agentproc import ROOT
+
+# Runs as its own process, so that its only child is the one it starts (pytest's own
+# children, the test servers, would count too). Prints the two `agent` points' fields and
+# what /proc said of the child, as JSON.
+SCRIPT = r"""
+import json, subprocess, sys, tempfile, time
 from pathlib import Path
-
 import psutil
-
 from agent.collector import CollectorContext
 from agent.config import parse_config
-from collectors.agent_self import AgentCollector, children_cpu_s
+from collectors.agent_self import AgentCollector
 
-BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n" \
-       "time.sleep(30)\n"
+BURN = ("import time\nend = time.process_time() + 0.6\n"
+        "while time.process_time() < end: pass\ntime.sleep(30)\n")
+data = Path(tempfile.mkdtemp())
+collector = AgentCollector(CollectorContext(
+    config=parse_config({"agent": {"data_dir": str(data)}}), emit=lambda p: None,
+    data_dir=data))
+child = subprocess.Popen([sys.executable, "-c", BURN])
+try:
+    process = psutil.Process(child.pid)
+    while sum(process.cpu_times()[:2]) < 0.6:
+        time.sleep(0.05)
+    started = collector._children_at
+    first = collector.collect()[0].fields
+    elapsed_s = time.monotonic() - started
+    child_cpu_s, child_rss = sum(process.cpu_times()[:2]), process.memory_info().rss
+    time.sleep(0.5)  # CPU times move in clock ticks (10 ms): no shorter interval
+    second = collector.collect()[0].fields
+finally:
+    child.kill()
+    child.wait(10)
+print(json.dumps({"first": first, "second": second, "elapsed_s": elapsed_s,
+                  "child_cpu_s": child_cpu_s, "child_rss": child_rss}))
+"""
 
 
 def test_children_cpu_s_counts_deltas_new_children_and_recycled_pids() -> None:
@@ -25,32 +53,16 @@ def test_children_cpu_s_counts_deltas_new_children_and_recycled_pids() -> None:
     assert children_cpu_s(now, now) == 0.0
 
 
-def test_agent_point_carries_its_childrens_cpu_and_memory(tmp_path: Path) -> None:
-    config = parse_config({"agent": {"data_dir": str(tmp_path)}})
-    collector = AgentCollector(CollectorContext(config=config, emit=lambda p: None,
-                                                data_dir=tmp_path))
-    child = subprocess.Popen([sys.executable, "-c", BURN.format(s=0.6)])
-    try:
-        deadline = time.monotonic() + 20
-        while psutil.Process(child.pid).cpu_times().user + \
-                psutil.Process(child.pid).cpu_times().system < 0.6:
-            assert time.monotonic() < deadline, "the child did not burn its CPU"
-            time.sleep(0.05)
-        started = collector._children_at
-        (point, *_) = collector.collect()
-        elapsed_s = time.monotonic() - started
-        fields = point.fields
-        times = psutil.Process(child.pid).cpu_times()
-        expected = 100.0 * (times.user + times.system) / elapsed_s
-        assert abs(fields["children_cpu_percent"] - expected) < 0.15 * expected + 1.0
-        rss = psutil.Process(child.pid).memory_info().rss
-        assert abs(fields["children_rss_bytes"] - rss) < 2 * 2**20
-        assert fields["total_rss_bytes"] == fields["rss_bytes"] + fields["children_rss_bytes"]
-        assert fields["total_cpu_percent"] == round(
-            fields["cpu_percent"] + fields["children_cpu_percent"], 3)
-        time.sleep(0.5)  # CPU times move in clock ticks (10 ms): no shorter interval
-        (again, *_) = collector.collect()  # idle since: its CPU is not counted twice
-        assert again.fields["children_cpu_percent"] < 5.0
-    finally:
-        child.kill()
-        child.wait(10)
+def test_agent_point_carries_its_childrens_cpu_and_memory() -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    first, second = seen["first"], seen["second"]
+    expected = 100.0 * seen["child_cpu_s"] / seen["elapsed_s"]
+    assert abs(first["children_cpu_percent"] - expected) < 0.15 * expected + 1.0
+    assert abs(first["children_rss_bytes"] - seen["child_rss"]) < 2 * 2**20
+    assert first["total_rss_bytes"] == first["rss_bytes"] + first["children_rss_bytes"]
+    assert first["total_cpu_percent"] == round(
+        first["cpu_percent"] + first["children_cpu_percent"], 3)
+    assert second["children_cpu_percent"] < 5.0  # idle since: not counted twice
