@@ -413,7 +413,7 @@ class WebhookReceiver:
             if alert is not None:
                 return alert
             time.sleep(0.05)
-        raise WaitTimeout(f"no {status} {alertname} {labels} at the receiver within "
+        raise TimeoutError(f"no {status} {alertname} {labels} at the receiver within "
                           f"{timeout}s; got {self.alerts()}")
 
     def close(self) -> None:
