@@ -644,3 +644,29 @@ url = "http://127.0.0.1:8080/hook"
     assert config.outputs.alertmanager.urls == ("http://127.0.0.1:9093",)
     assert config.outputs.alertmanager.resend_interval_s == 30.0
     assert config.outputs.webhook is not None
+
+
+# ---------------------------------------------------------------- documentation
+
+
+def test_every_condition_and_key_is_documented_and_in_the_example() -> None:
+    import re
+    import tomllib
+
+    from agent.alerts.schema import CONDITIONS
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "configuration.md").read_text()
+    example = (root / "config" / "egress-agent.example.toml").read_text()
+    for name, spec in CONDITIONS.items():
+        assert f"| `{name}` | {spec.alertnames[0]} |" in doc, name
+        assert f"# [alerts.{name}]\n" in example, name
+        for key in spec.params:
+            assert f"| `{name}` | `{key}` |" in doc, (name, key)
+    # uncommented, the example's [alerts] section is valid and gives the defaults
+    section = example[example.index("[alerts]"):example.index("# [outputs.alertmanager]")]
+    uncommented = re.sub(r"^# (\[alerts\.|\w+ = )", r"\1", section, flags=re.M)
+    uncommented = re.sub(r"^# .*$", "", uncommented, flags=re.M)
+    text = BASE.format(data_dir="/tmp/x") + uncommented
+    assert parse_config(tomllib.loads(text)).alerts == parse_config(
+        tomllib.loads(BASE.format(data_dir="/tmp/x"))).alerts

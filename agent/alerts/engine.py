@@ -120,6 +120,8 @@ class AlertEngine:
         self.hostname = config.agent.hostname
         self.conditions: list[Any] = []
         self._handlers: dict[str, list[Callable[[Point], None]]] = {}
+        self._link_handlers: list[Callable[[Point], None]] = []
+        self._uplinks: frozenset[str] = frozenset()
         self._load_state()
         self.reconfigure(config)
 
@@ -137,6 +139,8 @@ class AlertEngine:
         for condition in self.conditions:
             for measurement in condition.measurements:
                 handlers.setdefault(measurement, []).append(condition.on_point)
+        self._link_handlers = handlers.pop("link", [])
+        self._uplinks = frozenset(c.interface for c in config.carriers)
         self._handlers = handlers
         names = {c.name for c in self.conditions}
         for alert in list(self.alerts.values()):
@@ -146,13 +150,26 @@ class AlertEngine:
     # ------------------------------------------------------------ input
 
     def observe(self, points: Sequence[Point]) -> None:
-        """The pipeline observer: one dict lookup per point, conditions only for theirs."""
-        handlers = self._handlers
-        get = handlers.get
+        """The pipeline observer. Per point: the measurement's name, and for `link` (the
+        bulk: every interface, every interval) the interface against the carrier uplinks;
+        only what passes reaches a condition. About 0.1 us per point (bench/alerts.py);
+        chains of C-level map/compress measured slower than this plain loop."""
+        get = self._handlers.get
+        link_handlers = self._link_handlers
+        uplinks = self._uplinks
         for point in points:
-            wanted = get(point.measurement)
-            if wanted is None:
-                continue
+            if point.measurement == "link":
+                try:
+                    if point.tags["interface"] not in uplinks:
+                        continue
+                except KeyError:
+                    continue
+                wanted = link_handlers
+            else:
+                found = get(point.measurement)
+                if found is None:
+                    continue
+                wanted = found
             self.stats.points_seen += 1
             for handler in wanted:
                 try:
