@@ -670,3 +670,34 @@ def test_every_condition_and_key_is_documented_and_in_the_example() -> None:
     text = BASE.format(data_dir="/tmp/x") + uncommented
     assert parse_config(tomllib.loads(text)).alerts == parse_config(
         tomllib.loads(BASE.format(data_dir="/tmp/x"))).alerts
+
+
+# ---------------------------------------------------------------- alert outputs
+
+
+def test_alert_lines_are_found_and_parsed_back(h: Harness) -> None:
+    from agent.outputs.alerts import alert_lines, state_changes
+    from agent.points import LineEncoder
+
+    h.point("link_event", {"interface": "eth 1,x", "carrier": "tele=com", "state": "down"},
+            {"up": False, "detail": 'said "no"\\ and left'})
+    h.clock.advance(2)
+    h.point("link_event", {"interface": "eth 1,x", "carrier": "tele=com", "state": "up"},
+            {"up": True, "detail": "up"})
+    encoder = LineEncoder(version=2)
+    other = [Point("host", {"host": "edge-1"}, {"cpu_percent": 1.0}, 1)]
+    body, _ = encoder.encode_body([*h.emitted[:1], *other, h.emitted[1]])
+    assert len(alert_lines(body)) == 2
+    body_first_last, _ = encoder.encode_body(h.emitted)
+    assert len(alert_lines(body_first_last)) == 2
+    assert alert_lines(encoder.encode_body(other)[0]) == []
+    firing, resolved = state_changes(body)
+    assert firing["firing"] and not resolved["firing"]
+    assert firing["labels"]["carrier"] == "tele=com"
+    assert firing["labels"]["interface"] == "eth 1,x"
+    assert "state" not in firing["labels"]
+    assert firing["annotations"]["summary"].endswith('said "no"\\ and left')
+    assert firing["fingerprint"] == fingerprint(firing["labels"])
+    assert firing["endsAt"] == "0001-01-01T00:00:00Z"
+    assert resolved["startsAt"] == firing["startsAt"]
+    assert resolved["endsAt"] > resolved["startsAt"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.cli import main
 from agent.config import load_config
 from agent.daemon import Agent
 from agent.points import Point
@@ -59,7 +60,8 @@ def find(receiver: WebhookReceiver, alertname: str, status: str) -> list[dict[st
 
 
 def test_link_down_reaches_alertmanager_and_resolves(
-    tmp_path: Path, alertmanager: Alertmanager, webhook_receiver: WebhookReceiver
+    tmp_path: Path, alertmanager: Alertmanager, webhook_receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     direct = WebhookReceiver()  # the agent's own [outputs.webhook]
     config = load_config(write_config(
@@ -83,7 +85,23 @@ def test_link_down_reaches_alertmanager_and_resolves(
             assert alert["annotations"]["summary"] == "uplink eth1 of telecom is down: carrier lost"
             assert to_api_s < 2.0, to_api_s
             assert agent.alerts_list()["alerts"][0]["labels"]["alertname"] == "UplinkDown"
+            # the CLI lists it from the running daemon
+            socket = str(tmp_path / "run" / "control.sock")
+            code = await asyncio.to_thread(main, ["alerts", "--socket", socket, "--json"])
+            assert code == 0
+            listed = json.loads(capsys.readouterr().out)["alerts"]
+            assert [a["labels"]["alertname"] for a in listed] == ["UplinkDown"]
+            await asyncio.to_thread(main, ["alerts", "--socket", socket])
+            text = capsys.readouterr().out
+            assert text.startswith("firing   critical UplinkDown  carrier=telecom interface=eth1")
+            assert "    uplink eth1 of telecom is down: carrier lost" in text
+            await asyncio.to_thread(main, ["status", "--socket", socket])
+            assert "alerts: 1 firing, 0 pending" in capsys.readouterr().out
             await asyncio.sleep(2.5)  # resends keep it active (endsAt ahead)
+            output = agent.workers["alertmanager"][0].output
+            assert output.resends >= 2  # type: ignore[attr-defined]
+            assert any(a["labels"].get("alertname") == "UplinkDown"
+                       for a in alertmanager.alerts(active_only=True))
             agent.pipeline.emit([link_event("up", "up")])
             resolved = await asyncio.to_thread(webhook_receiver.wait_for, "UplinkDown",
                                                "resolved")
