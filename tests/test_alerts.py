@@ -701,3 +701,20 @@ def test_alert_lines_are_found_and_parsed_back(h: Harness) -> None:
     assert firing["endsAt"] == "0001-01-01T00:00:00Z"
     assert resolved["startsAt"] == firing["startsAt"]
     assert resolved["endsAt"] > resolved["startsAt"]
+
+
+def test_pending_without_confirmation_is_dropped_and_removed_carrier_resolves(
+        tmp_path: Path) -> None:
+    import tomllib
+
+    h = Harness(tmp_path)
+    session(h, state="down")  # pending (for 30s), then the collector stops
+    h.clock.advance(301)
+    h.engine.tick(None)
+    assert h.engine.active() == [] and h.changes() == []
+    h.point("link_event", {"interface": "eth2", "carrier": "unicom", "state": "down"},
+            {"up": False, "detail": "admin down"})
+    assert h.firing("UplinkDown")
+    text = BASE.format(data_dir=tmp_path).replace('name = "unicom"', 'name = "cmcc"')
+    h.engine.reconfigure(parse_config(tomllib.loads(text)))
+    assert not h.firing() and [s for s, _ in h.changes()] == ["firing", "resolved"]

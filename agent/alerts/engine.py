@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[list[Point]], None]
 
+# A pending alert whose condition has not said "true" for this long is dropped (its source
+# stopped: a carrier or probe removed, a collector stopped) rather than fired by the clock.
+STALE_PENDING_S = 300.0
+
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
 _SEP = b"\xff"
@@ -73,6 +77,7 @@ class Alert:
     fired_at: float = 0.0
     value: float | None = None
     fingerprint: str = ""
+    confirmed_at: float = 0.0  # the condition last said "true"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -143,8 +148,11 @@ class AlertEngine:
         self._uplinks = frozenset(c.interface for c in config.carriers)
         self._handlers = handlers
         names = {c.name for c in self.conditions}
+        carriers = {c.name for c in config.carriers}
         for alert in list(self.alerts.values()):
-            if alert.condition not in names:
+            carrier = alert.labels.get("carrier")
+            gone = carrier is not None and bool(carriers) and carrier not in carriers
+            if alert.condition not in names or gone:
                 self._drop(alert, self.clock())
 
     # ------------------------------------------------------------ input
@@ -186,7 +194,11 @@ class AlertEngine:
             except Exception as exc:
                 self._condition_failed(exc)
         for alert in list(self.alerts.values()):
-            if alert.state == "pending" and now - alert.active_at >= alert.for_s:
+            if alert.state != "pending":
+                continue
+            if now - alert.confirmed_at > STALE_PENDING_S:
+                del self.alerts[alert.fingerprint]  # nobody judges it any more
+            elif now - alert.active_at >= alert.for_s:
                 self._fire(alert, now)
 
     def _condition_failed(self, exc: Exception) -> None:
@@ -231,6 +243,7 @@ class AlertEngine:
             elif alert.state == "pending":
                 alert.annotations = {"summary": summary, "description": description}
                 alert.value = value
+            alert.confirmed_at = now
             if alert.state == "pending" and now - alert.active_at >= alert.for_s:
                 self._fire(alert, now)
             return
