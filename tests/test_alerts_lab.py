@@ -107,3 +107,81 @@ def test_uplink_down_alert_reaches_the_receiver_and_resolves(
         lab.set_link(carrier.name, True)
     print("lab alert timings:", {k: round(v, 3) for k, v in timings.items()})
     assert timings["link_down_to_alertmanager_s"] <= 1.0, timings
+
+
+def test_bgp_session_and_hijack_alerts(
+    lab: Any, tmp_path: Path, alertmanager: Alertmanager, webhook_receiver: WebhookReceiver
+) -> None:
+    """The daemon's bgp collector (ExaBGP in the lab's agent namespace) against the lab's
+    BIRD carriers: a carrier's BIRD stopped -> BgpSessionDown after `for`, resolved when it
+    is back; our prefix announced with a foreign origin from a carrier -> a critical
+    OwnPrefixOriginMismatch at once, resolved when it is withdrawn."""
+    from tests.lab.lab import ANNOUNCE, LOCAL_AS, WATCH
+    from tests.test_bgp_lab import EXABGP_50
+
+    wrapper = tmp_path / "exabgp-in-agent-ns"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.agent_ns} {EXABGP_50} "$@"\n')
+    wrapper.chmod(0o755)
+    config = parse_config({
+        "agent": {"hostname": "lab", "interval": "1s", "data_dir": str(tmp_path / "data"),
+                  "control_socket": str(tmp_path / "control.sock"), "collectors": ["bgp"]},
+        "carriers": [{"name": c.name, "interface": c.uplink, "bgp": {
+            "peer": c.gateway, "peer_as": c.asn, "local_address": c.source,
+            "hold_time": 9}} for c in lab.carriers],
+        "bgp": {"local_as": LOCAL_AS, "router_id": lab.carriers[0].source,
+                "announce": list(ANNOUNCE), "watch": list(WATCH), "exabgp": str(wrapper),
+                "interval": "1s"},
+        "alerts": {"bgp_session_down": {"for": "3s"}},
+        "outputs": {"alertmanager": {"urls": [alertmanager.url], "resend_interval": "5s",
+                                     "max_retry_delay": "1s"}},
+    })
+    victim = lab.carriers[-1].name
+    ours = ANNOUNCE[0]
+    timings: dict[str, float] = {}
+
+    async def scenario() -> None:
+        agent = Agent(config)
+        await agent.start()
+        try:
+            state = agent.groups["bgp"][0].state  # type: ignore[attr-defined]
+
+            def all_up() -> bool:
+                return all(p.fields["up"] for p in state.session_points())
+
+            await until(all_up, 60)
+            await asyncio.sleep(1.5)
+            assert not [a for a in agent.alerts.active()
+                        if a["labels"]["alertname"] == "BgpSessionDown"
+                        and a["state"] == "firing"]
+            t0 = time.monotonic()
+            await asyncio.to_thread(lab.stop_bird, victim)
+            try:
+                alert = await asyncio.to_thread(webhook_receiver.wait_for, "BgpSessionDown",
+                                                "firing", 30.0, carrier=victim)
+                timings["bird_stopped_to_receiver_s"] = time.monotonic() - t0
+                assert alert["labels"]["severity"] == "critical"
+                others = {a["labels"].get("carrier") for a in webhook_receiver.alerts()
+                          if a["labels"].get("alertname") == "BgpSessionDown"}
+                assert others == {victim}
+            finally:
+                await asyncio.to_thread(lab.start_bird, victim)
+            await asyncio.to_thread(webhook_receiver.wait_for, "BgpSessionDown", "resolved",
+                                    60.0, carrier=victim)
+            t0 = time.monotonic()
+            await asyncio.to_thread(lab.announce, "unicom", ours, [65001])
+            try:
+                alert = await asyncio.to_thread(webhook_receiver.wait_for,
+                                                "OwnPrefixOriginMismatch", "firing", 20.0,
+                                                carrier="unicom", prefix=ours)
+                timings["hijack_to_receiver_s"] = time.monotonic() - t0
+                assert alert["labels"]["severity"] == "critical"
+                assert "originated by AS65001" in alert["annotations"]["summary"]
+            finally:
+                await asyncio.to_thread(lab.withdraw, "unicom", ours)
+            await asyncio.to_thread(webhook_receiver.wait_for, "OwnPrefixOriginMismatch",
+                                    "resolved", 30.0, carrier="unicom", prefix=ours)
+        finally:
+            await agent.stop()
+
+    asyncio.run(scenario())
+    print("lab BGP alert timings:", {k: round(v, 3) for k, v in timings.items()})
