@@ -185,3 +185,69 @@ def test_bgp_session_and_hijack_alerts(
 
     asyncio.run(scenario())
     print("lab BGP alert timings:", {k: round(v, 3) for k, v in timings.items()})
+
+
+def test_carrier_relative_loss_blames_only_the_degraded_carrier(lab: Any, tmp_path: Path) -> None:
+    """The daemon runs in the lab's agent namespace with its probes collector (ICMP to the
+    lab's target through every carrier, 1 s rounds), Alertmanager and the receiver on that
+    namespace's loopback. One carrier loses 40 % -> CarrierLossHigh on it, none on the
+    others; resolved when the loss is gone."""
+    from tests.lab.netns import in_netns
+    from tests.lab.servers import Alertmanager as AlertmanagerServer
+    from tests.lab.servers import binary_missing
+
+    reason = binary_missing("prometheus-alertmanager")
+    if reason:
+        pytest.skip(reason)
+    victim = lab.carriers[1].name
+    receiver = in_netns(lab.agent_ns, WebhookReceiver)  # its socket in the agent namespace
+    am = AlertmanagerServer(data_dir=tmp_path / "am", webhook_url=receiver.url,
+                            netns=lab.agent_ns)
+    config = parse_config({
+        "agent": {"hostname": "lab", "interval": "1s", "data_dir": str(tmp_path / "data"),
+                  "control_socket": str(tmp_path / "control.sock"),
+                  "collectors": ["probes"]},
+        "carriers": [{"name": c.name, "interface": c.uplink, "source": c.source}
+                     for c in lab.carriers],
+        "probes": [{"name": "target", "target": lab.target, "methods": ["icmp"],
+                    "interval": "1s", "count": 20, "timeout": "300ms"}],
+        "alerts": {"carrier_loss": {"window": "15s"},
+                   "quality_bad": {"enabled": False}},
+        "outputs": {"alertmanager": {"urls": [am.url], "resend_interval": "5s",
+                                     "max_retry_delay": "1s"}},
+    })
+
+    async def scenario() -> None:
+        agent = Agent(config)
+        await agent.start()
+        try:
+            await asyncio.sleep(5)  # rounds through every carrier, nothing lost
+            assert not [a for a in agent.alerts.active()
+                        if a["labels"]["alertname"] == "CarrierLossHigh"]
+            await asyncio.to_thread(lab.set_delay, victim, None, None, 40.0)
+            try:
+                alert = await asyncio.to_thread(receiver.wait_for, "CarrierLossHigh",
+                                                "firing", 40.0, carrier=victim)
+                assert alert["labels"]["target"] == lab.target
+                assert "points worse than the best other carrier" in (
+                    alert["annotations"]["summary"])
+                blamed = {a["labels"]["carrier"] for a in agent.alerts.active()
+                          if a["labels"]["alertname"] == "CarrierLossHigh"}
+                assert blamed == {victim}
+            finally:
+                await asyncio.to_thread(lab.set_delay, victim, None, None, 0.0)
+            await asyncio.to_thread(receiver.wait_for, "CarrierLossHigh", "resolved", 40.0,
+                                    carrier=victim)
+            fired = {a["labels"]["carrier"] for a in receiver.alerts()
+                     if a["labels"].get("alertname") == "CarrierLossHigh"}
+            assert fired == {victim}
+        finally:
+            await agent.stop()
+
+    try:
+        am.start()
+        in_netns(lab.agent_ns, lambda: asyncio.run(scenario()))
+    finally:
+        am.close()
+        receiver.close()
+        lab.set_delay(victim, loss_pct=0.0)
