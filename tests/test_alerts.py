@@ -718,3 +718,48 @@ def test_pending_without_confirmation_is_dropped_and_removed_carrier_resolves(
     text = BASE.format(data_dir=tmp_path).replace('name = "unicom"', 'name = "cmcc"')
     h.engine.reconfigure(parse_config(tomllib.loads(text)))
     assert not h.firing() and [s for s, _ in h.changes()] == ["firing", "resolved"]
+
+
+def test_webhook_retry_does_not_post_again_what_was_taken(h: Harness) -> None:
+    import http.server
+    import threading
+
+    from agent.config import WebhookConfig
+    from agent.outputs.alerts import WebhookOutput
+    from agent.outputs.base import RetryableWriteError
+    from agent.points import LineEncoder
+
+    got: list[dict[str, Any]] = []
+    answers = [200, 503, 200, 200]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status = answers.pop(0)
+            if status == 200:
+                got.append(body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for state in ("down", "up", "down"):
+            h.point("link_event", {"interface": "eth1", "carrier": "telecom", "state": state},
+                    {"up": state == "up", "detail": state})
+            h.clock.advance(1)
+        body, _ = LineEncoder(version=2).encode_body(h.emitted)
+        output = WebhookOutput(WebhookConfig(url=f"http://127.0.0.1:{server.server_port}/x"))
+        with pytest.raises(RetryableWriteError):
+            output.send(body)  # the first state change taken, the second refused
+        output.send(body)  # the retry of the batch
+        assert [b["status"] for b in got] == ["firing", "resolved", "firing"]
+        assert got[0]["version"] == "4" and got[0]["receiver"] == "egress-agent"
+        assert got[0]["groupLabels"] == {"alertname": "UplinkDown"}
+    finally:
+        server.shutdown()
+        server.server_close()
