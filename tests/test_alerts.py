@@ -763,3 +763,16 @@ def test_webhook_retry_does_not_post_again_what_was_taken(h: Harness) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_report_lists_alert_state_changes_as_events(h: Harness) -> None:
+    from agent.report import summarize
+
+    h.point("link_event", {"interface": "eth1", "carrier": "telecom", "state": "down"},
+            {"up": False, "detail": "carrier lost"})
+    summary = summarize(iter(h.emitted))
+    [event] = summary["events"]
+    assert event["measurement"] == "alert" and event["alertname"] == "UplinkDown"
+    assert event["state"] == "firing"
+    assert event["summary"] == "uplink eth1 of telecom is down: carrier lost"
+    assert summary["carriers"] == {}
