@@ -127,6 +127,7 @@ class AlertEngine:
         self._handlers: dict[str, list[Callable[[Point], None]]] = {}
         self._link_handlers: list[Callable[[Point], None]] = []
         self._uplinks: frozenset[str] = frozenset()
+        self._dirty = False  # firing set changed: state.json is rewritten (once per call)
         self._load_state()
         self.reconfigure(config)
 
@@ -154,6 +155,8 @@ class AlertEngine:
             gone = carrier is not None and bool(carriers) and carrier not in carriers
             if alert.condition not in names or gone:
                 self._drop(alert, self.clock())
+        if self._dirty:
+            self._save_state()
 
     # ------------------------------------------------------------ input
 
@@ -184,6 +187,8 @@ class AlertEngine:
                     handler(point)
                 except Exception as exc:  # a bad point or a bug: never the pipeline's problem
                     self._condition_failed(exc)
+        if self._dirty:
+            self._save_state()
 
     def tick(self, self_stats: dict[str, Any] | None = None) -> None:
         """Pending alerts whose `for` has run fire; time-based conditions re-evaluate."""
@@ -200,6 +205,8 @@ class AlertEngine:
                 del self.alerts[alert.fingerprint]  # nobody judges it any more
             elif now - alert.active_at >= alert.for_s:
                 self._fire(alert, now)
+        if self._dirty:
+            self._save_state()
 
     def _condition_failed(self, exc: Exception) -> None:
         self.stats.condition_errors += 1
@@ -263,14 +270,14 @@ class AlertEngine:
         log.warning("alert firing: %s %s: %s", alert.labels["alertname"],
                     _label_text(alert.labels), alert.annotations.get("summary", ""))
         self._emit(alert, now, firing=True)
-        self._save_state()
+        self._dirty = True
 
     def _resolve(self, alert: Alert, now: float) -> None:
         del self.alerts[alert.fingerprint]
         self.stats.resolved += 1
         log.info("alert resolved: %s %s", alert.labels["alertname"], _label_text(alert.labels))
         self._emit(alert, now, firing=False)
-        self._save_state()
+        self._dirty = True
 
     def _drop(self, alert: Alert, now: float) -> None:
         if alert.state == "firing":
@@ -357,6 +364,7 @@ class AlertEngine:
             self.alerts[alert.fingerprint] = alert
 
     def _save_state(self) -> None:
+        self._dirty = False
         if self.state_path is None:
             return
         firing = [a.as_dict() for a in self.alerts.values() if a.state == "firing"]
