@@ -776,3 +776,30 @@ def test_report_lists_alert_state_changes_as_events(h: Harness) -> None:
     assert event["state"] == "firing"
     assert event["summary"] == "uplink eth1 of telecom is down: carrier lost"
     assert summary["carriers"] == {}
+
+
+def test_c_select_agrees_with_python() -> None:
+    import random
+
+    from agent.alerts import engine
+
+    if engine._c_select is None:
+        pytest.skip("agent._lineproto not built")
+    rng = random.Random(7)
+    names = ["link", "link_event", "host", "probe", "bgp_session", "alert", "linkx", ""]
+    interfaces = ["eth0", "eth1", "eth2", "eth 3", "", None]
+    points = []
+    for i in range(5000):
+        tags: dict[str, str] = {"host": "h"}
+        interface = rng.choice(interfaces)
+        if interface is not None:
+            tags["interface"] = interface
+        points.append(Point(rng.choice(names), tags, {"v": i}, i))
+    wanted = frozenset({"link_event", "probe", "bgp_session"})
+    uplinks = frozenset({"eth1", "eth 3"})
+    for values in (uplinks, frozenset()):
+        expected = engine.select_points(points, wanted, "link", "interface", values)
+        got = engine._c_select(points, wanted, "link", "interface", values)
+        assert [p.time_ns for p in got] == [p.time_ns for p in expected]
+        assert all(a is b for a, b in zip(got, expected, strict=True))
+    assert engine._c_select([], wanted, "link", "interface", uplinks) == []
