@@ -134,6 +134,7 @@ class AlertmanagerOutput(Output):
                 alert["endsAt"] = ends
             alerts.append(alert)
         self._post_all(alerts)
+        self.cursor_urgent = True  # a crash now must not notify them again
         with self._lock:
             for change in changes:
                 if change["firing"]:
@@ -240,6 +241,7 @@ class WebhookOutput(Output):
             _post_json(self.config.url, self.payload(changes[index]), self.config.timeout_s)
             self._progress = (checksum, index + 1)
         self._progress = (0, 0)
+        self.cursor_urgent = True  # a crash now must not notify them again
 
     def payload(self, change: dict[str, Any]) -> dict[str, Any]:
         status = "firing" if change["firing"] else "resolved"
