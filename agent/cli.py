@@ -78,6 +78,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from agent.control import call
+
+    result = call(_socket_path(args), "alerts", timeout_s=5.0)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return EXIT_OK
+    print(render_alerts(result.get("alerts", [])))
+    return EXIT_OK
+
+
+def render_alerts(alerts: list[dict[str, Any]]) -> str:
+    if not alerts:
+        return "no active alerts"
+    lines = []
+    for alert in alerts:
+        labels = alert.get("labels", {})
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
+            alert.get("fired_at") or alert.get("active_at") or 0))
+        where = " ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                         if k not in ("alertname", "severity", "host"))
+        lines.append(f"{alert.get('state', ''):<8} {labels.get('severity', ''):<8} "
+                     f"{labels.get('alertname', '')}  {where}  since {since}")
+        lines.append(f"    {alert.get('annotations', {}).get('summary', '')}")
+    return "\n".join(lines)
+
+
 def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket:
         return Path(args.socket)
@@ -135,8 +162,13 @@ def render_status(status: dict[str, Any]) -> str:
             f"write_errors {o['write_errors']}  retries {o['retries']}"
             + (f"  last error: {o['last_error']}" if o.get("last_error") else "")
         )
+    alerts = status.get("alerts")
+    if isinstance(alerts, dict):
+        lines.append(f"alerts: {alerts.get('firing', 0)} firing, {alerts.get('pending', 0)} "
+                     "pending")
+        lines.extend(f"  {line}" for line in alerts.get("active", []))
     known = {"host", "config", "started_ns", "reloads", "collectors", "queue_points", "spool",
-             "encoding",
+             "encoding", "alerts",
              "outputs", "totals"}
     for section, content in status.items():
         if section not in known:
@@ -204,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for the daemon (default 60)")
     p.set_defaults(func=cmd_reload)
+
+    p = sub.add_parser("alerts", help="active alerts of the running daemon")
+    with_config(p)
+    p.add_argument("--socket", help="control socket (default from the config)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_alerts)
 
     try:
         probes_cli = importlib.import_module("collectors.probes.cli")

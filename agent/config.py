@@ -200,10 +200,61 @@ class PrometheusConfig:
 
 
 @dataclass(frozen=True)
+class AlertmanagerConfig:
+    urls: tuple[str, ...]
+    resend_interval_s: float = 60.0
+    timeout_s: float = 10.0
+    max_retry_delay_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    receiver: str = "egress-agent"
+    timeout_s: float = 10.0
+    max_retry_delay_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class OutputsConfig:
     influxdb: InfluxDBConfig | None = None
     influxdb_v1: InfluxDBv1Config | None = None
     prometheus: PrometheusConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
+    webhook: WebhookConfig | None = None
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One built-in condition (agent/alerts/schema.py) as configured."""
+
+    name: str
+    enabled: bool = True
+    for_s: float = 0.0
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str) -> Any:
+        return dict(self.params)[key]
+
+
+def _default_rules() -> tuple[AlertRule, ...]:
+    from agent.alerts.schema import CONDITIONS
+
+    return tuple(
+        AlertRule(name, True, spec.for_s,
+                  tuple((k, p.default if p.kind != "duration" else parse_duration(p.default))
+                        for k, p in spec.params.items()))
+        for name, spec in CONDITIONS.items()
+    )
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    enabled: bool = True
+    rules: tuple[AlertRule, ...] = field(default_factory=_default_rules)
+
+    def rule(self, name: str) -> AlertRule:
+        return next(r for r in self.rules if r.name == name)
 
 
 @dataclass(frozen=True)
@@ -218,6 +269,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     traceroute: TracerouteConfig = field(default_factory=TracerouteConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def carrier(self, name: str) -> CarrierConfig | None:
         return next((c for c in self.carriers if c.name == name), None)
@@ -631,8 +683,91 @@ def _read_outputs(root: _Table) -> OutputsConfig:
     if t is not None:
         prometheus = PrometheusConfig(listen=t.get("listen", _listen, "127.0.0.1:9273"))
         t.finish()
+    alertmanager = webhook = None
+    t = table.sub("alertmanager")
+    if t is not None:
+        alertmanager = AlertmanagerConfig(
+            urls=t.get("urls", _url_list),
+            resend_interval_s=t.get("resend_interval", _duration(1, 3600), 60.0),
+            timeout_s=t.get("timeout", _duration(0.1, 600), 10.0),
+            max_retry_delay_s=t.get("max_retry_delay", _duration(0.1, 3600), 60.0),
+        )
+        t.finish()
+    t = table.sub("webhook")
+    if t is not None:
+        webhook = WebhookConfig(
+            url=t.get("url", _url),
+            receiver=t.get("receiver", _nonempty_str, "egress-agent"),
+            timeout_s=t.get("timeout", _duration(0.1, 600), 10.0),
+            max_retry_delay_s=t.get("max_retry_delay", _duration(0.1, 3600), 60.0),
+        )
+        t.finish()
     table.finish()
-    return OutputsConfig(influxdb=influxdb, influxdb_v1=influxdb_v1, prometheus=prometheus)
+    return OutputsConfig(influxdb=influxdb, influxdb_v1=influxdb_v1, prometheus=prometheus,
+                         alertmanager=alertmanager, webhook=webhook)
+
+
+def _url_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty array of http(s) URLs")
+    return tuple(_url(item) for item in value)
+
+
+def _alert_param(param: Any) -> Callable[[Any], Any]:
+    """The converter of one tunable key of a condition (agent/alerts/schema.py)."""
+    if param.kind == "duration":
+        return _duration(param.lo, param.hi)
+    if param.kind == "choice":
+        return _choice(*param.choices)
+    if param.kind == "int":
+        return _int_range(int(param.lo), int(param.hi))
+
+    def number(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        if not param.lo <= value <= param.hi:
+            raise ValueError(f"must be between {param.lo:g} and {param.hi:g}, got {value}")
+        return float(value)
+
+    return number
+
+
+def _read_alerts(root: _Table) -> AlertsConfig:
+    from agent.alerts.schema import CONDITIONS
+
+    table = root.sub("alerts")
+    if table is None:
+        return AlertsConfig()
+    enabled = table.get("enabled", _bool, True)
+    rules = []
+    for name in table.data:
+        if name == "enabled":
+            continue
+        if name not in CONDITIONS:
+            table.seen.add(name)
+            table.error(name, f"unknown condition (known: {', '.join(CONDITIONS)})")
+    for name, spec in CONDITIONS.items():
+        sub = table.sub(name) if name in table.data else None
+        source = sub if sub is not None else _Table({}, table.key(name), [])
+        params = []
+        for key, param in spec.params.items():
+            default = param.default
+            if param.kind == "duration":
+                default = parse_duration(default)
+            params.append((key, source.get(key, _alert_param(param), default)))
+        rule = AlertRule(
+            name=name,
+            enabled=source.get("enabled", _bool, True),
+            for_s=source.get("for", _duration(0, 7 * 86400), spec.for_s),
+            params=tuple(params),
+        )
+        values = dict(rule.params)
+        if name == "utilization" and values["warning_pct"] > values["critical_pct"]:
+            source.error("warning_pct", "must not exceed critical_pct")
+        source.finish()
+        rules.append(rule)
+    table.finish()
+    return AlertsConfig(enabled=enabled, rules=tuple(rules))
 
 
 def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
@@ -654,6 +789,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
         billing=_read_billing(root),
         traceroute=_read_traceroute(root),
         outputs=_read_outputs(root),
+        alerts=_read_alerts(root),
     )
     root.finish()
     if problems:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.alerts.engine import AlertEngine, LagTracker
 from agent.collector import Collector, CollectorContext, ControlHandler
 from agent.config import (
     Config,
@@ -50,6 +51,8 @@ STOP_DRAIN_S = 2.0
 STOP_SENDER_S = 1.0
 STOP_TASKS_S = 0.5
 EXPIRE_EVERY_S = 60.0
+ALERT_TICK_S = 1.0  # pending alerts fire, time-based conditions re-evaluate
+ALERT_SELF_STATS_S = 5.0  # the agent's own conditions (output lag, drops, overruns)
 
 
 def build_outputs(config: Config) -> list[Output]:
@@ -62,6 +65,14 @@ def build_outputs(config: Config) -> list[Output]:
         from agent.outputs.influxdb_v1 import InfluxDBv1Output
 
         outputs.append(InfluxDBv1Output(config.outputs.influxdb_v1))
+    if config.outputs.alertmanager is not None:
+        from agent.outputs.alerts import AlertmanagerOutput
+
+        outputs.append(AlertmanagerOutput(config.outputs.alertmanager, config.agent.data_dir))
+    if config.outputs.webhook is not None:
+        from agent.outputs.alerts import WebhookOutput
+
+        outputs.append(WebhookOutput(config.outputs.webhook))
     return outputs
 
 
@@ -125,6 +136,12 @@ class Agent:
         # SIGHUP and the control socket's `reload` both reload; one at a time.
         self._reload_lock = asyncio.Lock()
         self.reload_problems: list[str] = []
+        self.alerts = AlertEngine(
+            config, self.pipeline.emit,
+            state_path=config.agent.data_dir / "alerts" / "state.json",
+            lookup=self._bgp_lookup,
+        )
+        self._spool_head = LagTracker()
 
     # ------------------------------------------------------------ wiring
 
@@ -138,7 +155,51 @@ class Agent:
         ctx.register_control("status", lambda _args: self.status())
         ctx.register_control("ping", lambda _args: "pong")
         ctx.register_control("reload", self._control_reload)
+        ctx.register_control("alerts", lambda _args: self.alerts_list())
         return ctx
+
+    def _bgp_lookup(self, args: dict[str, Any]) -> Any:
+        """For the alert engine: the BGP collector's `bgp.lookup`, when it runs."""
+        handler = self.ctx.control_handlers.get("bgp.lookup")
+        if handler is None:
+            raise LookupError("no BGP collector")
+        return handler(args)
+
+    def alerts_list(self) -> dict[str, Any]:
+        return {"host": self.config.agent.hostname, "alerts": self.alerts.active()}
+
+    def alert_self_stats(self) -> dict[str, Any]:
+        """What the agent's own alert conditions judge (not in any point: output lag as
+        time, collector overruns)."""
+        now = time.time()
+        self._spool_head.sample(now, self.spool.next_seq)
+        outputs = {}
+        for name, (worker, _) in self.workers.items():
+            lag_s = self._spool_head.lag_s(now, self.spool.cursor(name))
+            outputs[name] = {
+                "lag_s": lag_s,
+                "lag_points": self.spool.lag(name)[1] if lag_s else 0,
+                "last_error": worker.stats.last_error if worker.last_attempt_failed else "",
+            }
+        stats = self.core_stats()
+        return {
+            "outputs": outputs,
+            "points_dropped": stats["points_dropped"],
+            "collectors": {c["name"]: c.get("overruns", 0) for c in self.scheduler.status()},
+        }
+
+    async def _alert_ticker(self) -> None:
+        last_stats = 0.0
+        while True:
+            await asyncio.sleep(ALERT_TICK_S)
+            stats = None
+            if time.monotonic() - last_stats >= ALERT_SELF_STATS_S:
+                last_stats = time.monotonic()
+                try:
+                    stats = self.alert_self_stats()
+                except Exception:
+                    log.exception("alerts: self stats failed")
+            self.alerts.tick(stats)
 
     def core_stats(self) -> dict[str, Any]:
         outputs = {}
@@ -201,6 +262,7 @@ class Agent:
                 "dropped_points": self.pipeline.encoder_v2.stats.dropped_points,
             },
             "totals": stats,
+            "alerts": self.alerts.status(),
             **sections,
         }
 
@@ -328,6 +390,8 @@ class Agent:
         for output in outputs:
             self._start_output(output)
         self._start_prometheus()
+        # The alert engine watches every durable batch (agent/alerts/engine.py).
+        self.pipeline.observers.append(self.alerts.observe)
         for name in self.config.agent.collectors:
             if name in REGISTRY:
                 self._start_group(name)
@@ -335,6 +399,7 @@ class Agent:
             asyncio.create_task(self.pipeline.run_flusher(), name="flusher"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._alert_ticker(), name="alerts"),
             asyncio.create_task(watchdog_loop(self.notifier, self.heartbeat.made_progress),
                                 name="watchdog"),
         ]
@@ -403,6 +468,7 @@ class Agent:
             from agent.logsetup import configure_logging
 
             configure_logging(new.agent.log_level, new.agent.log_format)
+        self.alerts.reconfigure(new)
         kept: list[str] = []
         for name in list(self.groups):
             wanted = name in new.agent.collectors

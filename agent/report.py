@@ -66,6 +66,13 @@ def summarize(points: Iterable[Point]) -> dict[str, Any]:
                 **{k: v for k, v in tags.items() if k != "host"}, **point.fields,
             })
             continue
+        if point.measurement == "alert":  # alert state changes are events too
+            events.append({
+                "time_ns": point.time_ns, "measurement": "alert",
+                **{k: v for k, v in tags.items() if k != "host"},
+                "summary": point.fields.get("summary", ""),
+            })
+            continue
         carrier = tags.get("carrier")
         if carrier:
             key = point.measurement

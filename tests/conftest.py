@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.lab.servers import (
+    ALERTMANAGER,
     INFLUXD,
     VICTORIA_METRICS,
+    Alertmanager,
     InfluxDBv1,
     VictoriaMetrics,
+    WebhookReceiver,
     binary_missing,
 )
 
@@ -32,6 +35,31 @@ def influxdb_v1(tmp_path: Path) -> Iterator[InfluxDBv1]:
     server.start()
     server.db = "egress"  # type: ignore[attr-defined]
     server.create_database("egress")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A small HTTP server of this test on 127.0.0.1 that keeps every JSON body POSTed."""
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, webhook_receiver: WebhookReceiver) -> Iterator[Alertmanager]:
+    """A Prometheus Alertmanager of this test alone on 127.0.0.1:<free port> (clustering
+    off, data under tmp_path), notifying `webhook_receiver` at once. Stop/start it freely."""
+    reason = binary_missing(ALERTMANAGER)
+    if reason:
+        pytest.skip(reason)
+    server = Alertmanager(data_dir=tmp_path / "alertmanager", webhook_url=webhook_receiver.url)
+    server.start()
     try:
         yield server
     finally:

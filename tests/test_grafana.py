@@ -40,7 +40,8 @@ ENV_DEFAULTS = GRAFANA / "grafana-server.env"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 SOURCES = [REPO / "agent", REPO / "collectors"]
 MEASUREMENTS = {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
-                "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output"}
+                "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output",
+                "alert"}
 
 Json = dict[str, Any]
 

@@ -74,6 +74,10 @@ class Output(abc.ABC):
     protocol_version: ProtocolVersion = 2
     batch_size: int = 5000
     max_retry_delay_s: float = 60.0
+    # Set by `send` when what it delivered must not be delivered again after a crash (an
+    # alert notification): the worker then writes the cursor at once instead of within
+    # CURSOR_PERSIST_S. Points need not: InfluxDB overwrites a re-sent point.
+    cursor_urgent: bool = False
 
     def __init__(self) -> None:
         pass
@@ -308,7 +312,11 @@ class OutputWorker:
                     log.info("output %s: delivering again", self.output.name)
                 attempt = 0
             self.spool.advance(self.output.name, current.next_seq)
-            self._persist_soon()
+            if self.output.cursor_urgent:
+                self.output.cursor_urgent = False
+                self.spool.persist_cursor(self.output.name)
+            else:
+                self._persist_soon()
             current = self._prepare(current.next_seq) or self._next_batch()
 
     def _reject(self, batch: _Batch, reason: str) -> None:

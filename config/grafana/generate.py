@@ -271,6 +271,12 @@ BGP_EVENTS = annotation(
     f"WHERE {HC} AND $timeFilter",
     "red", "detail", "carrier,kind,prefix")
 
+ALERTS = annotation(
+    "Alerts",
+    'SELECT "summary", "state", "alertname", "severity", "carrier" FROM "alert" '
+    f"WHERE {HOST} AND $timeFilter",
+    "purple", "summary", "alertname,severity,state,carrier")
+
 
 class Board:
     """A dashboard: panels placed left to right in rows of 24 columns, ids in order."""
@@ -334,7 +340,7 @@ def overview() -> Board:
     b = Board("egress-overview", "egress-agent / Overview per carrier",
               "Per carrier uplink: bandwidth against the commitment, link and BGP state, "
               "access quality and 95th-percentile billing.",
-              ["overview"], [HOST_VAR, CARRIER_VAR], [LINK_EVENTS, BGP_EVENTS])
+              ["overview"], [HOST_VAR, CARRIER_VAR], [LINK_EVENTS, BGP_EVENTS, ALERTS])
 
     b.row("All carriers")
     b.add(state_timeline(
@@ -506,7 +512,7 @@ def bgp() -> Board:
     b = Board("egress-bgp", "egress-agent / BGP",
               "BGP sessions with each carrier, routes received, our own prefixes as each "
               "carrier sees them, and hijack / path alarms.",
-              ["bgp"], [HOST_VAR, CARRIER_VAR, prefix_var, kind_var], [BGP_EVENTS])
+              ["bgp"], [HOST_VAR, CARRIER_VAR, prefix_var, kind_var], [BGP_EVENTS, ALERTS])
     kinds = '"kind" =~ /^$kind$/'
     prefix = '"prefix" =~ /^$prefix$/'
 
@@ -643,7 +649,7 @@ def quality() -> Board:
               "Latency, loss, jitter and path through each carrier to the destinations "
               "that matter, and which carrier is best for each.",
               ["quality"], [HOST_VAR, CARRIER_VAR, target_var, method_var],
-              [LINK_EVENTS, BGP_EVENTS])
+              [LINK_EVENTS, BGP_EVENTS, ALERTS])
     pf = f'{HC} AND {TARGET} AND "method" =~ /^$method$/'
     series = f'{EVERY}, "carrier", "target", "method" fill(null)'
     alias = "$tag_carrier → $tag_target $tag_method"
@@ -750,7 +756,7 @@ def host() -> Board:
                         "Mount")
     b = Board("egress-host", "egress-agent / Host and agent",
               "Resources of the provider host and the agent's own health: queue, spool, "
-              "delivery.", ["host"], [HOST_VAR, mount_var], [])
+              "delivery.", ["host"], [HOST_VAR, mount_var], [ALERTS])
     h = f"{HOST} AND $timeFilter"
     by_host = f'{EVERY}, "host" fill(null)'
 

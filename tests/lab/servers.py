@@ -350,3 +350,113 @@ class VictoriaMetrics(_Server):
         data = lines.encode() if isinstance(lines, str) else lines
         self._post("/write", data)
 
+
+
+ALERTMANAGER = "prometheus-alertmanager"
+
+
+class WebhookReceiver:
+    """A small HTTP server of the test: every JSON body POSTed to it, in order (`bodies`).
+    Alertmanager's webhook receiver, or the agent's own `[outputs.webhook]`."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        import http.server
+        import threading
+
+        received: list[dict[str, Any]] = []
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = {"_raw": body.decode("utf-8", "replace")}
+                with lock:
+                    received.append(parsed)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = received
+        self._lock = lock
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://{host}:{self.port}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                        name="webhook-receiver")
+        self._thread.start()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert of every payload received, each with the payload's status."""
+        with self._lock:
+            return [alert for body in self.bodies for alert in body.get("alerts", [])]
+
+    def wait_for(self, alertname: str, status: str, timeout: float = 20.0,
+                 **labels: str) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for alert in self.alerts():
+                got = alert.get("labels", {})
+                if (got.get("alertname") == alertname and alert.get("status") == status
+                        and all(got.get(k) == v for k, v in labels.items())):
+                    return alert
+            return None
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            alert = found()
+            if alert is not None:
+                return alert
+            time.sleep(0.05)
+        raise TimeoutError(f"no {status} {alertname} {labels} at the receiver within "
+                          f"{timeout}s; got {self.alerts()}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Alertmanager(_Server):
+    """Prometheus Alertmanager (Debian `prometheus-alertmanager`), clustering off, routing
+    every alert at once (group_wait 100ms, group_interval 1s) to one webhook receiver."""
+
+    name = "alertmanager"
+    ready_path = "/-/ready"
+    default_port = 9093
+
+    def __init__(self, *args: Any, webhook_url: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.webhook_url = webhook_url
+        self.config_file = self.data_dir / "alertmanager.yml"
+
+    def _prepare(self) -> None:
+        self.config_file.write_text(f"""\
+route:
+  receiver: test
+  group_by: ['...']
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: test
+    webhook_configs:
+      - url: "{self.webhook_url}"
+        send_resolved: true
+""")
+
+    def argv(self) -> list[str]:
+        return [ALERTMANAGER, f"--config.file={self.config_file}",
+                f"--storage.path={self.data_dir / 'data'}",
+                f"--web.listen-address={self.host}:{self.port}",
+                "--cluster.listen-address=", "--log.level=warn"]
+
+    def alerts(self, active_only: bool = False) -> list[dict[str, Any]]:
+        """GET /api/v2/alerts: what Alertmanager holds now."""
+        params = {"active": "true", "silenced": "false", "inhibited": "false"} \
+            if active_only else None
+        return list(json.loads(self._get("/api/v2/alerts", params)))
