@@ -108,7 +108,7 @@ class Window:
         out: dict[int, str] = {}
         for group, root in self.roots.items():
             for pid in [root, *descendants(root)]:
-                out[pid] = f"{group}:{role(pid)}"
+                out[pid] = f"{group}:{role(pid) if group == 'agent' else group}"
         return out
 
     def sample(self) -> None:
