@@ -167,8 +167,15 @@ def test_vmalert_fires_link_session_and_quality_rules_on_agent_data(
             return got
         return wait_until(check, 60, query, interval_s=0.3)
 
-    def wait_alert(name: str, carrier: str, timeout_s: float = 40) -> dict[str, Any]:
+    def wait_alert(name: str, carrier: str, timeout_s: float = 40,
+                   query: str = "") -> dict[str, Any]:
+        """Waits for the alert; with `query`, notes when VictoriaMetrics first answers it
+        (timings[name + " in vm"]): the agent-to-storage part of the delay."""
+        t = time.monotonic()
+
         def check(left: float) -> dict[str, Any]:
+            if query and f"{name} in vm" not in timings and vm.query(query):
+                timings[f"{name} in vm"] = time.monotonic() - t
             alerts = vmalert.alerts(host)
             alert = firing(alerts, name).get(carrier)
             if alert is None:
@@ -217,7 +224,8 @@ def test_vmalert_fires_link_session_and_quality_rules_on_agent_data(
         # 3. uplink down on a third carrier: fires for it alone, resolves when it is back
         lab.set_link(no_link, up=False)
         t = time.monotonic()
-        down = wait_alert("EgressUplinkDown", no_link)
+        down = wait_alert("EgressUplinkDown", no_link, query=(
+            f'link_oper_up{{host="{host}",carrier="{no_link}"}} == 0'))
         timings["link"] = time.monotonic() - t
         assert set(firing(vmalert.alerts(host), "EgressUplinkDown")) == {no_link}
         assert down["labels"]["interface"] == lab.carrier(no_link).uplink
