@@ -10,7 +10,8 @@ victoria-metrics package) runs next to it with config/alerts/egress-agent-rules.
   for that carrier, never for the others;
 - another carrier's BIRD stopped → EgressBGPSessionDown fires for it;
 - a third carrier's uplink down → EgressUplinkDown fires for it alone, and resolves once
-  the link is back.
+  the link is back;
+- a more-specific of our prefix injected at the first carrier → EgressOwnPrefixMoreSpecific.
 
 And no rule of the file reports an evaluation error against VictoriaMetrics.
 """
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "config" / "alerts" / "egress-agent-rules.yml"
 TARGET = "203.0.113.10"
+HIJACK, HIJACK_AS = "198.51.100.0/25", 65001  # a more-specific of the lab's 198.51.100.0/24
 FOR_S = 3
 
 
@@ -237,12 +239,23 @@ def test_vmalert_fires_link_session_and_quality_rules_on_agent_data(
                    "EgressUplinkDown resolved", interval_s=0.3)
         timings["link_resolved"] = time.monotonic() - t
 
-        for alert in (bad, relative, session, down):
+        # 4. a more-specific of our prefix injected at the first carrier: an event-based rule
+        lab.announce(lossy, HIJACK, as_path=[HIJACK_AS])
+        t = time.monotonic()
+        specific = wait_alert("EgressOwnPrefixMoreSpecific", lossy)
+        timings["more_specific"] = time.monotonic() - t
+        assert specific["labels"]["kind"] == "more_specific"
+        assert specific["labels"]["severity"] == "critical"
+        assert f"originated by AS{HIJACK_AS}, at {lossy}" in specific["annotations"]["summary"]
+        lab.withdraw(lossy, HIJACK)
+
+        for alert in (bad, relative, session, down, specific):
             print(f"{alert['name']} {json.dumps(alert['labels'], sort_keys=True)}\n"
                   f"  summary: {alert['annotations']['summary']}\n"
                   f"  description: {alert['annotations']['description']}")
         print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     finally:
+        lab.withdraw(lossy, HIJACK)
         lab.set_delay(lossy, loss_pct=saved_loss)
         lab.set_link(no_link, up=True)
         if not lab.birds[no_bgp].running():
