@@ -376,11 +376,7 @@ class Agent:
         # What can fail on the host's files comes first, before anything has started (no
         # ExaBGP child to leave behind): a secret file this user cannot read, an unusable
         # control socket path. Both are config errors, so systemd does not restart in a loop.
-        try:
-            outputs = build_outputs(self.config)
-        except OSError as exc:
-            key = secret_file_keys(self.config).get(str(exc.filename), "outputs")
-            raise _unusable(self.config, key, Path(str(exc.filename)), exc) from exc
+        outputs = self._build_outputs_or_refuse(self.config)
         self.control = ControlServer(self.config.agent.control_socket, self.ctx.control_handlers)
         try:
             await self.control.start()
@@ -432,10 +428,23 @@ class Agent:
         async with self._reload_lock:
             return await self._reload(path)
 
+    @staticmethod
+    def _build_outputs_or_refuse(config: Config) -> list[Output]:
+        """The outputs of `config`; a secret file that cannot be read is a ConfigError."""
+        try:
+            return build_outputs(config)
+        except OSError as exc:
+            key = secret_file_keys(config).get(str(exc.filename), "outputs")
+            raise _unusable(config, key, Path(str(exc.filename)), exc) from exc
+
     async def _reload(self, path: str | None) -> bool:
         self.notifier.reloading()
         try:
             new = await asyncio.to_thread(load_config, path or self.config.path)
+            # Outputs are built before anything changes: a secret file this user cannot
+            # read refuses the reload, as at start, rather than failing half-way.
+            outputs = (self._build_outputs_or_refuse(new)
+                       if new.outputs != self.config.outputs else None)
         except ConfigError as exc:
             self.reload_problems = str(exc).splitlines()
             for line in self.reload_problems:
@@ -457,10 +466,10 @@ class Agent:
         for registered in self._registered.values():  # groups dropped below take theirs away
             registered.add_to(self.ctx)
         await self.pipeline.flush_all()
-        if new.outputs != old.outputs:
+        if outputs is not None:
             await self._stop_outputs(drain_s=0)
             self._stop_prometheus()
-            for output in build_outputs(new):
+            for output in outputs:
                 self._start_output(output)
             self._start_prometheus()
         if (new.agent.log_level, new.agent.log_format) != (old.agent.log_level,

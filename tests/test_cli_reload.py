@@ -66,6 +66,17 @@ def test_reload_reports_applied_and_refused(tmp_path: Path) -> None:
         assert refused.stderr.splitlines() == [f"{config}: agent.colour: unknown key"]
         assert agent.proc.poll() is None, "a refused reload stopped the agent"
         assert "reload refused" in agent.log()
+
+        # an output whose secret file cannot be read: refused before anything changes
+        config.write_text(good + f'\n[outputs.influxdb]\nurl = "http://127.0.0.1:9"\n'
+                          f'org = "o"\nbucket = "b"\ntoken_file = "{tmp_path}"\n')
+        unreadable = cli("reload", "-c", str(config))
+        assert unreadable.returncode == 2
+        assert unreadable.stderr.splitlines() == [
+            f"{config}: outputs.influxdb.token_file: cannot use {tmp_path}: Is a directory"]
+        assert agent.proc.poll() is None, "a refused reload stopped the agent"
+        config.write_text(good)
+        assert cli("reload", "-c", str(config)).returncode == 0
     finally:
         assert agent.terminate() == 0
     gone = cli("reload", "--socket", str(socket_path))
