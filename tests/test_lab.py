@@ -330,15 +330,19 @@ def test_set_delay_and_loss_at_run_time(lab: Any) -> None:
 @pytest.mark.lab
 def test_jitter_is_uniform_around_the_delay(lab: Any) -> None:
     c = lab.carrier("mobile")
+    # The path's own overhead, measured in the same run (it was 0.3 ms once and 0.8 ms on
+    # another day): the median of 80 uniform samples alone spreads by 0.34 ms (1 sigma), so a
+    # fixed overhead and 80 samples failed 2 runs in 10. 200 samples: 0.21 ms.
+    base = statistics.median(_ping_rtts(lab, c.source, lab.target, count=200))
     lab.set_delay("mobile", jitter_ms=3.0)
     try:
-        rtts = _ping_rtts(lab, c.source, lab.target, count=80)
+        rtts = _ping_rtts(lab, c.source, lab.target, count=200)
     finally:
         lab.set_delay("mobile", jitter_ms=0.0)
-    assert len(rtts) == 80
+    assert len(rtts) == 200
     assert c.delay_ms - 3.0 <= min(rtts)
-    assert sorted(rtts)[int(len(rtts) * 0.9)] <= c.delay_ms + 3.0 + 1.0  # p90
-    assert abs(statistics.median(rtts) - (c.delay_ms + 0.3)) <= 1.0
+    assert sorted(rtts)[int(len(rtts) * 0.9)] <= base + 3.0 + 1.0  # p90 (uniform: +1.8)
+    assert abs(statistics.median(rtts) - base) <= 1.0
     jitter = statistics.mean(abs(a - b) for a, b in itertools.pairwise(rtts))
     assert 1.4 <= jitter <= 2.8  # uniform(-3, 3): mean |difference| = 2 ms
 
