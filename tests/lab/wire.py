@@ -194,6 +194,19 @@ def http_rtts(frames: Iterable[Frame], target: str, port: int = 80) -> list[Wire
     return _in_send_order(probes)
 
 
+def request_answer_rtts(frames: Iterable[Frame], target: str, port: int) -> list[WireProbe]:
+    """Per TCP connection: the first data sent -> the first data answered (one RTT plus
+    the server's time, without the handshake)."""
+    probes = []
+    for conn in _connections(frames, target, port):
+        sent_ns = next((f.time_ns for f in conn if f.outgoing and f.payload), None)
+        if sent_ns is None:
+            continue
+        answer_ns = next((f.time_ns for f in conn if not f.outgoing and f.payload), None)
+        probes.append(WireProbe(sent_ns, _ms(sent_ns, answer_ns)))
+    return _in_send_order(probes)
+
+
 def dns_rtts(frames: Iterable[Frame], target: str, port: int = 53) -> list[WireProbe]:
     queries: dict[tuple[int, bytes], int] = {}
     answers: dict[tuple[int, bytes], int] = {}
