@@ -3,8 +3,13 @@
 Metrics (see docs/metrics.md): host cpu_percent (all CPUs, since the previous
 collection), load1/5/15, mem_used_percent, mem_available_bytes, tcp_established,
 tcp_time_wait; disk used_percent and free_bytes per mount (tag `mount`). Options: none
-beyond `agent.interval`. TCP states are counted from /proc/net/tcp{,6} (psutil's
-net_connections resolves processes too and is far slower on busy hosts).
+beyond `agent.interval`.
+
+TCP states come from the kernel's own counters of the namespace (`CurrEstab` in
+/proc/net/snmp, `tw` in /proc/net/sockstat), both O(1): listing /proc/net/tcp{,6} walks
+the whole connection hash table (11 ms a read on a 24 GB host with 23 sockets, 0.1 % of a
+core at a 10 s interval) and psutil's net_connections also resolves processes. Read
+through /proc/thread-self, so a thread that entered another namespace sees that one.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from pathlib import Path
 import psutil
 
 from agent.collector import Collector, CollectorContext, PolledCollector
-from agent.points import Point
+from agent.points import FieldValue, Point
 
-_TCP_ESTABLISHED = "01"
-_TCP_TIME_WAIT = "06"
+SNMP_PATH = "/proc/thread-self/net/snmp"
+SOCKSTAT_PATH = "/proc/thread-self/net/sockstat"
 _PSEUDO_FS = {
     "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "overlay",
     "squashfs", "nsfs", "tracefs", "debugfs", "securityfs", "pstore", "bpf", "mqueue",
@@ -26,15 +31,24 @@ _PSEUDO_FS = {
 }
 
 
-def count_tcp_states(*tables: str) -> dict[str, int]:
-    """Count sockets per state code in /proc/net/tcp-format text."""
-    counts: dict[str, int] = {}
-    for text in tables:
-        for line in text.splitlines()[1:]:
-            parts = line.split(None, 4)
-            if len(parts) >= 4:
-                counts[parts[3]] = counts.get(parts[3], 0) + 1
-    return counts
+def snmp_value(text: str, group: str, name: str) -> int | None:
+    """One counter of /proc/net/snmp (pairs of lines: `Group: names...`, `Group: values...`)."""
+    lines = [line.split() for line in text.splitlines() if line.startswith(group + ":")]
+    if len(lines) < 2 or name not in lines[0]:
+        return None
+    values = lines[1]
+    at = lines[0].index(name)
+    return int(values[at]) if at < len(values) else None
+
+
+def sockstat_value(text: str, protocol: str, name: str) -> int | None:
+    """One figure of /proc/net/sockstat (`TCP: inuse 1 orphan 0 tw 4 ...`)."""
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] == protocol + ":":
+            pairs = dict(zip(words[1::2], words[2::2], strict=False))
+            return int(pairs[name]) if name in pairs else None
+    return None
 
 
 def _read(path: str) -> str:
@@ -54,23 +68,21 @@ class HostCollector(PolledCollector):
     def collect(self) -> list[Point]:
         memory = psutil.virtual_memory()
         load1, load5, load15 = os.getloadavg()
-        states = count_tcp_states(_read("/proc/net/tcp"), _read("/proc/net/tcp6"))
-        return [
-            Point(
-                "host",
-                {},
-                {
-                    "cpu_percent": float(psutil.cpu_percent(interval=None)),
-                    "load1": load1,
-                    "load5": load5,
-                    "load15": load15,
-                    "mem_used_percent": float(memory.percent),
-                    "mem_available_bytes": int(memory.available),
-                    "tcp_established": states.get(_TCP_ESTABLISHED, 0),
-                    "tcp_time_wait": states.get(_TCP_TIME_WAIT, 0),
-                },
-            )
-        ]
+        established = snmp_value(_read(SNMP_PATH), "Tcp", "CurrEstab")
+        time_wait = sockstat_value(_read(SOCKSTAT_PATH), "TCP", "tw")
+        fields: dict[str, FieldValue] = {
+            "cpu_percent": float(psutil.cpu_percent(interval=None)),
+            "load1": load1,
+            "load5": load5,
+            "load15": load15,
+            "mem_used_percent": float(memory.percent),
+            "mem_available_bytes": int(memory.available),
+        }
+        if established is not None:
+            fields["tcp_established"] = established
+        if time_wait is not None:
+            fields["tcp_time_wait"] = time_wait
+        return [Point("host", {}, fields)]
 
 
 class DiskCollector(PolledCollector):
