@@ -17,7 +17,8 @@ Measured in the same run, interleaved, median of --rounds:
 - steady_cpu_pct: CPU time of the process over wall time while collecting every 1 s for
   --cpu-seconds (percent of one core).
 - events_idle_cpu_pct: the link_event collector idling on 3 uplinks (its 50 ms carrier
-  poll), for half of --cpu-seconds.
+  poll), for half of --cpu-seconds; events_idle_cpu_pct_python_wait: the same with the
+  poll's wait in Python (what runs when collectors/links/_carrier.c is not built).
 Prints one JSON line last.
 """
 
@@ -103,6 +104,7 @@ def inner(args: argparse.Namespace) -> None:
     collector.close()
     nl.close()
     events_cpu_pct = events_idle_cpu(data_dir, args.cpu_seconds / 2)
+    events_python_cpu_pct = events_idle_cpu(data_dir, args.cpu_seconds / 2, python_wait=True)
 
     result = {
         "interfaces": stats_n - 1,  # without lo
@@ -110,7 +112,8 @@ def inner(args: argparse.Namespace) -> None:
         "ratio_vs_proc_net_dev": round(med["collect"] / med["proc"], 3),
         "ratio_vs_psutil": round(med["collect"] / med["psutil"], 3),
         "steady_cpu_pct": round(cpu_pct, 2),
-        "events_idle_cpu_pct": round(events_cpu_pct, 2),
+        "events_idle_cpu_pct": round(events_cpu_pct, 3),
+        "events_idle_cpu_pct_python_wait": round(events_python_cpu_pct, 3),
         "first_collect_ms": round(first_ms, 1),
         "setup_ms": round(setup_ms, 1),
         "stats_dump_ms": round(med["stats"], 2),
@@ -125,10 +128,16 @@ def inner(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def events_idle_cpu(data_dir: Path, seconds: float) -> float:
+def events_idle_cpu(data_dir: Path, seconds: float, python_wait: bool = False) -> float:
     """CPU of the link_event collector watching 3 uplinks (carrier poll every 50 ms)."""
     import asyncio
 
+    from collectors.links import carrier
+
+    if python_wait:
+        carrier._carrier = None
+    elif carrier._carrier is None:
+        raise SystemExit("collectors/links/_carrier.c is not built (scripts/setup builds it)")
     from agent.collector import CollectorContext
     from agent.config import parse_config
     from collectors.links.collector import LinkEventCollector

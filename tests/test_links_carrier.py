@@ -3,10 +3,17 @@ The real /sys/class/net of this host (loopback) and a directory laid out like it
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import threading
+import time
 from pathlib import Path
 
-from collectors.links.carrier import CarrierFiles
+import pytest
+
+from collectors.links import carrier as carrier_module
+from collectors.links.carrier import CarrierFiles, StopSignal
 
 
 def fake_sysfs(root: Path, links: dict[str, tuple[int, str]]) -> Path:
@@ -44,3 +51,56 @@ def test_the_real_sysfs_of_loopback() -> None:
         assert files.read() == (b"1\n",)
     finally:
         files.close()
+
+
+@pytest.fixture(params=["c", "python"])
+def wait_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both waits: the C one (built by scripts/setup) and the Python one used without it."""
+    if request.param == "c":
+        assert carrier_module._carrier is not None, "collectors/links/_carrier.c is not built"
+    else:
+        monkeypatch.setattr(carrier_module, "_carrier", None)
+    return str(request.param)
+
+
+def test_wait_change_returns_the_new_values(tmp_path: Path, wait_impl: str) -> None:
+    root = fake_sysfs(tmp_path, {"telecom": (7, "1\n"), "unicom": (8, "1\n")})
+    files = CarrierFiles.open({"telecom": 7, "unicom": 8}, root)
+    stop = StopSignal()
+    assert files is not None
+    try:
+        first = files.wait_change(None, stop.fileno(), 0.01)
+        assert first == (b"1\n", b"1\n")  # nothing seen yet: at once
+        timer = threading.Timer(0.2, (root / "unicom" / "carrier").write_text, ("0\n",))
+        timer.start()
+        started = time.monotonic()
+        assert files.wait_change(first, stop.fileno(), 0.01) == (b"1\n", b"0\n")
+        assert time.monotonic() - started >= 0.15  # it waited for the change
+        timer.join()
+    finally:
+        files.close()
+        stop.close()
+
+
+def test_wait_change_ends_on_stop_and_reports_errors_as_values(
+        tmp_path: Path, wait_impl: str) -> None:
+    root = fake_sysfs(tmp_path, {"telecom": (7, "1\n")})
+    files = CarrierFiles.open({"telecom": 7}, root)
+    stop = StopSignal()
+    assert files is not None
+    try:
+        threading.Timer(0.1, stop.set).start()
+        assert files.wait_change((b"1\n",), stop.fileno(), 0.01) is None
+        assert stop.is_set()
+    finally:
+        files.close()
+        stop.close()
+    # a closed descriptor reads as EBADF's number, as read() gives it
+    assert files.read() == ()
+    bad = CarrierFiles({"telecom": 10_000})
+    assert bad.read() == (str(errno.EBADF).encode(),)
+    never = os.eventfd(0)
+    try:
+        assert bad.wait_change(None, never, 0.01) == (str(errno.EBADF).encode(),)
+    finally:
+        os.close(never)

@@ -10,13 +10,26 @@ when one of them changed.
 sysfs shows the network namespace it was mounted in, which need not be the one watched
 (an agent entering a namespace without remounting /sys): the files are used only while
 each one's `ifindex` beside it matches what netlink says, else the poll asks netlink.
+
+The poll thread waits in `wait_change`: the C version (_carrier.c) sleeps and reads with
+the GIL released and wakes Python only when a file changed. For three uplinks it costs
+0.13 % of a core against 0.23 % for the same loop in Python (`bench/links.py`,
+events_idle_cpu_pct and events_idle_cpu_pct_python_wait, same run); 0.08 % of it is the
+bare 20 Hz wake-up on this VM.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+
+try:  # the wait in C (collectors/links/_carrier.c); the same wait in Python without it
+    from collectors.links import _carrier  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - only without a compiler
+    _carrier = None
 
 SYS_CLASS_NET = Path("/sys/class/net")
 
@@ -56,7 +69,49 @@ class CarrierFiles:
                 values.append(str(exc.errno).encode())
         return tuple(values)
 
+    def wait_change(self, previous: tuple[bytes, ...] | None, stop_fd: int,
+                    period_s: float) -> tuple[bytes, ...] | None:
+        """Read every `period_s` until the values differ from `previous` (returned) or
+        `stop_fd` is readable (None). `previous` None: the first reading at once."""
+        if _carrier is not None:
+            result: tuple[bytes, ...] | None = _carrier.wait_change(
+                list(self._fds.values()), previous, stop_fd, int(period_s * 1e9))
+            return result
+        while True:
+            if previous is not None:
+                stopped, _, _ = select.select([stop_fd], [], [], period_s)
+                if stopped:
+                    return None
+            now = self.read()
+            if now != previous:
+                return now
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds = {}
+
+
+class StopSignal:
+    """A threading.Event that a thread blocked in C (`wait_change`) can also wait on: set()
+    makes its eventfd readable."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def set(self) -> None:
+        self._event.set()
+        os.eventfd_write(self._fd, 1)
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._event.wait(timeout_s)
+
+    def close(self) -> None:
+        os.close(self._fd)

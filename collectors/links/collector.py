@@ -25,7 +25,7 @@ from typing import Any
 from agent.collector import CollectorContext, PolledCollector, StreamingCollector
 from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
-from collectors.links.carrier import CarrierFiles
+from collectors.links.carrier import CarrierFiles, StopSignal
 from collectors.links.netlink import (
     _NLMSGHDR,
     _U32,
@@ -452,7 +452,7 @@ class LinkEventCollector(StreamingCollector):
                 self.events_emitted += len(changed)
                 self.ctx.emit([routing_event(c, r) for c, r in changed])
 
-    def _carrier_thread(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+    def _carrier_thread(self, loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
         """Check the uplinks' carrier every CARRIER_POLL_S; hand changes to the loop.
 
         Carrier changes reach netlink listeners through the kernel's linkwatch, which runs
@@ -460,7 +460,8 @@ class LinkEventCollector(StreamingCollector):
         carrier loss is announced up to a second late. IFF_LOWER_UP/IFLA_CARRIER in a
         direct RTM_GETLINK are current at once, so one tiny request per uplink every
         CARRIER_POLL_S bounds that delay. A thread of its own (not to_thread per poll):
-        the loop only hears of it when something changed.
+        the loop only hears of it when something changed; while the sysfs files serve, it
+        waits in C (`CarrierFiles.wait_change`) and runs Python only on a change.
         """
         assert self._poll_nl is not None
         nl = self._poll_nl
@@ -470,12 +471,14 @@ class LinkEventCollector(StreamingCollector):
         files: CarrierFiles | None = None
         seen: tuple[bytes, ...] | None = None
         try:
-            while not stop.wait(CARRIER_POLL_S):
+            while not stop.is_set():
                 if files is not None:
-                    now = files.read()
-                    if now == seen:
-                        continue
+                    now = files.wait_change(seen, stop.fileno(), CARRIER_POLL_S)
+                    if now is None:
+                        break  # stopped
                     seen = now
+                elif stop.wait(CARRIER_POLL_S):
+                    break
                 try:
                     results = [(name, nl.get_link_by_name(name)) for name in self.uplinks]
                 except OSError:
@@ -515,7 +518,7 @@ class LinkEventCollector(StreamingCollector):
         loop = asyncio.get_running_loop()
         routing_task: asyncio.Task[None] | None = None
         self._poll_nl = RtNetlink(self.netns, rcvbuf_bytes=1 << 16)
-        stop_polling = threading.Event()
+        stop_polling = StopSignal()
         poller = threading.Thread(target=self._carrier_thread, args=(loop, stop_polling),
                                   name="link-carrier-poll", daemon=True)
         try:
@@ -534,6 +537,8 @@ class LinkEventCollector(StreamingCollector):
             stop_polling.set()
             if poller.is_alive():
                 poller.join(1.0)
+            if not poller.is_alive():
+                stop_polling.close()
             nl.close()
             self._poll_nl.close()
             self._nl = None
