@@ -41,7 +41,7 @@ from typing import Any
 
 from agent.config import Config
 from agent.points import FieldValue, Point
-from collectors.bgp.rib import format_prefix, parse_prefix
+from collectors.bgp.rib import FAMILY_BITS, format_prefix, parse_prefix
 from collectors.bgp.state import Prefix
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,14 @@ class RisView:
         self._mine = [(p, True) for p in settings.own] + [(p, False) for p in settings.watch]
         self._known = {(p.family, p.key) for p, _ in self._mine}
         self._carrier_as = {asn for _, asn in settings.carriers}
+        self._shift: dict[int, int] = {}
+        self._tops: dict[int, set[int]] = {}
+        for family in FAMILY_BITS:
+            lengths = [p.length for p, _ in self._mine if p.family == family]
+            if lengths:
+                shift = self._shift[family] = FAMILY_BITS[family] - min(lengths)
+                self._tops[family] = {p.network >> shift for p, _ in self._mine
+                                      if p.family == family}
         for key in [k for k in self.seen if not self._relevant(*k)]:
             del self.seen[key]
         texts = {p.text for p, _ in self._mine}
@@ -238,7 +246,13 @@ class RisView:
         return [VIA_ANY, *dict.fromkeys(name for name, _ in self.settings.carriers), VIA_OTHER]
 
     def _relevant(self, family: int, key: int) -> bool:
+        """Inside one of our (or a watched) prefixes: its leading bits at our shortest
+        length of that family are probed first (no scan for the usual unrelated one)."""
+        shift = self._shift.get(family)
         network, length = key >> 8, key & 0xFF
+        if shift is None or length < FAMILY_BITS[family] - shift or (
+                network >> shift) not in self._tops[family]:
+            return False
         return any(p.contains(family, network, length) for p, _ in self._mine)
 
     # ------------------------------------------------------------ input
@@ -308,8 +322,10 @@ class RisView:
             if not isinstance(item, dict) or not isinstance(item.get("prefixes"), list):
                 raise BadMessage("announcement without a prefixes list")
             new.extend(_prefix(p) for p in item["prefixes"])
-        route = parse_path(data.get("path"), self.settings.local_as) if new else None
+        relevant_new = [(f, (n << 8) | ln) for f, n, ln in new if self._relevant(f, (n << 8) | ln)]
+        route = parse_path(data.get("path"), self.settings.local_as) if relevant_new else None
         self.stats.updates += 1
+        self.stats.unrelated += len(new) - len(relevant_new)
         touched: set[tuple[int, int]] = set()
         for family, network, length in gone:
             key = (family, (network << 8) | length)
@@ -322,11 +338,7 @@ class RisView:
                 touched.add(key)
                 if not routes:
                     del self.seen[key]
-        for family, network, length in new:
-            key = (family, (network << 8) | length)
-            if not self._relevant(*key):
-                self.stats.unrelated += 1
-                continue
+        for key in relevant_new:
             self.stats.announcements += 1
             assert route is not None
             self.seen.setdefault(key, {})[peer] = route
