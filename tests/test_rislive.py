@@ -415,3 +415,92 @@ def test_reload_with_a_new_prefix_resubscribes() -> None:
         await h.stop()
 
     run(scenario)
+
+
+# ------------------------------------------------------------------ the agent, end to end
+
+
+def test_agent_writes_bgp_visibility_from_ris_live(tmp_path: Path) -> None:
+    """The real daemon (bgp collector with ExaBGP, [bgp.ris_live] at the stand-in) writes
+    bgp_visibility points equal to the replayed truth, bgp_feed, and shows both in
+    `status`."""
+    import sys
+
+    from agent.control import call
+    from tests.agentproc import AgentProcess, spool_points, write_config
+    from tests.rislive.server import ThreadedServer
+
+    exabgp = Path(sys.executable).parent / "exabgp"
+    if not exabgp.exists():
+        pytest.skip("exabgp is not installed in this venv")
+    frames = replay.spliced()
+    truth = replay.truth(frames)
+    served = ThreadedServer()
+    try:
+        carriers = "".join(f"""
+[[carriers]]
+name = "{name}"
+interface = "lo"
+  [carriers.bgp]
+  peer = "127.0.0.{i + 2}"
+  peer_as = {asn}
+  local_address = "127.0.0.1"
+""" for i, (name, asn) in enumerate(replay.CARRIERS.items()))
+        body = carriers + f"""
+[bgp]
+local_as = {LOCAL_AS}
+router_id = "192.0.2.1"
+announce = ["{OWN4}", "{OWN6}"]
+exabgp = "{exabgp}"
+
+[bgp.ris_live]
+url = "{served.server.url}"
+proxy = "none"
+warmup = "0s"
+interval = "500ms"
+"""
+        config = write_config(tmp_path, body, interval="1s", collectors='["bgp"]')
+        agent = AgentProcess(config, duration_s=20)
+        try:
+            deadline = time.monotonic() + 15
+            while not (served.server.live and len(served.server.live[-1].subscriptions) == 2):
+                assert time.monotonic() < deadline, agent.log()
+                time.sleep(0.05)
+            served.call(served.server.broadcast(frames))
+            socket_path = tmp_path / "run" / "control.sock"
+
+            def ris_status() -> dict[str, Any]:
+                status: dict[str, Any] = call(socket_path, "status", timeout_s=5.0)
+                return status["ris_live"]
+
+            deadline = time.monotonic() + 15
+            while ris_status()["prefixes"][0]["any"] != truth[OWN4]["any"]:
+                assert time.monotonic() < deadline, agent.log()
+                time.sleep(0.1)
+            status = ris_status()
+            assert status["feed"]["connected"] is True
+            assert status["prefixes"][1]["any"] == truth[OWN6]["any"]
+            time.sleep(1.5)  # a few intervals of points with the final counts
+            agent.terminate()
+        finally:
+            if agent.proc.poll() is None:
+                agent.kill()
+    finally:
+        served.close()
+    points = spool_points(tmp_path / "data", "bgp_visibility")
+    assert points, agent.log()
+    latest: dict[tuple[str, str], Any] = {}
+    for point in sorted(points, key=lambda p: p.time_ns):
+        assert point.tags["host"] == "test-host"
+        latest[(point.tags["prefix"], point.tags["via"])] = point.fields["peers"]
+    for own, expected in truth.items():
+        for via, peers in expected.items():
+            assert latest[(own, via)] == peers, (own, via)
+    feed = spool_points(tmp_path / "data", "bgp_feed")
+    assert feed and feed[-1].fields["connected"] is True
+    assert isinstance(feed[-1].fields["messages"], int) and feed[-1].fields["messages"] > 40
+    # 3 vantage points reach our IPv6 prefix through AS64499 (none of ours): at the default
+    # hijack_min_peers = 3 that is an unexpected upstream
+    events = spool_points(tmp_path / "data", "bgp_event")
+    assert [(e.tags["kind"], e.fields["prefix"]) for e in events] == [
+        ("ris_unexpected_upstream", OWN6)], agent.log()

@@ -175,8 +175,8 @@ def spliced() -> list[str]:
         ts = data["timestamp"]
         if address not in announced:
             announced.add(address)
-            out.append(ris_update(address, peer.asn, spliced_path(peer, upstream_for(i), i % 5 == 4),
-                                  [peer.own], timestamp=ts))
+            path = spliced_path(peer, upstream_for(i), i % 5 == 4)
+            out.append(ris_update(address, peer.asn, path, [peer.own], timestamp=ts))
         elif seen_count[address] == 40 and i % 7 == 0:  # moves to the next carrier
             out.append(ris_update(address, peer.asn, spliced_path(peer, upstream_for(i + 1)),
                                   [peer.own], timestamp=ts))
