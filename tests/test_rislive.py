@@ -480,6 +480,16 @@ interval = "500ms"
             status = ris_status()
             assert status["feed"]["connected"] is True
             assert status["prefixes"][1]["any"] == truth[OWN6]["any"]
+            # `egress-agent status` shows the feed and each prefix per carrier
+            from agent.cli import render_status
+
+            text = render_status(call(socket_path, "status", timeout_s=5.0))
+            assert "ris_live: connected, 32 vantage points" in text, text
+            t4 = truth[OWN4]
+            assert (f"  {OWN4}: any {t4['any']}  |  telecom {t4['telecom']}  unicom "
+                    f"{t4['unicom']}  mobile {t4['mobile']}  other {t4['other']}  |  "
+                    "foreign origin 0  more-specific 0") in text, text
+            assert "UNEXPECTED UPSTREAM AS64499 for 2001:db8:100::/48" in text, text
             time.sleep(1.5)  # a few intervals of points with the final counts
             agent.terminate()
         finally:
