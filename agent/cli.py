@@ -167,14 +167,55 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"alerts: {alerts.get('firing', 0)} firing, {alerts.get('pending', 0)} "
                      "pending")
         lines.extend(f"  {line}" for line in alerts.get("active", []))
+    ris = status.get("ris_live")
+    if isinstance(ris, dict):
+        lines.extend(render_ris_live(ris))
     known = {"host", "config", "started_ns", "reloads", "collectors", "queue_points", "spool",
              "encoding", "alerts",
-             "outputs", "totals"}
+             "outputs", "totals", "ris_live"}
     for section, content in status.items():
         if section not in known:
             lines.append(f"{section}:")
             lines.append("  " + json.dumps(content, default=str, indent=None)[:2000])
     return "\n".join(lines)
+
+
+def render_ris_live(ris: dict[str, Any]) -> list[str]:
+    """`ris_live` status section ([bgp.ris_live]): the feed, then per prefix the vantage
+    points seeing it with our origin, per carrier, through others, with foreign origins."""
+    feed = ris.get("feed", {})
+    age = feed.get("last_message_age_s")
+    state = "connected" if feed.get("connected") else "NOT CONNECTED"
+    if feed.get("silent"):
+        state += ", SILENT"
+    if not feed.get("warmed_up") and feed.get("warmup_left_s") is not None:
+        state += f", warming up ({feed['warmup_left_s']:.0f} s left)"
+    lines = [
+        f"ris_live: {state}, {ris.get('vantage_points', 0)} vantage points, "
+        f"{feed.get('messages_per_min', 0):.0f} messages/min, last message "
+        + (f"{age:.1f} s ago" if isinstance(age, int | float) else "never")
+        + f", reconnects {feed.get('reconnects', 0)}, "
+        f"bad messages {ris.get('messages', {}).get('bad_messages', 0)}"
+        + (f" ({feed['last_error']})" if feed.get("last_error") else ""),
+    ]
+    for p in ris.get("prefixes", []):
+        text = f"  {p.get('prefix')}: any {p.get('any', 0)}"
+        if p.get("own"):
+            carriers = "  ".join(f"{name} {n}" for name, n in p.get("carriers", {}).items())
+            text += (f"  |  {carriers}  other {p.get('other', 0)}  |  foreign origin "
+                     f"{p.get('foreign_origin', 0)}  more-specific {p.get('more_specific', 0)}")
+        else:
+            text += "  (watched)"
+        if p.get("lost"):
+            text += f"  LOST via {', '.join(p['lost'])}"
+        lines.append(text)
+    for h in ris.get("hijacks", []):
+        lines.append(f"  HIJACK {h.get('seen')} originated by AS{h.get('origin_as')}, seen by "
+                     f"{h.get('peers')} vantage points")
+    for u in ris.get("unexpected_upstreams", []):
+        lines.append(f"  UNEXPECTED UPSTREAM AS{u.get('upstream_as')} for {u.get('prefix')}, "
+                     f"seen by {u.get('peers')} vantage points")
+    return lines
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -118,6 +118,28 @@ class CarrierConfig:
     bgp: CarrierBgpConfig | None = None
 
 
+# ---- [bgp.ris_live] (collectors/bgp/rislive): a block of its own, see _read_ris_live
+
+RIS_LIVE_DEFAULT_URL = "wss://ris-live.ripe.net/v1/ws/?client=egress-agent"
+
+
+@dataclass(frozen=True)
+class RisLiveConfig:
+    url: str = RIS_LIVE_DEFAULT_URL
+    client: str | None = None  # sets the URL's ?client= (the default URL has egress-agent)
+    proxy: str = "env"  # env (https_proxy & co.) | none | http(s)://HOST:PORT | socks5://...
+    warmup_s: float = 600.0  # no visibility judged lost before this long after connecting
+    hijack_min_peers: int = 3  # vantage points that make a foreign origin a hijack event
+    drop_fraction: float = 0.5  # via a carrier below this share of its usual level: lost
+    min_usual_peers: int = 3  # usual levels below this are not judged
+    baseline_s: float = 3600.0  # the usual level: the highest count over this window
+    silence_timeout_s: float = 300.0  # no message at all for this long: feed silent, reconnect
+    ping_interval_s: float = 30.0  # RIS Live `ping` messages (answered by `pong`)
+    reconnect_min_s: float = 1.0  # back-off after a failed or lost connection, doubling
+    reconnect_max_s: float = 120.0
+    interval_s: float | None = None  # bgp_visibility / bgp_feed points; default bgp.interval
+
+
 @dataclass(frozen=True)
 class BgpConfig:
     local_as: int
@@ -126,6 +148,7 @@ class BgpConfig:
     watch: tuple[IPNetwork, ...] = ()
     exabgp: str = "exabgp"
     interval_s: float | None = None  # bgp_session/bgp_prefix points; default agent.interval
+    ris_live: RisLiveConfig | None = None  # [bgp.ris_live]: vantage points from RIPE RIS Live
 
 
 @dataclass(frozen=True)
@@ -545,9 +568,64 @@ def _read_bgp(root: _Table) -> BgpConfig | None:
         watch=table.get("watch", _prefix_list, ()),
         exabgp=table.get("exabgp", _nonempty_str, "exabgp"),
         interval_s=table.get("interval", _duration(0.1, 86400), None),
+        ris_live=_read_ris_live(table),
     )
     table.finish()
     return bgp
+
+
+def _ws_url(value: Any) -> str:
+    text = _str(value)
+    if not re.match(r"^wss?://[^\s/?#]+", text) or any(c.isspace() for c in text):
+        raise ValueError(f"not a ws:// or wss:// URL: {text!r}")
+    return text
+
+
+def _proxy(value: Any) -> str:
+    text = _str(value)
+    if text in ("env", "none") or re.match(r"^(https?|socks5h?|socks4a?)://[^\s/]+$", text):
+        return text
+    raise ValueError(f"expected \"env\", \"none\" or a proxy URL such as "
+                     f"http://HOST:PORT or socks5://HOST:PORT, got {text!r}")
+
+
+def _fraction(value: Any) -> float:
+    number = _positive_number(value)
+    if number >= 1:
+        raise ValueError(f"must be a fraction between 0 and 1 (exclusive), got {value}")
+    return number
+
+
+def _read_ris_live(bgp: _Table) -> RisLiveConfig | None:
+    """`[bgp.ris_live]`: RIPE RIS Live vantage points (collectors/bgp/rislive)."""
+    table = bgp.sub("ris_live")
+    if table is None:
+        return None
+    d = RisLiveConfig()
+    ris = RisLiveConfig(
+        url=table.get("url", _ws_url, d.url),
+        client=table.get("client", _nonempty_str, d.client),
+        proxy=table.get("proxy", _proxy, d.proxy),
+        warmup_s=table.get("warmup", _duration(0, 7 * 86400), d.warmup_s),
+        hijack_min_peers=table.get("hijack_min_peers", _int_range(1, 100000),
+                                   d.hijack_min_peers),
+        drop_fraction=table.get("drop_fraction", _fraction, d.drop_fraction),
+        min_usual_peers=table.get("min_usual_peers", _int_range(1, 100000), d.min_usual_peers),
+        baseline_s=table.get("baseline", _duration(1, 30 * 86400), d.baseline_s),
+        silence_timeout_s=table.get("silence_timeout", _duration(0.05, 86400),
+                                    d.silence_timeout_s),
+        ping_interval_s=table.get("ping_interval", _duration(0.05, 3600), d.ping_interval_s),
+        reconnect_min_s=table.get("reconnect_min", _duration(0.01, 3600), d.reconnect_min_s),
+        reconnect_max_s=table.get("reconnect_max", _duration(0.01, 86400), d.reconnect_max_s),
+        interval_s=table.get("interval", _duration(0.1, 86400), None),
+    )
+    if (ris.reconnect_min_s or 0) > (ris.reconnect_max_s or 0):
+        table.error("reconnect_min", "must not exceed reconnect_max")
+    if (ris.ping_interval_s or 0) >= (ris.silence_timeout_s or 0):
+        table.error("ping_interval", "must be shorter than silence_timeout (a pong is a "
+                    "message: pings keep a quiet but healthy feed from looking silent)")
+    table.finish()
+    return ris
 
 
 def _read_probes(root: _Table, carrier_names: set[str]) -> tuple[ProbeConfig, ...]:

@@ -41,7 +41,7 @@ METRICS_DOC = REPO / "docs" / "metrics.md"
 SOURCES = [REPO / "agent", REPO / "collectors"]
 MEASUREMENTS = {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
                 "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output",
-                "alert"}
+                "alert", "bgp_visibility", "bgp_feed"}
 
 Json = dict[str, Any]
 
@@ -656,6 +656,7 @@ _TAG_VALUES: dict[str, list[str]] = {
              "more_specific", "path_change"],
     "state": ["up", "down"], "prefix": ["198.51.100.0/24"], "peer": ["203.0.113.1"],
     "peer_as": ["4134"], "mount": ["/"], "output": ["influxdb"],
+    "via": ["any", "telecom", "other"], "feed": ["ris_live"],
 }
 _VARIABLES = {"host": "edge-1", "carrier": "(telecom|unicom)", "target": "203.0.113.10",
               "method": "(icmp|tcp:443)", "prefix": "198.51.100.0/24", "mount": "/",

@@ -109,6 +109,28 @@ CONDITIONS: dict[str, ConditionSpec] = {
         ("UnexpectedAsPath",), "warning", 0.0,
         "our or a watched prefix reached through a carrier with an AS path that does not "
         "start with the carrier's peer_as (bgp_prefix, bgp_event path_change)"),
+    # ---- RIS Live ([bgp.ris_live], collectors/bgp/rislive)
+    "ris_hijack": ConditionSpec(
+        ("OwnPrefixHijackSeenFromOutside",), "critical", 0.0,
+        "our prefix with another origin, or a more-specific of it, seen by at least "
+        "bgp.ris_live.hijack_min_peers RIS Live vantage points (bgp_event ris_hijack); "
+        "resolved at ris_hijack_end or when bgp_visibility shows no foreign origin and no "
+        "more-specific"),
+    "ris_visibility_lost": ConditionSpec(
+        ("VisibilityLostViaCarrier",), "critical", 0.0,
+        "RIS Live vantage points reaching our prefix through a carrier (or at all) fell "
+        "below bgp.ris_live.drop_fraction of the usual level (bgp_event "
+        "ris_visibility_lost); resolved at ris_visibility_restored or bgp_visibility lost "
+        "false"),
+    "ris_unexpected_upstream": ConditionSpec(
+        ("UnexpectedUpstreamSeenFromOutside",), "warning", 0.0,
+        "RIS Live vantage points reach our prefix through an AS that is none of our "
+        "carriers (bgp_event ris_unexpected_upstream); resolved when every such upstream "
+        "ended"),
+    "ris_feed_silent": ConditionSpec(
+        ("RisLiveFeedSilent",), "warning", 0.0,
+        "no message from RIS Live for bgp.ris_live.silence_timeout (bgp_event "
+        "ris_feed_silent, bgp_feed silent); resolved when messages flow again"),
     "quality_bad": ConditionSpec(
         ("AccessQualityBad",), "warning", 0.0,
         "quality status of a carrier and target at or worse than `status` for `rounds` "

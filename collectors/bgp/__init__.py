@@ -7,6 +7,8 @@ Two collectors share one in-memory BgpState (both run on the agent's loop, so no
 - `bgp_session` (polled, `blocking = False`: it only reads memory): `bgp_session` per
   carrier and `bgp_prefix` per announced prefix and carrier every `bgp.interval`
   (default `agent.interval`).
+With `[bgp.ris_live]` also `ris_live` and `bgp_visibility` (collectors/bgp/rislive), which
+run even without sessions of our own.
 Control commands: `bgp.lookup` {"address": A} or {"addresses": [...]}, `bgp.withdraw` and
 `bgp.announce` {"carrier": C, "prefix": P}. Status section: `bgp`. See README.md here.
 """
@@ -51,6 +53,8 @@ class BgpStreamCollector(StreamingCollector):
         if (new.bgp.exabgp, new.bgp.local_as, new.bgp.router_id) != (
                 old.exabgp, old.local_as, old.router_id):
             return False
+        if (new.bgp.ris_live is None) != (old.ris_live is None):
+            return False  # [bgp.ris_live] added or removed: the group is rebuilt
         points = self.state.reconfigure(new)
         self.supervisor.reload(new)
         if points:
@@ -126,8 +130,10 @@ class BgpControl:
 
 def create(ctx: CollectorContext) -> list[Collector]:
     config = ctx.config
-    if config.bgp is None or not any(c.bgp for c in config.carriers):
+    if config.bgp is None:
         return []
+    if not any(c.bgp for c in config.carriers):
+        return _ris_live(ctx)  # RIS Live works without sessions of our own
     state = BgpState(config)
     stream = BgpStreamCollector(ctx, state)
     control = BgpControl(state, stream)
@@ -135,4 +141,12 @@ def create(ctx: CollectorContext) -> list[Collector]:
     ctx.register_control("bgp.withdraw", control.withdraw)
     ctx.register_control("bgp.announce", control.announce)
     ctx.register_status("bgp", control.status)
-    return [stream, BgpSessionCollector(ctx, state)]
+    return [stream, BgpSessionCollector(ctx, state), *_ris_live(ctx)]
+
+
+# ---- [bgp.ris_live]: RIPE RIS Live vantage points (collectors/bgp/rislive)
+
+def _ris_live(ctx: CollectorContext) -> list[Collector]:
+    from collectors.bgp import rislive
+
+    return rislive.create(ctx)

@@ -28,7 +28,8 @@ PREFIX = "egress_"  # agent/outputs/prometheus.py METRIC_PREFIX
 # Measurements of docs/metrics.md; longer names first so `link_event` wins over `link`.
 MEASUREMENTS = sorted(
     ["agent", "agent_output", "host", "disk", "link", "link_event", "billing",
-     "bgp_session", "bgp_event", "bgp_prefix", "probe", "traceroute", "quality"],
+     "bgp_session", "bgp_event", "bgp_prefix", "probe", "traceroute", "quality",
+     "bgp_visibility", "bgp_feed"],
     key=len, reverse=True)
 _MEASUREMENT = r"(?<![\w:.$-])(?:" + "|".join(MEASUREMENTS) + r")_"
 # A name, or in an expr also a `__name__` regex such as "link_(route|gateway)_ok".

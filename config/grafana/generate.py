@@ -508,7 +508,7 @@ ALARM_KINDS = "origin_mismatch|more_specific|own_prefix_missing"
 def bgp() -> Board:
     prefix_var = tag_var("prefix", 'SHOW TAG VALUES FROM "bgp_prefix" WITH KEY = "prefix" '
                          f"WHERE {HOST}", "Own prefix")
-    kind_var = custom_var("kind", EVENT_KINDS, "Event kind")
+    kind_var = custom_var("kind", EVENT_KINDS + RIS_EVENT_KINDS, "Event kind")
     b = Board("egress-bgp", "egress-agent / BGP",
               "BGP sessions with each carrier, routes received, our own prefixes as each "
               "carrier sees them, and hijack / path alarms.",
@@ -634,10 +634,60 @@ def bgp() -> Board:
             "path_change": {"color": BLUE, "index": 4},
             "session_up": {"color": GREEN, "index": 5}}}])],
         hide=(), sort_by="Time"), 24, 10)
+    ris_live_rows(b)
     return b
 
 
-# ---------------------------------------------------------------- 3. access quality
+# ---- BGP: visibility from outside (RIPE RIS Live, [bgp.ris_live]; collectors/bgp/rislive)
+
+RIS_EVENT_KINDS = ["ris_hijack", "ris_hijack_end", "ris_unexpected_upstream",
+                   "ris_unexpected_upstream_end", "ris_visibility_lost",
+                   "ris_visibility_restored", "ris_feed_silent", "ris_feed_restored"]
+LOST_MAP = bool_map("LOST", "usual")
+
+
+def ris_live_rows(b: Board) -> None:
+    prefix = '"prefix" =~ /^$prefix$/'
+    vias = '"via" =~ /^($carrier|any|other)$/'
+    b.row("Visibility from outside (RIS Live)")
+    b.add(timeseries("Visibility per carrier", [q(
+        'SELECT last("peers") FROM "bgp_visibility" '
+        f"WHERE {HOST} AND {prefix} AND {vias} AND $timeFilter {EVERY}, \"prefix\", "
+        '"via" fill(previous)', alias="$tag_prefix via $tag_via")], "short",
+        "RIPE RIS Live vantage points (BGP peers of RIS's route collectors around the world) "
+        "that see our prefix with our origin AS: `any` in total, per carrier those whose "
+        "path enters our AS through that carrier, `other` through an AS that is none of "
+        "our carriers. A carrier falling to zero while the others rise: it stopped "
+        "propagating us (ris_visibility_lost)."), 16, 8)
+    b.add(table("Visibility now", [q(
+        'SELECT last("peers") AS "peers", last("usual_peers") AS "usual", '
+        'last("lost") AS "lost" FROM "bgp_visibility" '
+        f'WHERE {HOST} AND {prefix} AND {vias} AND $timeFilter GROUP BY "prefix", "via"',
+        fmt="table")],
+        "Vantage points per prefix and via now, the usual level they are judged against "
+        "(highest of the last `baseline`) and whether the via is judged lost.",
+        overrides=[cell_color("^lost$", LOST_MAP)], time_from="15m"), 8, 8)
+    b.add(timeseries("Foreign origin and more-specifics seen from outside", [
+        q('SELECT last("peers_foreign_origin") FROM "bgp_visibility" '
+          f'WHERE {HOST} AND {prefix} AND "via" = \'any\' AND $timeFilter {EVERY}, '
+          '"prefix" fill(previous)', "A", "$tag_prefix foreign origin"),
+        q('SELECT last("peers_more_specific") FROM "bgp_visibility" '
+          f'WHERE {HOST} AND {prefix} AND "via" = \'any\' AND $timeFilter {EVERY}, '
+          '"prefix" fill(previous)', "B", "$tag_prefix more-specific")], "short",
+        "Vantage points that see our prefix (or a more-specific of it) originated by another "
+        "AS, and those that see a more-specific of it at all. Anything above zero is a "
+        "hijack or a leak in the making (ris_hijack at hijack_min_peers).",
+        steps=thresholds((GREEN, None), (RED, 1)), threshold_lines=True), 12, 7)
+    b.add(stat("RIS Live feed", [q(
+        'SELECT last("connected") AS "connected", last("last_message_age_s") AS '
+        '"last message", last("messages_per_min") AS "messages/min", '
+        'last("vantage_points") AS "vantage points", last("bad_messages") AS "bad" '
+        f'FROM "bgp_feed" WHERE {HOST} AND $timeFilter')],
+        description="The feed's health: connected, seconds since its last message, "
+        "messages in the last minute, vantage points holding routes for our prefixes, "
+        "malformed messages since start (bgp_feed).",
+        mappings=bool_map("connected", "DOWN"), color_mode="value", fields="/.*/"), 12, 7)
+
 
 
 def quality() -> Board:
