@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from collectors.links.collector import LinkEventCollector, LinksCollector
-from collectors.links.netlink import RtNetlink, in_netns
+from collectors.links.netlink import RTM_NEWROUTE, RtNetlink, in_netns
 from collectors.links.routing import RoutingMonitor
 from tests.test_links_support import (
     AGENT_ADDR,
@@ -546,3 +546,26 @@ def test_polled_routing_checks_run_every_recheck_interval(
             assert point.fields["route_ok"] is True
     finally:
         collector.close()
+
+
+def test_route_notifications_of_other_tables_are_dropped_by_the_kernel(
+        scratch: Scratch) -> None:
+    from collectors.links.netlink import RTM_NEWLINK, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
+
+    nl = RtNetlink(scratch.ns, groups=RTMGRP_IPV4_ROUTE | RTMGRP_LINK)
+    nl.only_routes_of([101, 300])
+    nl.sock.setblocking(False)
+    try:
+        for table in (102, 101, 103, 300, 254):
+            scratch.ip("route", "add", "198.18.0.0/24", "via", CARRIER_ADDR, "table",
+                       str(table))
+        scratch.ip("link", "set", scratch.uplink, "mtu", "1400")
+        notices = nl.drain()
+    finally:
+        nl.close()
+    assert not notices.lost
+    routes = [m for m in notices.messages if m["header"]["type"] == RTM_NEWROUTE]
+    # 300 arrives as RT_TABLE_COMPAT (252) with RTA_TABLE: passed on, its table decoded
+    assert sorted(m.get_attr("RTA_TABLE") for m in routes) == [101, 300]
+    links = [m for m in notices.messages if m["header"]["type"] == RTM_NEWLINK]
+    assert links and all(m["index"] == links[0]["index"] for m in links)  # others pass

@@ -477,6 +477,7 @@ class LinkEventCollector(StreamingCollector):
         if self.routing is not None and self.routing.carriers:
             groups |= RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH
         nl = RtNetlink(self.netns, groups=groups)
+        nl.only_routes_of(c.table for c in self.ctx.config.carriers if c.table is not None)
         nl.sock.setblocking(False)
         self._nl = nl
         loop = asyncio.get_running_loop()
