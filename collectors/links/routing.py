@@ -35,20 +35,8 @@ import time
 from dataclasses import dataclass
 
 from agent.config import CarrierConfig
-from collectors.links.netlink import (
-    NUD_INCOMPLETE,
-    NUD_NAMES,
-    NUD_USABLE,
-    RTMGRP_IPV4_IFADDR,
-    RTMGRP_IPV4_ROUTE,
-    RTMGRP_IPV4_RULE,
-    RTMGRP_IPV6_IFADDR,
-    RTMGRP_IPV6_ROUTE,
-    RTMGRP_IPV6_RULE,
-    RTMGRP_LINK,
-    RTMGRP_NEIGH,
-    RtNetlink,
-)
+from collectors.links import netlink
+from collectors.links.netlink import NUD_INCOMPLETE, NUD_NAMES, NUD_USABLE, RtNetlink
 
 # TEST-NET-1: never in a real routing table (bogon-filtered), so the lookup falls through
 # to the carrier's default route. IPv6: 100::/64 is discard-only (RFC 6666), same reason.
@@ -57,8 +45,9 @@ CHECK_DESTINATION_V6 = "100::1"
 NEIGHBOUR_WAIT_S = 1.0
 RECHECK_S = 60.0  # the checks run at least this often, announced changes or not
 # What the verdicts depend on: any notification of these groups makes the next poll check.
-WATCH_GROUPS = (RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
-                | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE)
+WATCH_GROUPS = (netlink.RTMGRP_LINK | netlink.RTMGRP_NEIGH | netlink.RTMGRP_IPV4_IFADDR
+                | netlink.RTMGRP_IPV6_IFADDR | netlink.RTMGRP_IPV4_ROUTE | netlink.RTMGRP_IPV6_ROUTE
+                | netlink.RTMGRP_IPV4_RULE | netlink.RTMGRP_IPV6_RULE)
 
 log = logging.getLogger(__name__)
 _CHECKS = ("route_ok", "gateway_ok", "egress_ok", "route6_ok", "gateway6_ok", "egress6_ok")
