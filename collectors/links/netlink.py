@@ -42,6 +42,7 @@ import ctypes
 import errno
 import functools
 import ipaddress
+import os
 import socket
 import struct
 import sys
@@ -404,7 +405,7 @@ class RtNetlink:
                 if error is not None:
                     code = error.code if isinstance(error, Pyroute2NetlinkError) else (
                         getattr(error, "errno", None) or errno.EIO)
-                    raise NetlinkError(code, str(error))
+                    raise NetlinkError(code, os.strerror(code))
                 if header["type"] in (NLMSG_DONE, NLMSG_ERROR):  # ERROR 0: an ACK
                     return
                 yield msg
@@ -442,6 +443,8 @@ class RtNetlink:
         """
         keep = sorted({t if t < 256 else RT_TABLE_COMPAT for t in tables} | {RT_TABLE_COMPAT})
         n = len(keep)
+        if n > 250:  # a jump offset is one byte: then no filter, every route is read
+            return
         prog = [
             (_BPF_LDB_ABS, 0, 0, _TYPE_LOW_OFFSET),  # nlmsg_type (route types are < 256)
             (_BPF_JEQ_K, 2, 0, RTM_NEWROUTE),  # → load the table
