@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from collectors.links.collector import LinkEventCollector, LinksCollector
-from collectors.links.netlink import RtNetlink, in_netns
+from collectors.links.netlink import RTM_NEWROUTE, RtNetlink, in_netns
 from collectors.links.routing import RoutingMonitor
 from tests.test_links_support import (
     AGENT_ADDR,
@@ -108,15 +109,17 @@ def test_rx_rate_within_5_percent_of_generated_and_utilization(
         scratch: Scratch, tmp_path: Path) -> None:
     scratch.static_neighbours()
     rate_mbit = 20
+    # A queue of 300 ms (750 kB) keeps the link busy while a loaded machine leaves the
+    # sender unscheduled for a while: with 20 ms it ran dry and the rate read 6-12 % low.
     sh("tc", "qdisc", "replace", "dev", scratch.peer, "root", "tbf", "rate",
-       f"{rate_mbit}mbit", "burst", "4kb", "latency", "20ms", netns=scratch.peer_ns)
+       f"{rate_mbit}mbit", "burst", "4kb", "latency", "300ms", netns=scratch.peer_ns)
     config = make_config(tmp_path, scratch.uplink, committed_mbps=40)
     collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns)
     stop = threading.Event()
     thread = threading.Thread(target=_blast, args=(scratch, stop, 1200), daemon=True)
     thread.start()
     try:
-        time.sleep(0.7)  # tbf's burst spent, steady state
+        time.sleep(0.7)  # tbf's burst spent and its queue full: steady state
         collector.collect()
         time.sleep(3.0)
         point = link_point(collector.collect(), scratch.uplink)
@@ -444,3 +447,127 @@ def test_ipv6_routing_checks_with_source6(tmp_path: Path) -> None:
             collector.close()
     finally:
         scratch.close()
+
+
+# ---------------------------------------------------------------- pyroute2 layer
+
+
+def test_requests_answer_what_the_kernel_holds(scratch: Scratch) -> None:
+    """Each request of netlink.py (pyroute2 message classes) against `ip`'s view."""
+    scratch.static_neighbours()
+    nl = RtNetlink(scratch.ns)
+    try:
+        link = nl.get_link_by_name(scratch.uplink)
+        assert link is not None and link.name == scratch.uplink and link.mtu == 1500
+        assert nl.get_link(link.index) == link
+        assert nl.get_link_by_name("lknosuch0") is None
+        assert nl.get_link(999_999) is None
+        # counters of one interface equal the dump's (nothing sends in the namespace)
+        assert nl.get_stats64(link.index) == nl.dump_stats64()[link.index]
+        assert nl.get_stats64(999_999) is None
+        (route,) = nl.dump_routes(101)
+        assert (route.table, route.dst, route.dst_len, route.type) == (101, None, 0, 1)
+        assert route.gateways == [(CARRIER_ADDR, link.index)]
+        assert nl.dump_routes(102) == []
+        hit = nl.route_get("192.0.2.1", src=AGENT_ADDR)
+        assert hit is not None and hit.oif == link.index
+        assert hit.gateways == [(CARRIER_ADDR, link.index)]
+        assert nl.route_get("192.0.2.1") is None  # main table: no default route
+        assert nl.get_neighbour(link.index, CARRIER_ADDR) == 0x80  # PERMANENT
+        assert nl.get_neighbour(link.index, "100.64.9.3") is None
+        assert nl.requests == 13
+        # multipath: both next hops, each with its interface
+        scratch.ip("link", "add", "lkmp0", "type", "veth", "peer", "name", "lkmp1")
+        scratch.ip("addr", "add", "100.64.21.1/30", "dev", "lkmp0")
+        scratch.ip("link", "set", "lkmp0", "up")
+        scratch.ip("link", "set", "lkmp1", "up")
+        scratch.ip("route", "add", "default", "table", "102",
+                   "nexthop", "via", CARRIER_ADDR, "dev", scratch.uplink,
+                   "nexthop", "via", "100.64.21.2", "dev", "lkmp0")
+        mp = nl.get_link_by_name("lkmp0")
+        assert mp is not None
+        (route,) = nl.dump_routes(102)
+        assert sorted(route.gateways) == sorted([(CARRIER_ADDR, link.index),
+                                                 ("100.64.21.2", mp.index)])
+    finally:
+        nl.close()
+
+
+def test_a_namespace_that_does_not_exist_is_an_error_and_is_not_created() -> None:
+    needs_root()
+    name = f"lknone{os.getpid()}"
+    with pytest.raises(OSError):
+        RtNetlink(name)
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                      text=True, check=True).stdout
+
+
+def test_polled_routing_checks_run_on_announced_changes_only(
+        scratch: Scratch, tmp_path: Path) -> None:
+    config = make_config(tmp_path, scratch.uplink)
+    routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns, routing=routing)
+    try:
+        first = link_point(collector.collect(), scratch.uplink)
+        assert first.fields["egress_ok"] is True and first.fields["gateway_ok"] is True
+        link_point(collector.collect(), scratch.uplink)  # what the first check stirred up
+        asked = routing.nl.requests
+        quiet = link_point(collector.collect(), scratch.uplink)
+        assert routing.nl.requests == asked  # nothing announced: nothing asked
+        assert {k: quiet.fields[k] for k in ("route_ok", "gateway_ok", "egress_ok")} == {
+            "route_ok": True, "gateway_ok": True, "egress_ok": True}
+        # a policy rule goes: the lookup from the carrier's source leaves nowhere
+        scratch.ip("rule", "del", "from", AGENT_ADDR, "lookup", "101")
+        points = collector.collect()
+        assert link_point(points, scratch.uplink).fields["egress_ok"] is False
+        assert [p.tags["state"] for p in points if p.measurement == "link_event"] == [
+            "routing_failed"]
+        scratch.ip("rule", "add", "from", AGENT_ADDR, "lookup", "101")
+        assert link_point(collector.collect(), scratch.uplink).fields["egress_ok"] is True
+        # the gateway's neighbour entry goes: checked (and resolved) again
+        scratch.ip("neigh", "flush", "dev", scratch.uplink)
+        asked = routing.nl.requests
+        again = link_point(collector.collect(), scratch.uplink)
+        assert routing.nl.requests > asked and again.fields["gateway_ok"] is True
+    finally:
+        collector.close()
+
+
+def test_polled_routing_checks_run_every_recheck_interval(
+        scratch: Scratch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collectors.links import routing as routing_module
+    monkeypatch.setattr(routing_module, "RECHECK_S", 0.0)
+    config = make_config(tmp_path, scratch.uplink)
+    routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns, routing=routing)
+    try:
+        for _ in range(3):
+            asked = routing.nl.requests
+            point = link_point(collector.collect(), scratch.uplink)
+            assert routing.nl.requests >= asked + 3  # table, neighbour, lookup
+            assert point.fields["route_ok"] is True
+    finally:
+        collector.close()
+
+
+def test_route_notifications_of_other_tables_are_dropped_by_the_kernel(
+        scratch: Scratch) -> None:
+    from collectors.links.netlink import RTM_NEWLINK, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
+
+    nl = RtNetlink(scratch.ns, groups=RTMGRP_IPV4_ROUTE | RTMGRP_LINK)
+    nl.only_routes_of([101, 300])
+    nl.sock.setblocking(False)
+    try:
+        for table in (102, 101, 103, 300, 254):
+            scratch.ip("route", "add", "198.18.0.0/24", "via", CARRIER_ADDR, "table",
+                       str(table))
+        scratch.ip("link", "set", scratch.uplink, "mtu", "1400")
+        notices = nl.drain()
+    finally:
+        nl.close()
+    assert not notices.lost
+    routes = [m for m in notices.messages if m["header"]["type"] == RTM_NEWROUTE]
+    # 300 arrives as RT_TABLE_COMPAT (252) with RTA_TABLE: passed on, its table decoded
+    assert sorted(m.get_attr("RTA_TABLE") for m in routes) == [101, 300]
+    links = [m for m in notices.messages if m["header"]["type"] == RTM_NEWLINK]
+    assert links and all(m["index"] == links[0]["index"] for m in links)  # others pass

@@ -14,7 +14,6 @@ changes; it also re-runs the routing checks when a route or neighbour of a carri
 from __future__ import annotations
 
 import asyncio
-import errno
 import fnmatch
 import logging
 import threading
@@ -27,22 +26,21 @@ from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.carrier import CarrierFiles, StopSignal
 from collectors.links.netlink import (
-    _NLMSGHDR,
-    _U32,
+    RT_TABLE_COMPAT,
     RTM_DELLINK,
     RTM_DELNEIGH,
     RTM_DELROUTE,
     RTM_NEWLINK,
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
-    RTNLGRP_IPV4_ROUTE,
-    RTNLGRP_IPV6_ROUTE,
-    RTNLGRP_LINK,
-    RTNLGRP_NEIGH,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
     LinkState,
     RtNetlink,
     SpeedReader,
-    parse_link,
+    link_state,
 )
 from collectors.links.rates import counter_delta
 from collectors.links.routing import RoutingMonitor, RoutingResult
@@ -70,7 +68,7 @@ class LinkCache:
 
     def __init__(self, netns: str | None = None) -> None:
         self.nl = RtNetlink(netns)
-        self.events = RtNetlink(netns, groups=(RTNLGRP_LINK,))
+        self.events = RtNetlink(netns, groups=RTMGRP_LINK)
         self.events.sock.setblocking(False)
         self.links: dict[int, LinkState] = {}
         self.changed: set[int] = set()  # indices whose state changed since the last take
@@ -86,33 +84,18 @@ class LinkCache:
 
     def _drain(self) -> bool:
         """Apply queued notifications; False if some were lost (ENOBUFS)."""
-        sock = self.events.sock
-        buf = self.events._buf
-        view = self.events._view
-        hdr = _NLMSGHDR.unpack_from
-        while True:
-            try:
-                n = sock.recv_into(view)
-            except BlockingIOError:
-                return True
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    return False
-                raise
-            off = 0
-            while off + 16 <= n:
-                length, mtype = hdr(buf, off)[:2]
-                if length < 16:
-                    break
-                if mtype == RTM_NEWLINK:
-                    state = parse_link(buf, off)
-                    self.links[state.index] = state
-                    self.changed.add(state.index)
-                elif mtype == RTM_DELLINK:
-                    index = _U32.unpack_from(buf, off + 20)[0]
-                    self.links.pop(index, None)
-                    self.changed.add(index)
-                off += (length + 3) & ~3
+        notices = self.events.drain()
+        for msg in notices.messages:
+            mtype = msg["header"]["type"]
+            if mtype == RTM_NEWLINK:
+                state = link_state(msg)
+                self.links[state.index] = state
+                self.changed.add(state.index)
+            elif mtype == RTM_DELLINK:
+                index = int(msg["index"])
+                self.links.pop(index, None)
+                self.changed.add(index)
+        return not notices.lost
 
     def refresh(self, present: Iterable[int]) -> None:
         """Bring the cache up to date with notifications and the interfaces `present`."""
@@ -296,7 +279,7 @@ class LinksCollector(PolledCollector):
         for carrier in self.routing.carriers:
             state = self.cache.by_name(carrier.interface)
             indices[carrier.interface] = state.index if state else None
-        changed = self.routing.check(indices)
+        changed = self.routing.check(indices, only_if_changed=True)
         self._routing_events = [routing_event(c, r) for c, r in changed]
         return {c.interface: (c, self.routing.results[c.name]) for c in self.routing.carriers
                 if c.name in self.routing.results}
@@ -331,7 +314,7 @@ class LinkEventCollector(StreamingCollector):
         self._routing_due = False
         self._poll_nl: RtNetlink | None = None
         self._routing_wakeup: asyncio.Event | None = None
-        self._tables = {c.table & 0xFF if c.table < 256 else 252
+        self._tables = {c.table if c.table < 256 else RT_TABLE_COMPAT
                         for c in ctx.config.carriers if c.table is not None}
 
     def _sync(self) -> None:
@@ -367,50 +350,34 @@ class LinkEventCollector(StreamingCollector):
         nl = self._nl
         assert nl is not None
         points: list[Point] = []
-        lost = False
-        hdr = _NLMSGHDR.unpack_from
-        while True:
-            try:
-                n = nl.sock.recv_into(nl._view)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    lost = True
-                    continue
-                raise
-            buf = nl._buf
-            off = 0
-            while off + 16 <= n:
-                length, mtype = hdr(buf, off)[:2]
-                if length < 16:
-                    break
-                if mtype in (RTM_NEWLINK, RTM_DELLINK):
-                    state = parse_link(buf, off)
-                    if mtype == RTM_DELLINK:
-                        # The last message of a link: deleted, unless it only left a bridge.
-                        if self.index_of.get(state.name) == state.index:
-                            point = self._handle(None, state.name, state.index)
-                            if point is not None:
-                                # The kernel sends "down" just before deleting a link:
-                                # both in one read are one event, "deleted".
-                                if (points and points[-1].tags["interface"] == state.name
-                                        and points[-1].tags["state"] == "down"):
-                                    points.pop()
-                                points.append(point)
-                    else:
-                        point = self._handle(state, state.name, state.index)
+        notices = nl.drain()
+        for msg in notices.messages:
+            mtype = msg["header"]["type"]
+            if mtype in (RTM_NEWLINK, RTM_DELLINK):
+                state = link_state(msg)
+                if mtype == RTM_DELLINK:
+                    # The last message of a link: deleted, unless it only left a bridge.
+                    if self.index_of.get(state.name) == state.index:
+                        point = self._handle(None, state.name, state.index)
                         if point is not None:
+                            # The kernel sends "down" just before deleting a link:
+                            # both in one read are one event, "deleted".
+                            if (points and points[-1].tags["interface"] == state.name
+                                    and points[-1].tags["state"] == "down"):
+                                points.pop()
                             points.append(point)
-                elif mtype in (RTM_NEWROUTE, RTM_DELROUTE):
-                    # rtmsg.rtm_table (252 = "look at RTA_TABLE"): only carrier tables count
-                    if buf[off + 20] in self._tables or buf[off + 20] == 252:
-                        self._routing_due = True
-                elif (mtype in (RTM_NEWNEIGH, RTM_DELNEIGH)
-                      and _U32.unpack_from(buf, off + 20)[0] in self.index_of.values()):
+                else:
+                    point = self._handle(state, state.name, state.index)
+                    if point is not None:
+                        points.append(point)
+            elif mtype in (RTM_NEWROUTE, RTM_DELROUTE):
+                # rtm_table (RT_TABLE_COMPAT: "see RTA_TABLE"): only carrier tables count
+                if msg["table"] in self._tables or msg["table"] == RT_TABLE_COMPAT:
                     self._routing_due = True
-                off += (length + 3) & ~3
-        if lost:
+            elif (mtype in (RTM_NEWNEIGH, RTM_DELNEIGH)
+                  and msg["ifindex"] in self.index_of.values()):
+                self._routing_due = True
+        if notices.lost:
             self._routing_due = True
             points.extend(self._resync_points())
         if points:
@@ -509,10 +476,11 @@ class LinkEventCollector(StreamingCollector):
             self.ctx.emit(points)
 
     async def run(self) -> None:
-        groups = [RTNLGRP_LINK]
+        groups = RTMGRP_LINK
         if self.routing is not None and self.routing.carriers:
-            groups += [RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE, RTNLGRP_NEIGH]
-        nl = RtNetlink(self.netns, groups=tuple(groups))
+            groups |= RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH
+        nl = RtNetlink(self.netns, groups=groups)
+        nl.only_routes_of(c.table for c in self.ctx.config.carriers if c.table is not None)
         nl.sock.setblocking(False)
         self._nl = nl
         loop = asyncio.get_running_loop()
