@@ -12,6 +12,7 @@ retries, lag_points.
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -30,6 +31,31 @@ def children_cpu_s(before: dict[ProcessKey, float], now: dict[ProcessKey, float]
     return sum(max(0.0, used - before.get(key, 0.0)) for key, used in now.items())
 
 
+def descendant_pids(pid: int) -> list[int] | None:
+    """Every descendant of `pid`, from the kernel's per-thread `children` lists: a few reads
+    (psutil's children() reads the stat file of every process on the host, and took the GIL
+    back and forth with the event loop for each). None where the kernel has no such files."""
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return None  # a kernel without CONFIG_PROC_CHILDREN
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # ended meanwhile
+        for tid in threads:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as fh:
+                    children = [int(word) for word in fh.read().split()]
+            except OSError:
+                continue  # the thread ended meanwhile
+            found += children
+            stack += children
+    return found
+
+
 class AgentCollector(PolledCollector):
     name = "agent"
 
@@ -39,13 +65,14 @@ class AgentCollector(PolledCollector):
         self._process.cpu_percent(interval=None)
         self._children_cpu: dict[ProcessKey, float] = {}
         self._children_at = time.monotonic()
+        self._known: dict[int, psutil.Process] = {}
         self._children()
 
     def _children(self) -> tuple[float, int]:
         """(CPU % of one core since the last call, RSS bytes) of all descendants."""
         now: dict[ProcessKey, float] = {}
         rss_bytes = 0
-        for child in self._process.children(recursive=True):
+        for child in self._descendants():
             try:
                 with child.oneshot():
                     times = child.cpu_times()
@@ -58,6 +85,23 @@ class AgentCollector(PolledCollector):
         used_s = children_cpu_s(self._children_cpu, now)
         self._children_cpu, self._children_at = now, at
         return (100.0 * used_s / elapsed_s if elapsed_s > 0 else 0.0), rss_bytes
+
+    def _descendants(self) -> list[psutil.Process]:
+        pids = descendant_pids(self._process.pid)
+        if pids is None:
+            return list(self._process.children(recursive=True))
+        known = self._known
+        current: dict[int, psutil.Process] = {}
+        for pid in pids:
+            process = known.get(pid)
+            try:
+                if process is None or not process.is_running():  # is_running: pid reused?
+                    process = psutil.Process(pid)
+            except psutil.Error:
+                continue
+            current[pid] = process
+        self._known = current
+        return list(current.values())
 
     def collect(self) -> list[Point]:
         stats = self.ctx.core_stats() if self.ctx.core_stats else {}

@@ -70,3 +70,38 @@ def test_agent_point_carries_its_childrens_cpu_and_memory() -> None:
     assert first["total_cpu_percent"] == round(
         first["cpu_percent"] + first["children_cpu_percent"], 3)
     assert second["children_cpu_percent"] < 5.0  # idle since: not counted twice
+
+
+def test_descendant_pids_are_psutils_without_its_host_wide_scan() -> None:
+    """A child with a grandchild (started by a second thread of the child, whose
+    `children` list is its own), and a child that has already ended: the same set as
+    psutil's children(recursive=True)."""
+    import os
+
+    import psutil
+
+    from collectors.agent_self import descendant_pids
+
+    code = ("import subprocess, sys, threading, time\n"
+            "t = threading.Thread(target=lambda: subprocess.Popen(\n"
+            "    [sys.executable, '-c', 'import time; time.sleep(30)']))\n"
+            "t.start(); t.join(); print('ready', flush=True); time.sleep(30)\n")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        ours = descendant_pids(os.getpid())
+        if ours is None:
+            import pytest
+            pytest.skip("kernel without /proc/PID/task/TID/children")
+        expected = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert set(ours) == expected
+        assert child.pid in ours and ended.pid not in ours
+        (grandchild,) = psutil.Process(child.pid).children()
+        assert grandchild.pid in ours
+    finally:
+        for process in psutil.Process(child.pid).children():
+            process.kill()
+        child.kill()
+        child.wait(10)

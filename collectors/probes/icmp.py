@@ -257,7 +257,8 @@ class IcmpProber:
                 wait_s = (last_send_ns + session.timeout_ns - time.time_ns()) / 1e9
                 if wait_s > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(session.done.wait(), wait_s)
+                        async with asyncio.timeout(wait_s):  # no task, unlike wait_for
+                            await session.done.wait()
             self._on_readable()  # replies already queued by the kernel belong to this round
         finally:
             for token in tokens:

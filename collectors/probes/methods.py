@@ -163,8 +163,8 @@ async def _connect(binding: Binding, address: str, port: int,
     start = time.perf_counter()
     try:
         try:
-            await asyncio.wait_for(
-                asyncio.get_running_loop().sock_connect(sock, (address, port)), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no task of its own, unlike wait_for
+                await asyncio.get_running_loop().sock_connect(sock, (address, port))
         except TimeoutError:
             if not _connected(sock):
                 raise
