@@ -112,7 +112,8 @@ def config_text(config: Config, sessions: dict[str, Session], own: list[Prefix],
             raise ValueError(f"path not usable in an ExaBGP `run` line: {part!r}")
     lines = [
         f"process {PROCESS_NAME} {{",
-        f"    run {python} -I {BRIDGE} {socket_path} {int(generation)};",
+        # -I -S: the standard library only, not even `site` (2.5 MB less RSS)
+        f"    run {python} -I -S {BRIDGE} {socket_path} {int(generation)};",
         "    encoder json;",
         "}",
         "",
