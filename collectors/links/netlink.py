@@ -5,31 +5,43 @@ on pyroute2's `IPRSocket`, and every answer and notification is parsed by that s
 marshal (`MarshalRtnl`) into the same classes; sockets and threads of another network
 namespace come from `pyroute2.netns`, the link speed from `pyroute2.ethtool`.
 
-One exception, measured: the per-interval counter dump of every interface. pyroute2's own
-ways to read it, 5,000 ifb interfaces, against parsing /proc/net/dev in the same run
-(`bench/links.py`, two runs, 2 shared cores under load; goal <= 1.0 x /proc/net/dev and
-<= 3 % of a core at a 1 s interval):
+Two exceptions, measured: the two dumps of every interface, the counters at every poll
+and the link state at start-up and after lost notifications. pyroute2's own ways to read
+them, 5,000 ifb interfaces, against parsing /proc/net/dev in the same run (`bench/links.py`;
+2 shared cores under load; goal <= 1.0 x /proc/net/dev and <= 3 % of a core at a 1 s
+interval). "before": the code of issue 14 part 1 (link dump through `ifinfmsg`), run just
+before "after" (this code; `dump_links` through `read_link`); two such pairs:
 
-| path | run 1: ms (x /proc/net/dev) | run 2 |
-| --- | --- | --- |
-| /proc/net/dev, parsed | 62.9 (1) | 25.9 (1) |
-| `IPRoute().stats('dump', filter_mask=1)` | 655.8 (10.4) | 633.0 (24.5) |
-| `IPRSocket` + pyroute2's `ifstatsmsg` | 523.9 (8.3) | 592.0 (22.9) |
-| `IPRSocket` + a class mapping only `IFLA_STATS_LINK_64` | 586.7 (9.3) | 471.4 (18.2) |
-| `IPRoute().get_links()` (every attribute) | 7,717 (123) | 3,411 (132) |
-| `dump_stats64` below (`stats_dump_ms`) | 22.5 (0.36) | 11.5 (0.45) |
+| path | before 1: ms (x /proc/net/dev) | after 1 | before 2 | after 2 |
+| --- | --- | --- | --- | --- |
+| /proc/net/dev, parsed | 39.6 (1) | 44.4 (1) | 39.5 (1) | 37.9 (1) |
+| `IPRoute().stats('dump', filter_mask=1)` | 514 (13.0) | 301 (6.8) | 389 (9.9) | 254 (6.7) |
+| `IPRSocket` + pyroute2's `ifstatsmsg` | 363 (9.2) | 278 (6.3) | 235 (5.9) | 219 (5.8) |
+| `IPRSocket` + `IFLA_STATS_LINK_64`-only class | 380 (9.6) | 244 (5.5) | 227 (5.8) | 242 (6.4) |
+| `dump_stats64` (`stats_dump_ms`) | 14.0 (0.35) | 13.7 (0.31) | 12.9 (0.33) | 12.0 (0.32) |
+| `IPRoute().get_links()` (every attribute) | 3,730 (94) | 3,254 (73) | 2,629 (67) | 2,491 (66) |
+| `dump_links` (`link_dump_ms`) | 2,251 (57) | 81 (1.8) | 2,119 (54) | 99 (2.6) |
+| the agent's start-up, collector made (`setup_ms`) | 2,704 | 106 | 2,148 | 109 |
+| collecting every 1 s, % of a core (`steady_cpu_pct`) | 3.45 | 2.88 | 3.72 | 2.81 |
 
 Building one message object per interface is the cost, whatever its class maps: every
-pyroute2 path misses the goal 8-25 fold (and at a 1 s interval would take 47-66 % of a
-core; the whole collection with the parser below took 3.7 % in run 2, `steady_cpu_pct`).
-So the dump's answers go through a parser registered in the marshal for that request's
-sequence number only (`seq_map`, pyroute2's hook for custom parsers): it reads
-`IFLA_STATS_LINK_64` with `struct` straight into a dict and returns no object; DONE and
+pyroute2 counter path misses the goal 5-13 fold (and at a 1 s interval would take 22-51 %
+of a core), and `ifinfmsg` decodes each of the ~50 attributes of a link (~0.45 ms a link)
+where the collector reads four. So both dumps go through `_lean_dump`, the one place that
+does this: a reader registered in the marshal for that request's sequence number only
+(`seq_map`, pyroute2's hook for custom parsers) reads each answer with `struct` straight
+into a dict and returns no object (`read_stats64`: `IFLA_STATS_LINK_64`; `read_link`: name,
+flags, MTU, oper state, carrier, stopping once the four attributes are found); DONE and
 errors come back as pyroute2 messages through the one answer loop every request uses
-(`_answers`). The marshal's own per-message work costs about 1.7 us per interface over a
-loop of our own on the same socket (19.3 ms against 10.7 ms in one run; `_Marshal` below
-takes ~2 ms of it off): the price of a single loop. Everything else (state, routes,
-neighbours) is a handful of messages per poll, or one per change, and uses the classes.
+(`_answers`). That loop is the marshal's, in `_Marshal` below with less per-message work
+(13.4 -> 8.6 ms for the counter dump, min of 40, same process; medians under load above).
+Both readers are tested against pyroute2's full decoding of the same kernel answers
+(tests/test_links_netlink.py). Everything else (a link looked up by index or name,
+notifications, routes, neighbours) is a handful of messages per poll, or one per change,
+and uses the classes. Of a poll's ~30 ms of CPU at 5,000 interfaces, ~12 are the counter
+dump, most of the rest building the points, and the garbage collector's full passes average
+6-7 ms (they walk the ~22,000 objects importing pyroute2 leaves; `gc.freeze()` after
+start-up took that to 3.6-5 ms in 20 s runs: not done here, the core owns the process).
 
 The kernel headers behind the few constants and offsets: linux/netlink.h,
 linux/rtnetlink.h, linux/if_link.h (native byte order).
