@@ -13,9 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+from pyroute2.netlink.rtnl import RTM_GETLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from collectors.links.collector import LinkEventCollector, LinksCollector
-from collectors.links.netlink import RTM_NEWROUTE, RtNetlink, in_netns
+from collectors.links.netlink import (
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    STATS_NAMES,
+    RtNetlink,
+    in_netns,
+    link_state,
+)
 from collectors.links.routing import RoutingMonitor
 from tests.test_links_support import (
     AGENT_ADDR,
@@ -571,3 +583,76 @@ def test_route_notifications_of_other_tables_are_dropped_by_the_kernel(
     assert sorted(m.get_attr("RTA_TABLE") for m in routes) == [101, 300]
     links = [m for m in notices.messages if m["header"]["type"] == RTM_NEWLINK]
     assert links and all(m["index"] == links[0]["index"] for m in links)  # others pass
+
+
+def test_lean_dumps_equal_pyroute2s_full_decoding(scratch: Scratch) -> None:
+    """dump_links/dump_stats64 read the answers with `struct` (read_link, read_stats64);
+    pyroute2's own decoding of the same requests (`ifinfmsg` with every attribute,
+    `ifstatsmsg`) must give the same values, on links of every state the kernel has here."""
+    scratch.static_neighbours()
+    scratch.send_udp(30, 200)
+    scratch.send_udp(20, 100, from_peer=True)
+    scratch.ip("link", "add", "lkdown0", "type", "ifb")  # admin down
+    scratch.ip("link", "add", "lkjumbo0", "mtu", "9000", "type", "ifb")
+    scratch.ip("link", "set", "lkjumbo0", "up")
+    scratch.ip("link", "add", "lknocarrier0", "type", "veth", "peer", "name", "lkpeerdown0")
+    scratch.ip("link", "set", "lknocarrier0", "up")  # its peer down: no carrier
+    scratch.ip("link", "add", "lkbridge0", "type", "bridge")
+    scratch.ip("link", "set", "lkbridge0", "up")  # no port: no carrier
+    scratch.ip("tuntap", "add", "lktap0", "mode", "tap")
+    scratch.ip("link", "set", "lktap0", "up")  # no process attached: no carrier
+    scratch.ip("link", "add", "lk15charsname_0", "type", "ifb")  # IFNAMSIZ - 1
+    nl = RtNetlink(scratch.ns)
+    ipr = IPRoute(netns=scratch.ns, flags=0)  # flags=0: never create it
+    try:
+        full_links = {s.index: s for s in map(link_state, ipr.get_links())}
+        lean_links = nl.dump_links()
+        full_stats = {m["ifindex"]: m.get_attr("IFLA_STATS_LINK_64")
+                      for m in ipr.stats("dump", filter_mask=1)}
+        lean_stats = nl.dump_stats64()
+    finally:
+        ipr.close()
+        nl.close()
+    assert lean_links == full_links
+    names = {s.name: s for s in lean_links.values()}
+    assert {"lo", scratch.uplink, "lkdown0", "lkjumbo0", "lknocarrier0", "lkpeerdown0",
+            "lkbridge0", "lktap0", "lk15charsname_0"} <= set(names)
+    assert not names["lkdown0"].admin_up
+    assert names["lkjumbo0"].mtu == 9000 and names["lkjumbo0"].oper_up
+    assert not names["lknocarrier0"].carrier and names["lknocarrier0"].admin_up
+    assert names["lknocarrier0"].oper_name == "lowerlayerdown"
+    assert not names["lktap0"].carrier
+    assert names[scratch.uplink].oper_up and names[scratch.uplink].carrier
+    assert set(lean_stats) == set(full_stats) == set(lean_links)
+    for index, stats in full_stats.items():  # nothing sends in the namespace any more
+        assert lean_stats[index] == tuple(int(stats[name]) for name in STATS_NAMES), index
+    kernel = scratch.kernel_counters()
+    assert lean_stats[names[scratch.uplink].index][:4] == (
+        kernel["rx_packets"], kernel["tx_packets"], kernel["rx_bytes"], kernel["tx_bytes"])
+
+
+def test_lean_marshal_loop_yields_what_pyroute2s_loop_yields(scratch: Scratch) -> None:
+    """The marshal's loop (netlink._Marshal.parse) against pyroute2's (MarshalRtnl.parse)
+    on the same receives of a link dump: the same messages, decoded the same."""
+    scratch.ip("link", "add", "lkdown0", "type", "ifb")
+    nl = RtNetlink(scratch.ns)
+    try:
+        request = ifinfmsg()
+        request["attrs"] = [("IFLA_EXT_MASK", 1 << 3)]
+        nl._ipr.put(request, msg_type=RTM_GETLINK, msg_flags=NLM_F_REQUEST | NLM_F_DUMP)
+        receives = []
+        while not receives or len(receives[-1]) > 20:  # until NLMSG_DONE alone
+            receives.append(nl.sock.recv(1 << 16))
+    finally:
+        nl.close()
+    ours = [m for data in receives for m in nl._marshal.parse(data)]
+    theirs = [m for data in receives for m in MarshalRtnl().parse(data)]
+    assert type(nl._marshal) is not MarshalRtnl
+    assert len(ours) == len(theirs) >= 3  # lo, the uplink, lkdown0, DONE
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["header"]["type"] == b["header"]["type"]
+        assert a.get("event") == b.get("event")
+        assert a["header"]["error"] == b["header"]["error"]
+        if a["header"]["type"] == RTM_NEWLINK:
+            assert link_state(a) == link_state(b)
+            assert a.get_attr("IFLA_LINKINFO") == b.get_attr("IFLA_LINKINFO")
