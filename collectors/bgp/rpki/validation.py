@@ -1,0 +1,214 @@
+"""What RPKI says about the routes each carrier sends and about our own announcements.
+
+BgpState calls the hooks here as routes come and go (its hot path hands over whole
+UPDATEs: the keys of one UPDATE share one origin AS), so the per-carrier counts of valid,
+invalid and not-found routes are always current without keeping a state per route: a
+route's state is a function of (prefix, origin, VRP set), so the state to take off when a
+route goes is computed again. When the VRP set changes every route of every carrier is
+validated again (`revalidate`), and our own prefixes (origin `bgp.local_as`) with them.
+Pure: no I/O; events are `bgp_event` points without a `carrier` tag (they concern what
+every carrier's customers see alike).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from agent.points import FieldValue, Point
+from collectors.bgp.rib import V4, format_prefix
+from collectors.bgp.rpki.rov import INVALID, NOT_FOUND, STATE_NAMES, VALID, VrpIndex
+from collectors.bgp.rpki.vrp import ExpiryKey
+
+EVENT_OWN_INVALID = "rpki_own_invalid"
+EVENT_OWN_NOT_FOUND = "rpki_own_not_found"
+EVENT_OWN_VALID = "rpki_own_valid"
+EVENT_ROA_EXPIRING = "rpki_roa_expiring"
+EVENT_STALE = "rpki_stale"
+EXPIRY_WARNING_S = 24 * 3600.0
+
+
+class _Prefix(Protocol):
+    @property
+    def text(self) -> str: ...
+    @property
+    def family(self) -> int: ...
+    @property
+    def network(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+
+
+class _Session(Protocol):
+    carrier: str
+    rib: Any
+
+
+class RovState:
+    def __init__(self, local_as: int, clock: Callable[[], float] = time.time) -> None:
+        self.local_as = local_as
+        self.clock = clock
+        self.index: VrpIndex | None = None
+        self.expires: dict[ExpiryKey, int] = {}
+        self.source = ""  # name of the source whose set is in force
+        self.stale = False
+        # carrier → [not_found, valid, invalid] for IPv4, then the same for IPv6
+        self.counts: dict[str, list[int]] = {}
+        self.own: Sequence[_Prefix] = []
+        self.own_state: dict[str, int] = {}
+        self.own_expiry: dict[str, int | None] = {}
+        self._warned_expiry: set[tuple[str, int]] = set()
+        self.revalidations = 0
+        self.last_revalidation_s = 0.0
+        self.events: deque[dict[str, Any]] = deque(maxlen=20)
+
+    # ---------------------------------------------------------------- hooks (hot)
+
+    def announced(self, carrier: str, family: int, keys: list[int], origin: int) -> None:
+        if self.index is None:
+            return
+        got = self.index.family(family).count_keys(keys, origin)
+        counts = self.counts.setdefault(carrier, [0] * 6)
+        base = 0 if family == V4 else 3
+        counts[base] += got[0]
+        counts[base + 1] += got[1]
+        counts[base + 2] += got[2]
+
+    def removed(self, carrier: str, family: int, pairs: list[tuple[int, int]]) -> None:
+        """Routes gone (withdrawn, or replaced by one with another origin): (key, origin)."""
+        if self.index is None:
+            return
+        validate = self.index.family(family).validate
+        counts = self.counts.setdefault(carrier, [0] * 6)
+        base = 0 if family == V4 else 3
+        for key, origin in pairs:
+            counts[base + validate(key >> 8, key & 0xFF, origin)] -= 1
+
+    def dropped(self, carrier: str) -> None:
+        """The carrier's routes are all gone (session down)."""
+        self.counts[carrier] = [0] * 6
+
+    # ---------------------------------------------------------------- VRP changes
+
+    def set_vrps(self, index: VrpIndex | None, expires: dict[ExpiryKey, int], source: str,
+                 sessions: Iterable[_Session], own: Sequence[_Prefix]) -> list[Point]:
+        """A new (or changed) VRP set: every route validated again, our prefixes too."""
+        self.index = index
+        self.expires = expires
+        self.source = source
+        self.revalidate(sessions)
+        return self.check_own(own)
+
+    def revalidate(self, sessions: Iterable[_Session]) -> None:
+        started = time.perf_counter()
+        self.counts = {}
+        index = self.index
+        for session in sessions:
+            if index is None:
+                continue
+            v4 = index.v4.count_routes(session.rib.v4.routes.items())
+            v6 = index.v6.count_routes(session.rib.v6.routes.items())
+            self.counts[session.carrier] = v4 + v6
+        self.revalidations += 1
+        self.last_revalidation_s = time.perf_counter() - started
+
+    def check_own(self, own: Sequence[_Prefix]) -> list[Point]:
+        """States and ROA expiries of our prefixes; events for what changed."""
+        self.own = own
+        now = self.clock()
+        points: list[Point] = []
+        index = self.index
+        if index is None:
+            return points
+        for prefix in own:
+            table = index.family(prefix.family)
+            state = table.validate(prefix.network, prefix.length, self.local_as)
+            covering = list(table.covering(prefix.network, prefix.length))
+            expiry: int | None = None
+            for network, length, max_length, asn in covering:
+                if asn == self.local_as and prefix.length <= max_length:
+                    got = self.expires.get((prefix.family, network, length, max_length, asn))
+                    if got is not None and (expiry is None or got > expiry):
+                        expiry = got
+            self.own_expiry[prefix.text] = expiry
+            before = self.own_state.get(prefix.text)
+            self.own_state[prefix.text] = state
+            text = ", ".join(f"{format_prefix(prefix.family, (n << 8) | ln)}-{m} AS{a}"
+                             for n, ln, m, a in covering[:5])
+            if state != before:
+                if state == INVALID:
+                    points.append(self._event(EVENT_OWN_INVALID, now, prefix.text,
+                                              f"a validating network drops our announcement "
+                                              f"(origin AS{self.local_as}): covered by {text}"))
+                elif state == NOT_FOUND:
+                    points.append(self._event(EVENT_OWN_NOT_FOUND, now, prefix.text,
+                                              "no ROA covers our prefix"))
+                elif before is not None:
+                    points.append(self._event(EVENT_OWN_VALID, now, prefix.text,
+                                              f"valid again: {text}"))
+            if state == VALID and expiry is not None and expiry - now < EXPIRY_WARNING_S \
+                    and (prefix.text, expiry) not in self._warned_expiry:
+                self._warned_expiry.add((prefix.text, expiry))
+                left_h = (expiry - now) / 3600
+                points.append(self._event(
+                    EVENT_ROA_EXPIRING, now, prefix.text,
+                    f"the ROA that makes it valid expires at "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(expiry))} "
+                    f"({left_h:.1f} h)"))
+        return points
+
+    def stale_event(self, source: str, detail: str) -> Point:
+        return self._event(EVENT_STALE, self.clock(), "", f"{source}: {detail}")
+
+    def _event(self, kind: str, now: float, prefix: str, detail: str) -> Point:
+        fields: dict[str, FieldValue] = {
+            "prefix": prefix, "as_path": "", "origin_as": self.local_as if prefix else 0,
+            "detail": detail,
+        }
+        self.events.append({"time": now, "kind": kind, **fields})
+        return Point("bgp_event", {"kind": kind}, fields, int(now * 1e9))
+
+    # ---------------------------------------------------------------- output
+
+    def session_fields(self, carrier: str) -> dict[str, FieldValue]:
+        """rpki_* fields of one carrier's bgp_session point (none before a VRP set)."""
+        if self.index is None:
+            return {}
+        c = self.counts.get(carrier, [0] * 6)
+        return {
+            "rpki_valid": c[1] + c[4], "rpki_invalid": c[2] + c[5],
+            "rpki_not_found": c[0] + c[3],
+            "rpki_valid_v4": c[1], "rpki_invalid_v4": c[2], "rpki_not_found_v4": c[0],
+            "rpki_valid_v6": c[4], "rpki_invalid_v6": c[5], "rpki_not_found_v6": c[3],
+        }
+
+    def prefix_fields(self, prefix_text: str) -> dict[str, FieldValue]:
+        """`rpki` (and `rpki_expires`) of one of our prefixes."""
+        state = self.own_state.get(prefix_text)
+        if self.index is None or state is None:
+            return {}
+        fields: dict[str, FieldValue] = {"rpki": STATE_NAMES[state]}
+        expiry = self.own_expiry.get(prefix_text)
+        if expiry is not None:
+            fields["rpki_expires"] = expiry
+        return fields
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "source_in_force": self.source,
+            "vrps": len(self.index) if self.index is not None else 0,
+            "vrps_v4": len(self.index.v4) if self.index is not None else 0,
+            "vrps_v6": len(self.index.v6) if self.index is not None else 0,
+            "serial": self.index.serial if self.index is not None else None,
+            "stale": self.stale,
+            "carriers": {carrier: {"valid": c[1] + c[4], "invalid": c[2] + c[5],
+                                   "not_found": c[0] + c[3]}
+                         for carrier, c in self.counts.items()},
+            "own": {text: {"state": STATE_NAMES[s], "roa_expires": self.own_expiry.get(text)}
+                    for text, s in self.own_state.items()},
+            "revalidations": self.revalidations,
+            "last_revalidation_ms": round(self.last_revalidation_s * 1000, 1),
+            "last_events": list(self.events),
+        }

@@ -1,0 +1,134 @@
+"""RPKI counts kept by BgpState as routes come and go, our prefixes' states and events.
+Pure: ExaBGP-shaped lines in, points out (the helpers of test_bgp_state.py)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from agent.points import Point
+from collectors.bgp.rib import V4, parse_prefix
+from collectors.bgp.rpki.rov import VrpIndex
+from collectors.bgp.rpki.validation import RovState
+from collectors.bgp.state import BgpState
+from tests.test_bgp_state import Clock, make_config, state_line, up, update_line
+from tests.test_rpki_rov import ROUTES, VRPS, brute, build
+
+
+def attach(state: BgpState, index: VrpIndex | None, clock: Clock,
+           expires: dict[Any, int] | None = None) -> list[Point]:
+    rov = state.rov or RovState(state.local_as, clock)
+    state.rov = rov
+    return rov.set_vrps(index, expires or {}, "test", state.sessions.values(), state.own)
+
+
+def session_rpki(state: BgpState, carrier: str) -> tuple[int, int, int]:
+    [point] = [p for p in state.session_points() if p.tags["carrier"] == carrier]
+    f = point.fields
+    return f["rpki_valid"], f["rpki_invalid"], f["rpki_not_found"]  # type: ignore[return-value]
+
+
+def expected(routes: dict[str, int]) -> tuple[int, int, int]:
+    states = [brute(VRPS, p, o) for p, o in routes.items()]
+    return states.count(1), states.count(2), states.count(0)
+
+
+def test_counts_follow_announce_replace_withdraw_and_drop() -> None:
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    attach(state, build(), clock)
+    up(state, "telecom", "unicom")
+    held: dict[str, int] = {}
+    rng = random.Random(7)
+    pool = [p for p, _, _ in ROUTES if p != "0.0.0.0/0"]
+    origins = [0, 64500, 64501, 64502, 64503, 64504, 64505, 64506, 64507, 64999]
+    for _ in range(300):
+        prefix = rng.choice(pool)
+        if prefix in held and rng.random() < 0.4:
+            state.handle_line(update_line("telecom", [], withdraw=[prefix]))
+            del held[prefix]
+        else:
+            origin = rng.choice(origins)
+            path = [4134, origin] if origin else [4134]
+            state.handle_line(update_line("telecom", [prefix], path=path))
+            held[prefix] = origin if origin else 4134
+        assert session_rpki(state, "telecom") == expected(held)
+    assert session_rpki(state, "unicom") == (0, 0, 0)
+    # a VRP change: everything validated again, with the same answers as brute force
+    attach(state, build(VRPS[:3]), clock)
+    states = [brute(VRPS[:3], p, o) for p, o in held.items()]
+    assert session_rpki(state, "telecom") == (states.count(1), states.count(2), states.count(0))
+    attach(state, build(), clock)
+    assert session_rpki(state, "telecom") == expected(held)
+    state.handle_line(state_line("telecom", "down", "hold timer"))
+    assert session_rpki(state, "telecom") == (0, 0, 0)
+
+
+def test_v4_and_v6_twins_and_no_fields_before_a_vrp_set() -> None:
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    state.rov = RovState(state.local_as, clock)
+    up(state, "telecom")
+    state.handle_line(update_line("telecom", ["192.0.2.0/24"], path=[4134, 64500]))
+    [point] = [p for p in state.session_points() if p.tags["carrier"] == "telecom"]
+    assert "rpki_valid" not in point.fields  # no VRPs yet: nothing to say
+    attach(state, build(), clock)
+    state.handle_line(update_line("telecom", ["2001:db8:2::/49"], path=[4134, 64500],
+                                  next_hop="2001:db8::1"))
+    [point] = [p for p in state.session_points() if p.tags["carrier"] == "telecom"]
+    f = point.fields
+    assert (f["rpki_valid_v4"], f["rpki_invalid_v6"], f["rpki_valid"], f["rpki_invalid"]) == (
+        1, 1, 1, 1)
+
+
+@pytest.mark.parametrize(("vrps", "state_name", "kind"), [
+    ([("198.51.100.0/24", 24, 64512)], "valid", None),
+    ([("198.51.100.0/22", 23, 64512)], "invalid", "rpki_own_invalid"),  # maxLength too short
+    ([("198.51.100.0/24", 24, 0)], "invalid", "rpki_own_invalid"),  # AS0
+    ([("198.51.100.0/24", 24, 64999)], "invalid", "rpki_own_invalid"),
+    ([("192.0.2.0/24", 24, 64512)], "not_found", "rpki_own_not_found"),
+])
+def test_own_prefix_state_and_events(vrps: list[tuple[str, int, int]], state_name: str,
+                                     kind: str | None) -> None:
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    points = attach(state, build(vrps), clock)
+    assert [p.tags["kind"] for p in points] == ([kind] if kind else [])
+    assert all("carrier" not in p.tags for p in points)
+    for p in state.prefix_points():
+        assert p.fields["rpki"] == state_name
+    # repaired: valid again, said once
+    points = attach(state, build([("198.51.100.0/24", 24, 64512)]), clock)
+    assert [p.tags["kind"] for p in points] == (["rpki_own_valid"] if kind else [])
+    assert attach(state, build([("198.51.100.0/24", 24, 64512)]), clock) == []
+
+
+def test_roa_expiry_field_and_event() -> None:
+    clock = Clock()
+    clock.now = 1_800_000_000.0
+    state = BgpState(make_config(), clock=clock)
+    _, network, length = parse_prefix("198.51.100.0/22")
+    key = (V4, network, length, 24, 64512)
+    far = int(clock.now + 3 * 86400)
+    points = attach(state, build([("198.51.100.0/22", 24, 64512)]), clock, {key: far})
+    assert points == []
+    for p in state.prefix_points():  # one per carrier, the same answer
+        assert (p.fields["rpki"], p.fields["rpki_expires"]) == ("valid", far)
+    clock.now = far - 3600  # an hour left
+    assert state.rov is not None
+    points = state.rov.check_own(state.own)
+    assert [p.tags["kind"] for p in points] == ["rpki_roa_expiring"]
+    assert points[0].fields["prefix"] == "198.51.100.0/24"
+    assert "(1.0 h)" in str(points[0].fields["detail"])
+    assert state.rov.check_own(state.own) == []  # once per ROA expiry
+
+
+def test_reconfigure_revalidates_new_own_prefixes() -> None:
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    attach(state, build([("198.51.100.0/24", 24, 64512)]), clock)
+    points = state.reconfigure(make_config(announce=["198.51.100.0/24", "203.0.113.0/24"]))
+    assert [(p.tags["kind"], p.fields["prefix"]) for p in points] == [
+        ("rpki_own_not_found", "203.0.113.0/24")]
