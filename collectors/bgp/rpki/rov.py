@@ -7,15 +7,17 @@ nothing) and P's length <= its maxLength, *invalid* if covered but no VRP matche
 *not found* if nothing covers it.
 
 Shape, chosen for memory and for the speed of validating every route of three full
-tables: per family one dict from the VRP prefix as an int (`network << 8 | length`, as
-rib.py keys routes) to its payload, `asn << 8 | maxLength` as one int, or a sorted tuple
-of such ints when a prefix has several VRPs. Finding the VRPs covering a route probes that
-dict once per VRP prefix length that can cover it. Which lengths can is kept per bucket
+tables: per family and prefix length one dict from the VRP's network (an int) to its
+payload, `asn << 8 | maxLength` as one int, or a sorted tuple of such ints when a prefix
+has several VRPs (one dict per length: the dicts of short lengths are small and stay in
+the CPU's cache, where one big dict costs a cache miss per probe). Finding the VRPs
+covering a route probes the dict of each VRP prefix length that can cover it, longest
+first. Which lengths can is kept per bucket
 (the route's first 16 bits for IPv4, 32 for IPv6) as a bit mask of lengths: a VRP longer
 than the bucket sets its length's bit in its own bucket (counted, so a withdrawal clears
 it), one as long or shorter sets it in every bucket it covers (up to 65,536 of them;
 shorter still is probed for every route). A typical route then costs one bucket lookup
-and one or two dict probes; the index costs about 100 bytes per VRP.
+and a few dict probes; the index costs about 100 bytes per VRP.
 """
 
 from __future__ import annotations
@@ -35,18 +37,19 @@ class FamilyIndex:
     """The VRPs of one address family."""
 
     __slots__ = ("_bucket_counts", "_global_mask", "_probe_cache", "bits", "bucket_bits",
-                 "buckets", "count", "length_counts", "vrps")
+                 "buckets", "by_length", "count", "length_counts")
 
     def __init__(self, bits: int) -> None:
         self.bits = bits
         self.bucket_bits = 16 if bits == 32 else 32
-        self.vrps: dict[int, int | tuple[int, ...]] = {}
+        # by_length[n]: network of a VRP prefix of length n → payload(s)
+        self.by_length: list[dict[int, int | tuple[int, ...]]] = [{} for _ in range(bits + 1)]
         self.count = 0  # VRPs (a prefix with two ASes counts two)
         self.length_counts = [0] * (bits + 1)  # VRP prefixes per length
         self.buckets: dict[int, int] = {}  # bucket → bit mask of lengths that may cover
         self._bucket_counts: dict[int, int] = {}  # (bucket << 8 | length) → prefixes
         self._global_mask = 0  # lengths too short to spread: probed for every route
-        self._probe_cache: dict[int, tuple[tuple[int, int], ...]] = {}
+        self._probe_cache: dict[int, tuple[tuple[int, int, Any], ...]] = {}
 
     def __len__(self) -> int:
         return self.count
@@ -55,9 +58,9 @@ class FamilyIndex:
 
     def add(self, network: int, length: int, max_length: int, asn: int) -> bool:
         """Add one VRP; False when it is already there (nothing changes)."""
-        key = (network << 8) | length
+        key = network
         payload = (asn << 8) | max_length
-        vrps = self.vrps
+        vrps = self.by_length[length]
         old = vrps.get(key)
         if old is None:
             vrps[key] = payload
@@ -76,9 +79,9 @@ class FamilyIndex:
 
     def remove(self, network: int, length: int, max_length: int, asn: int) -> bool:
         """Remove one VRP; False when it is not there."""
-        key = (network << 8) | length
+        key = network
         payload = (asn << 8) | max_length
-        vrps = self.vrps
+        vrps = self.by_length[length]
         old = vrps.get(key)
         if old is None:
             return False
@@ -149,16 +152,22 @@ class FamilyIndex:
             else:
                 del buckets[bucket]
 
-    def _probes(self, mask: int) -> tuple[tuple[int, int], ...]:
-        """(length, netmask) for each bit of `mask | global`, shortest first (cached)."""
-        probes = self._probe_cache.get(mask)
+    def _probes(self, mask_length: int) -> tuple[tuple[int, int, Any], ...]:
+        """(length, netmask, that length's dict.get) for each bit of `mask | global` up
+        to the route's length, longest first: a route with a VRP of its own prefix (most
+        valid ones) is decided by the first probe. Cached by `mask << 8 | route length`."""
+        probes = self._probe_cache.get(mask_length)
         if probes is None:
-            full = mask | self._global_mask
+            full = (mask_length >> 8) | self._global_mask
+            route_length = mask_length & 0xFF
             bits = self.bits
             all_ones = (1 << bits) - 1
-            probes = tuple((n, (all_ones >> (bits - n)) << (bits - n) if n else 0)
-                           for n in range(bits + 1) if full >> n & 1)
-            self._probe_cache[mask] = probes
+            probes = tuple((n, (all_ones >> (bits - n)) << (bits - n) if n else 0,
+                            self.by_length[n].get)
+                           for n in range(route_length, -1, -1) if full >> n & 1)
+            if len(self._probe_cache) > 200_000:
+                self._probe_cache.clear()
+            self._probe_cache[mask_length] = probes
         return probes
 
     # ---------------------------------------------------------------- queries
@@ -166,27 +175,22 @@ class FamilyIndex:
     def covering(self, network: int, length: int) -> Iterator[tuple[int, int, int, int]]:
         """Every VRP covering a prefix: (network, length, max_length, asn)."""
         shift = self.bits - self.bucket_bits
-        vrps = self.vrps
-        for n, netmask in self._probes(self.buckets.get(network >> shift, 0)):
-            if n > length:
-                break
-            payload = vrps.get(((network & netmask) << 8) | n)
+        for n, netmask, get in reversed(self._probes(
+                (self.buckets.get(network >> shift, 0) << 8) | length)):
+            payload = get(network & netmask)
             if payload is None:
                 continue
-            for p in (payload,) if type(payload) is int else payload:  # type: ignore[union-attr]
+            for p in (payload,) if type(payload) is int else payload:
                 yield network & netmask, n, p & 0xFF, p >> 8
 
     def validate(self, network: int, length: int, origin: int) -> int:
         """VALID, INVALID or NOT_FOUND for one route (origin 0: no origin AS)."""
         shift = self.bits - self.bucket_bits
-        mask = self.buckets.get(network >> shift, 0)
-        probes = self._probe_cache.get(mask) or self._probes(mask)
-        get = self.vrps.get
+        mask_length = (self.buckets.get(network >> shift, 0) << 8) | length
+        probes = self._probe_cache.get(mask_length) or self._probes(mask_length)
         covered = False
-        for n, netmask in probes:
-            if n > length:
-                break
-            payload = get(((network & netmask) << 8) | n)
+        for _n, netmask, get in probes:
+            payload = get(network & netmask)
             if payload is None:
                 continue
             covered = True
@@ -195,7 +199,7 @@ class FamilyIndex:
                     if payload >> 8 == origin and length <= payload & 0xFF:
                         return VALID
                 else:
-                    for p in payload:  # type: ignore[union-attr]
+                    for p in payload:
                         if p >> 8 == origin and length <= p & 0xFF:
                             return VALID
         return INVALID if covered else NOT_FOUND
@@ -208,18 +212,15 @@ class FamilyIndex:
         buckets_get = self.buckets.get
         cache_get = self._probe_cache.get
         probes_of = self._probes
-        get = self.vrps.get
         for key, attrs in items:
             network = key >> 8
-            length = key & 0xFF
-            mask = buckets_get(network >> shift, 0)
-            probes = cache_get(mask) or probes_of(mask)
+            mask_length = (buckets_get(network >> shift, 0) << 8) | (key & 0xFF)
+            probes = cache_get(mask_length) or probes_of(mask_length)
             origin = attrs.origin_as
+            length = key & 0xFF
             state = NOT_FOUND
-            for n, netmask in probes:
-                if n > length:
-                    break
-                payload = get(((network & netmask) << 8) | n)
+            for _n, netmask, get in probes:
+                payload = get(network & netmask)
                 if payload is None:
                     continue
                 state = INVALID
@@ -229,7 +230,7 @@ class FamilyIndex:
                             state = VALID
                             break
                     elif any(p >> 8 == origin and length <= p & 0xFF
-                             for p in payload):  # type: ignore[union-attr]
+                             for p in payload):
                         state = VALID
                         break
             counts[state] += 1
@@ -239,16 +240,84 @@ class FamilyIndex:
         """[not_found, valid, invalid] of routes `keys` that share one origin AS (one
         UPDATE's prefixes)."""
         counts = [0, 0, 0]
-        validate = self.validate
+        shift = self.bits - self.bucket_bits
+        buckets_get = self.buckets.get
+        cache_get = self._probe_cache.get
+        probes_of = self._probes
         for key in keys:
-            counts[validate(key >> 8, key & 0xFF, origin)] += 1
+            network = key >> 8
+            mask_length = (buckets_get(network >> shift, 0) << 8) | (key & 0xFF)
+            probes = cache_get(mask_length) or probes_of(mask_length)
+            length = key & 0xFF
+            state = NOT_FOUND
+            for _n, netmask, get in probes:
+                payload = get(network & netmask)
+                if payload is None:
+                    continue
+                state = INVALID
+                if origin:
+                    if type(payload) is int:
+                        if payload >> 8 == origin and length <= payload & 0xFF:
+                            state = VALID
+                            break
+                    elif any(p >> 8 == origin and length <= p & 0xFF
+                             for p in payload):
+                        state = VALID
+                        break
+            counts[state] += 1
+        return counts
+
+    def count_memo(self, items: Iterable[Any], memo: dict[int, int],
+                   origin: int = -1) -> list[int]:
+        """[not_found, valid, invalid] of routes, through a memo of answers per route key
+        (`origin << 2 | state`): items are (key, attrs
+        with .origin_as) pairs, or keys that all have `origin` when it is given. The
+        validation is inlined: this is the loop of every UPDATE and of a re-validation."""
+        counts = [0, 0, 0]
+        shift = self.bits - self.bucket_bits
+        buckets_get = self.buckets.get
+        cache_get = self._probe_cache.get
+        probes_of = self._probes
+        memo_get = memo.get
+        fixed = origin >= 0
+        for item in items:
+            if fixed:
+                key = item
+            else:
+                key, attrs = item
+                origin = attrs.origin_as
+            known = memo_get(key)
+            if known is not None and known >> 2 == origin:
+                counts[known & 3] += 1
+                continue
+            network = key >> 8
+            length = key & 0xFF
+            mask_length = (buckets_get(network >> shift, 0) << 8) | length
+            state = NOT_FOUND
+            for _n, netmask, get in cache_get(mask_length) or probes_of(mask_length):
+                payload = get(network & netmask)
+                if payload is None:
+                    continue
+                state = INVALID
+                if origin:
+                    if type(payload) is int:
+                        if payload >> 8 == origin and length <= payload & 0xFF:
+                            state = VALID
+                            break
+                    elif any(p >> 8 == origin and length <= p & 0xFF
+                             for p in payload):
+                        state = VALID
+                        break
+            counts[state] += 1
+            memo[key] = (origin << 2) | state
         return counts
 
     def items(self) -> Iterator[tuple[int, int, int, int]]:
         """Every VRP: (network, length, max_length, asn)."""
-        for key, payload in self.vrps.items():
-            for p in (payload,) if type(payload) is int else payload:  # type: ignore[union-attr]
-                yield key >> 8, key & 0xFF, p & 0xFF, p >> 8
+        for length, vrps in enumerate(self.by_length):
+            for network, payload in vrps.items():
+                for p in (payload,) if type(payload) is int else payload:  # type: ignore
+                    yield network, length, p & 0xFF, p >> 8
 
 
 class VrpIndex:
