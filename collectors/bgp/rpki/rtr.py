@@ -136,6 +136,7 @@ def parse_error_report(pdu: Pdu) -> tuple[int, str]:
         (inner,) = struct.unpack_from("!I", pdu.body)
         (text_len,) = struct.unpack_from("!I", pdu.body, 4 + inner)
         text = pdu.body[8 + inner:8 + inner + text_len].decode("utf-8", "replace")
+        text = text.rstrip("\x00").strip()  # StayRTR ends it with a NUL
     return pdu.field, text
 
 
