@@ -617,8 +617,7 @@ def _read_rpki(bgp: _Table) -> RpkiConfig | None:
     if table.ok and not (rpki.rtr or rpki.vrp_file or rpki.vrp_url) and not any(
             key in table.data for key in ("rtr", "vrp_file", "vrp_url")):
         table.problems.append((table.path, "needs a VRP source: rtr, vrp_file or vrp_url"))
-    elif table.ok and "rtr" in table.data and not rpki.rtr and not (
-            rpki.vrp_file or rpki.vrp_url) and isinstance(table.data["rtr"], list):
+    elif table.ok and table.data.get("rtr") == [] and not (rpki.vrp_file or rpki.vrp_url):
         table.error("rtr", "empty, and no vrp_file or vrp_url either")
     table.finish()
     return rpki

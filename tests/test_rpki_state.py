@@ -132,3 +132,57 @@ def test_reconfigure_revalidates_new_own_prefixes() -> None:
     points = state.reconfigure(make_config(announce=["198.51.100.0/24", "203.0.113.0/24"]))
     assert [(p.tags["kind"], p.fields["prefix"]) for p in points] == [
         ("rpki_own_not_found", "203.0.113.0/24")]
+
+
+def test_rpki_config_errors_name_their_key() -> None:
+    from agent.config import ConfigError, parse_config
+
+    def config(rpki: dict[str, Any]) -> dict[str, Any]:
+        return {"agent": {"hostname": "t"},
+                "carriers": [{"name": "telecom", "interface": "eth1", "bgp": {
+                    "peer": "100.64.1.1", "peer_as": 4134, "local_address": "100.64.1.2"}}],
+                "bgp": {"local_as": 64512, "router_id": "100.64.1.2", "rpki": rpki}}
+
+    good = parse_config(config({"rtr": ["127.0.0.1:3323", "[2001:db8::1]:323",
+                                        "rpki.example.net:8282"], "vrp_file": "/x.json",
+                                "refresh": "5s"}))
+    assert good.bgp is not None and good.bgp.rpki is not None
+    assert good.bgp.rpki.rtr == (("127.0.0.1", 3323), ("2001:db8::1", 323),
+                                 ("rpki.example.net", 8282))
+    assert good.bgp.rpki.refresh_s == 5.0 and good.bgp.rpki.stale_after_s == 7200.0
+    for rpki, line in [
+        ({}, "f.toml: bgp.rpki: needs a VRP source: rtr, vrp_file or vrp_url"),
+        ({"rtr": ["127.0.0.1"]}, "f.toml: bgp.rpki.rtr: [0]: expected HOST:PORT, got "
+                                 "'127.0.0.1'"),
+        ({"rtr": ["2001:db8::1:323"]}, "f.toml: bgp.rpki.rtr: [0]: write an IPv6 cache as "
+                                       "[ADDRESS]:PORT, got '2001:db8::1:323'"),
+        ({"rtr": ["a:1", "a:1"]}, "f.toml: bgp.rpki.rtr: the same cache is listed twice"),
+        ({"vrp_url": "ftp://x"}, "f.toml: bgp.rpki.vrp_url: not an http(s) URL: 'ftp://x'"),
+        ({"vrp_file": "/x", "stale_after": "1s"},
+         "f.toml: bgp.rpki.stale_after: must be between 60s and 2.592e+06s, got '1s'"),
+        ({"vrp_file": "/x", "cache": "x"}, "f.toml: bgp.rpki.cache: unknown key"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            parse_config(config(rpki), "f.toml")
+        assert str(raised.value) == line
+
+
+def test_status_text_of_the_rpki_section() -> None:
+    from agent.cli import render_status
+
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    attach(state, build([("198.51.100.0/24", 24, 64512)]), clock)
+    up(state, "telecom")
+    state.handle_line(update_line("telecom", ["198.51.100.0/25"], path=[4134, 64999]))
+    assert state.rov is not None
+    section = {"sources": [{"source": "rtr://127.0.0.1:3323", "in_force": True, "vrps": 1,
+                            "serial": 7, "last_update_s": None, "connected": True,
+                            "stale": False, "version": 1, "last_errors": []}],
+               **state.rov.status()}
+    text = render_status({"host": "h", "config": "c", "queue_points": 0,
+                          "spool": {"bytes": 0}, "rpki": section})
+    assert "rpki: 1 VRPs in force (v4 1, v6 0) from test" in text
+    assert "  * rtr://127.0.0.1:3323: 1 VRPs, serial 7, last update never, RTR v1" in text
+    assert "  telecom      valid 0  invalid 1  not found 0" in text
+    assert "  own 198.51.100.0/24: valid" in text
