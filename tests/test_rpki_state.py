@@ -186,3 +186,33 @@ def test_status_text_of_the_rpki_section() -> None:
     assert "  * rtr://127.0.0.1:3323: 1 VRPs, serial 7, last update never, RTR v1" in text
     assert "  telecom      valid 0  invalid 1  not found 0" in text
     assert "  own 198.51.100.0/24: valid" in text
+
+
+def test_alert_own_prefix_rpki_invalid(tmp_path: Any) -> None:
+    """The built-in condition fires on the event and on bgp_prefix.rpki, and resolves."""
+    from tests.test_alerts import Harness
+
+    h = Harness(tmp_path)
+    h.point("bgp_event", {"kind": "rpki_own_invalid"},
+            {"prefix": "198.51.100.0/24", "as_path": "", "origin_as": 64512,
+             "detail": "covered by 198.51.100.0/22-23 AS64512"})
+    [alert] = h.firing("OwnPrefixRpkiInvalid")
+    assert alert["labels"]["prefix"] == "198.51.100.0/24"
+    assert "carrier" not in alert["labels"] and alert["labels"]["severity"] == "critical"
+    assert alert["annotations"]["summary"] == (
+        "our prefix 198.51.100.0/24 is RPKI-invalid: covered by 198.51.100.0/22-23 AS64512")
+    h.clock.advance(10)
+    for carrier in ("telecom", "unicom"):
+        h.point("bgp_prefix", {"carrier": carrier, "prefix": "198.51.100.0/24"},
+                {"visible": False, "rpki": "invalid"})
+    assert len(h.firing("OwnPrefixRpkiInvalid")) == 1
+    h.point("bgp_prefix", {"carrier": "telecom", "prefix": "198.51.100.0/24"},
+            {"visible": False, "rpki": "valid"})
+    assert not h.firing()
+    h.point("bgp_prefix", {"carrier": "telecom", "prefix": "198.51.100.0/24"},
+            {"visible": False, "rpki": "invalid"})
+    assert h.firing("OwnPrefixRpkiInvalid")
+    h.clock.advance(10)
+    h.point("bgp_event", {"kind": "rpki_own_not_found"},
+            {"prefix": "198.51.100.0/24", "as_path": "", "origin_as": 64512, "detail": ""})
+    assert not h.firing()
