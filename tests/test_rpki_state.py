@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.points import Point
-from collectors.bgp.rib import V4, parse_prefix
+from collectors.bgp.rib import V4, format_prefix, parse_prefix
 from collectors.bgp.rpki.rov import VrpIndex
 from collectors.bgp.rpki.validation import RovState
 from collectors.bgp.state import BgpState
@@ -216,3 +216,58 @@ def test_alert_own_prefix_rpki_invalid(tmp_path: Any) -> None:
     h.point("bgp_event", {"kind": "rpki_own_not_found"},
             {"prefix": "198.51.100.0/24", "as_path": "", "origin_as": 64512, "detail": ""})
     assert not h.firing()
+
+
+def test_partial_revalidation_equals_a_full_one() -> None:
+    """After a VRP change only routes in touched buckets are validated again (the rest
+    keep their remembered answer): the counts equal a validation from scratch, for a
+    new index (file) and for one changed in place with the list of changes (RTR)."""
+    rng = random.Random(3)
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    vrps = list(VRPS)
+    attach(state, build(vrps), clock)
+    up(state, "telecom", "unicom")
+    pool = [p for p, _, _ in ROUTES if p != "0.0.0.0/0"] + [
+        f"10.{a}.{b}.0/24" for a in range(4) for b in range(0, 256, 16)]
+    for carrier in ("telecom", "unicom"):
+        for prefix in pool:
+            origin = rng.choice([64500, 64501, 64503, 64505, 64506])
+            state.handle_line(update_line(carrier, [prefix], path=[4134, origin],
+                                          next_hop="2001:db8::1" if ":" in prefix else None))
+    assert state.rov is not None
+    for step in range(20):
+        before_memo = len(state.rov._memo[V4])
+        if step % 2:  # a new index (a file read again)
+            vrps = [v for v in vrps if rng.random() > 0.2]
+            vrps.append((f"10.{rng.randrange(4)}.0.0/16", rng.choice([16, 20, 24]),
+                         rng.choice([0, 64505, 64506])))
+            vrps = list(dict.fromkeys(vrps))
+            attach(state, build(vrps), clock)
+        else:  # changed in place, with its changes (an RTR serial update)
+            index = state.rov.index
+            assert index is not None
+            changes = []
+            for _ in range(3):
+                prefix, max_length, asn = (
+                    f"10.{rng.randrange(4)}.{rng.randrange(256)}.0/24", 24,
+                    rng.choice([64505, 64506]))
+                family, network, length = parse_prefix(prefix)
+                if index.family(family).add(network, length, max_length, asn):
+                    vrps.append((prefix, max_length, asn))
+                    changes.append((True, family, network, length, max_length, asn))
+            gone = rng.choice(vrps)
+            family, network, length = parse_prefix(gone[0])
+            assert index.family(family).remove(network, length, gone[1], gone[2])
+            vrps.remove(gone)
+            changes.append((False, family, network, length, gone[1], gone[2]))
+            state.rov.set_vrps(index, {}, "rtr", state.sessions.values(), state.own, changes)
+        partial = {c: session_rpki(state, c) for c in ("telecom", "unicom")}
+        assert before_memo and state.rov._memo[V4]  # the memo was kept, not rebuilt
+        state.rov.revalidate(state.sessions.values())  # from scratch
+        assert partial == {c: session_rpki(state, c) for c in ("telecom", "unicom")}
+        held = {p: a.origin_as for s in state.sessions.values() if s.carrier == "telecom"
+                for p, a in ((format_prefix(f, k), a) for f, t in ((4, s.rib.v4), (6, s.rib.v6))
+                             for k, a in t.routes.items())}
+        states = [brute(vrps, p, o) for p, o in held.items()]
+        assert partial["telecom"] == (states.count(1), states.count(2), states.count(0))

@@ -92,7 +92,8 @@ class RpkiManager:
             return
         expires = getattr(source, "expires", {})
         points = self.rov.set_vrps(source.index, expires, source.name,
-                                   self.state.sessions.values(), self.state.own)
+                                   self.state.sessions.values(), self.state.own,
+                                   getattr(source, "last_changes", None))
         log.info("rpki: %s in force (%d VRPs); re-validated in %.0f ms", source.name,
                  len(source.index or ()), self.rov.last_revalidation_s * 1000)
         if points:

@@ -312,6 +312,33 @@ class FamilyIndex:
             memo[key] = (origin << 2) | state
         return counts
 
+    def touched_buckets(self, prefixes: Iterable[tuple[int, int]]) -> set[int] | None:
+        """The buckets whose routes a change of VRPs at these (network, length) prefixes
+        can affect; None when one is too short to spread (every route may be)."""
+        touched: set[int] = set()
+        shift = self.bits - self.bucket_bits
+        for network, length in prefixes:
+            if length > self.bucket_bits:
+                touched.add(network >> shift)
+            elif self.bucket_bits - length <= _MAX_EXPAND_BITS:
+                first, n = self._span(network, length)
+                touched.update(range(first, first + n))
+            else:
+                return None
+        return touched
+
+    def differences(self, other: FamilyIndex) -> set[int] | None:
+        """touched_buckets() of every VRP prefix whose VRPs differ between the two
+        indexes (the comparison runs in C: dict item views)."""
+        changed: list[tuple[int, int]] = []
+        for length, (mine, theirs) in enumerate(zip(self.by_length, other.by_length,
+                                                    strict=True)):
+            if mine is theirs or mine == theirs:
+                continue
+            changed.extend((network, length) for network in
+                           {network for network, _ in mine.items() ^ theirs.items()})
+        return self.touched_buckets(changed)
+
     def items(self) -> Iterator[tuple[int, int, int, int]]:
         """Every VRP: (network, length, max_length, asn)."""
         for length, vrps in enumerate(self.by_length):

@@ -179,6 +179,8 @@ class RtrClient:
         self.connect_timeout_s = connect_timeout_s
         self.connected = False
         self.updated_s = 0.0  # wall time of the last End of Data
+        # what the last incremental update changed in `index`, in order (None: a new index)
+        self.last_changes: list[tuple[bool, int, int, int, int, int]] | None = None
         self.stats = RtrStats()
         self._writer: asyncio.StreamWriter | None = None
 
@@ -368,20 +370,25 @@ class RtrClient:
             (serial,) = struct.unpack("!I", body)
         index = VrpIndex() if reset or self.index is None else self.index
         announced = withdrawn = 0
-        for announce, family, network, length, max_length, asn in changes:
+        applied: list[tuple[bool, int, int, int, int, int]] = []
+        for change in changes:
+            announce, family, network, length, max_length, asn = change
             table = index.v4 if family == V4 else index.v6
             if announce:
                 if table.add(network, length, max_length, asn):
                     announced += 1
+                    applied.append(change)
                 else:
                     self._error(f"duplicate announcement {network:x}/{length}-{max_length} "
                                 f"AS{asn} (ignored)")
             elif table.remove(network, length, max_length, asn):
                 withdrawn += 1
+                applied.append(change)
             else:
                 self._error(f"withdrawal of unknown record {network:x}/{length}-{max_length} "
                             f"AS{asn} (ignored)")
         index.serial = serial
+        self.last_changes = None if index is not self.index else applied
         self.index = index
         self.session_id = session_id
         self.serial = serial

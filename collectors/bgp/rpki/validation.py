@@ -33,6 +33,32 @@ EVENT_ROA_EXPIRING = "rpki_roa_expiring"
 EVENT_STALE = "rpki_stale"
 EXPIRY_WARNING_S = 24 * 3600.0
 
+# Past this share of the routes, two validations per affected route (before and after)
+# cost more than validating everything once (measured: bench/bgp.py).
+INCREMENTAL_MAX_SHARE = 0.15
+
+# one applied RTR change: (announce, family, network, length, max_length, asn)
+Change = tuple[bool, int, int, int, int, int]
+
+
+def _undo(index: VrpIndex, changes: list[Change]) -> None:
+    """Take applied changes back, last first (to see the set as it was)."""
+    for announce, family, network, length, max_length, asn in reversed(changes):
+        table = index.family(family)
+        if announce:
+            table.remove(network, length, max_length, asn)
+        else:
+            table.add(network, length, max_length, asn)
+
+
+def _redo(index: VrpIndex, changes: list[Change]) -> None:
+    for announce, family, network, length, max_length, asn in changes:
+        table = index.family(family)
+        if announce:
+            table.add(network, length, max_length, asn)
+        else:
+            table.remove(network, length, max_length, asn)
+
 
 class _Prefix(Protocol):
     @property
@@ -67,6 +93,7 @@ class RovState:
         self._memo: dict[int, dict[int, int]] = {V4: {}, V6: {}}
         self.revalidations = 0
         self.last_revalidation_s = 0.0
+        self.last_revalidated_routes = 0
         self.events: deque[dict[str, Any]] = deque(maxlen=20)
 
     # ---------------------------------------------------------------- hooks (hot)
@@ -103,27 +130,107 @@ class RovState:
     # ---------------------------------------------------------------- VRP changes
 
     def set_vrps(self, index: VrpIndex | None, expires: dict[ExpiryKey, int], source: str,
-                 sessions: Iterable[_Session], own: Sequence[_Prefix]) -> list[Point]:
-        """A new (or changed) VRP set: every route validated again, our prefixes too."""
-        self.index = index
+                 sessions: Iterable[_Session], own: Sequence[_Prefix],
+                 changes: list[Change] | None = None) -> list[Point]:
+        """A new (or changed) VRP set: the counts brought up to date, our prefixes too.
+
+        Only routes that a changed VRP can cover are validated again (incremental()):
+        the changed VRPs come from comparing the old and the new index, or, for an index
+        changed in place (RTR), from `changes` (what was applied, in order). When that
+        cannot be told, or touches most routes, every route is validated again."""
+        sessions = list(sessions)
+        old = self.index
         self.expires = expires
         self.source = source
-        self.revalidate(sessions)
+        done = False
+        if old is not None and index is not None and (index is not old or changes is not None):
+            done = self.incremental(sessions, index, old if index is not old else None,
+                                    changes)
+        self.index = index
+        if not done:
+            self.revalidate(sessions)
         return self.check_own(own)
 
+    def incremental(self, sessions: list[_Session], new: VrpIndex, old: VrpIndex | None,
+                    changes: list[Change] | None) -> bool:
+        """Counts moved by the routes in buckets a VRP change touches; False (nothing
+        done) when a change is too short to place or touches more than
+        INCREMENTAL_MAX_SHARE of the routes."""
+        started = time.perf_counter()
+        dirty: dict[int, set[int]] = {}
+        for family in (V4, V6):
+            table = new.family(family)
+            if old is not None:
+                touched = table.differences(old.family(family))
+            else:
+                assert changes is not None
+                touched = table.touched_buckets((c[2], c[3]) for c in changes
+                                                if c[1] == family)
+            if touched is None:
+                return False
+            dirty[family] = touched
+        affected: list[tuple[str, int, list[tuple[int, Any]]]] = []
+        total = count = 0
+        for session in sessions:
+            for family, table in ((V4, session.rib.v4), (V6, session.rib.v6)):
+                routes = table.routes
+                total += len(routes)
+                buckets = dirty[family]
+                if not buckets or not routes:
+                    continue
+                kshift = 8 + new.family(family).bits - new.family(family).bucket_bits
+                get = routes.__getitem__
+                items = [(k, get(k)) for k in routes if k >> kshift in buckets]
+                count += len(items)
+                affected.append((session.carrier, family, items))
+        if count > total * INCREMENTAL_MAX_SHARE:
+            return False
+        for family in (V4, V6):  # answers the change may have made wrong
+            buckets = dirty[family]
+            if buckets:
+                memo = self._memo[family]
+                kshift = 8 + new.family(family).bits - new.family(family).bucket_bits
+                for key in [k for k in memo if k >> kshift in buckets]:
+                    del memo[key]
+        if old is None:
+            _undo(new, changes or [])
+        before = self._states(old or new, affected, {V4: {}, V6: {}})
+        if old is None:
+            _redo(new, changes or [])
+        after = self._states(new, affected, self._memo)
+        for (carrier, family, _), was, now in zip(affected, before, after, strict=True):
+            counts = self.counts.setdefault(carrier, [0] * 6)
+            base = 0 if family == V4 else 3
+            for state in (0, 1, 2):
+                counts[base + state] += now[state] - was[state]
+        self.revalidations += 1
+        self.last_revalidation_s = time.perf_counter() - started
+        self.last_revalidated_routes = count
+        return True
+
+    @staticmethod
+    def _states(index: VrpIndex, affected: list[tuple[str, int, list[tuple[int, Any]]]],
+                memo: dict[int, dict[int, int]]) -> list[list[int]]:
+        return [index.family(family).count_memo(items, memo[family])
+                for _, family, items in affected]
+
     def revalidate(self, sessions: Iterable[_Session]) -> None:
+        """Every route of every carrier validated again, from scratch."""
         started = time.perf_counter()
         self.counts = {}
         self._memo = {V4: {}, V6: {}}
         index = self.index
+        count = 0
         for session in sessions:
             if index is None:
                 continue
             v4 = self._count_table(V4, session.rib.v4.routes)
             v6 = self._count_table(V6, session.rib.v6.routes)
             self.counts[session.carrier] = v4 + v6
+            count += len(session.rib.v4.routes) + len(session.rib.v6.routes)
         self.revalidations += 1
         self.last_revalidation_s = time.perf_counter() - started
+        self.last_revalidated_routes = count
 
     def _count_table(self, family: int, routes: dict[int, Any]) -> list[int]:
         """[not_found, valid, invalid] of one carrier's table, through the memo."""
@@ -226,5 +333,6 @@ class RovState:
                     for text, s in self.own_state.items()},
             "revalidations": self.revalidations,
             "last_revalidation_ms": round(self.last_revalidation_s * 1000, 1),
+            "last_revalidated_routes": self.last_revalidated_routes,
             "last_events": list(self.events),
         }
