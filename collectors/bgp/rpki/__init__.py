@@ -5,9 +5,9 @@ The manager runs every configured source on the agent's loop; the set in force i
 most preferred source's (RTR caches as listed, then vrp_file, then vrp_url) that has data
 and is not stale, else the most preferred one with data (flagged stale: a monitor keeps
 the last data rather than turning every count into not-found). Each source keeps its own
-index, so N sources cost N indexes. When the set in force changes, every route of every
-carrier is validated again (validation.py) on the loop, in one go: about a second for
-three full tables (bench/bgp.py).
+index, so N sources cost N indexes. When the set in force changes, the routes the change
+can affect are validated again (validation.py) on the loop, in one go; every route when
+that is most of them (seconds for three full tables: bench/bgp.py).
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ class RpkiManager:
         points = self.rov.set_vrps(source.index, expires, source.name,
                                    self.state.sessions.values(), self.state.own,
                                    getattr(source, "last_changes", None))
-        log.info("rpki: %s in force (%d VRPs); re-validated in %.0f ms", source.name,
-                 len(source.index or ()), self.rov.last_revalidation_s * 1000)
+        log.info("rpki: %s in force (%d VRPs, serial %s); %d routes re-validated in %.0f ms",
+                 source.name, len(source.index or ()), source.serial,
+                 self.rov.last_revalidated_routes, self.rov.last_revalidation_s * 1000)
         if points:
             self.emit(points)
 
