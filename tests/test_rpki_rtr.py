@@ -273,3 +273,47 @@ def test_preferred_source_and_stale_event(tmp_path: Path) -> None:
     # 127.0.0.1:9 (discard): nothing listens; the client keeps retrying with back-off
     asyncio.run(Agent({"rtr": ["127.0.0.1:9"], "vrp_file": str(path),
                        "stale_after": "2h", "timeout": "1s"}).run(body))
+
+
+def test_vrp_url_with_not_modified_and_a_change(tmp_path: Path) -> None:
+    """vrp_url against a real HTTP server on 127.0.0.1 (the standard library's file
+    server, which answers If-Modified-Since with 304): counts, a 304 keeps the set and
+    refreshes its age, a new file is fetched and applied."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    path = tmp_path / "vrps.json"
+    path.write_text(json.dumps({"roas": roas_json()}))
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    statuses: list[int] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            statuses.append(int(code))
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/vrps.json"
+
+    async def body(agent: Agent) -> None:
+        source = agent.manager.sources[0]
+        await agent.wait(lambda: agent.state.rov and agent.state.rov.index, 10, "VRPs")
+        feed_routes(agent.state)
+        assert counts(agent.state) == EXPECTED_HELD
+        await agent.wait(lambda: 304 in statuses, 10, "a 304")
+        assert source.serial == 1 and source.connected
+        changed = [*VRPS, ("192.0.2.0/23", 24, 0)]
+        path.write_text(json.dumps({"roas": roas_json(changed)}))
+        await agent.wait(lambda: source.serial == 2, 10, "the new file fetched")
+        assert counts(agent.state) == expected_for(changed)
+
+    try:
+        asyncio.run(Agent({"vrp_url": url, "refresh": "1s"}).run(body))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert statuses[0] == 200 and 304 in statuses
