@@ -271,3 +271,33 @@ def test_partial_revalidation_equals_a_full_one() -> None:
                              for k, a in t.routes.items())}
         states = [brute(vrps, p, o) for p, o in held.items()]
         assert partial["telecom"] == (states.count(1), states.count(2), states.count(0))
+
+
+def test_reload_keeps_counts_of_kept_sessions_and_zeroes_replaced_ones() -> None:
+    from agent.config import parse_config
+
+    clock = Clock()
+    state = BgpState(make_config(), clock=clock)
+    attach(state, build(), clock)
+    up(state, "telecom", "unicom")
+    for carrier in ("telecom", "unicom"):
+        state.handle_line(update_line(carrier, ["192.0.2.0/24", "192.0.2.0/25"],
+                                      path=[4134, 64500]))
+    assert session_rpki(state, "telecom") == session_rpki(state, "unicom") == (1, 1, 0)
+    revalidations = state.rov.revalidations if state.rov else 0
+    new = parse_config({
+        "agent": {"hostname": "t"},
+        "carriers": [
+            {"name": "telecom", "interface": "t", "bgp": {
+                "peer": "100.64.1.1", "peer_as": 4134, "local_address": "100.64.1.2"}},
+            {"name": "unicom", "interface": "u", "bgp": {  # re-addressed: a new session
+                "peer": "100.64.9.1", "peer_as": 4837, "local_address": "100.64.9.2"}}],
+        "bgp": {"local_as": 64512, "router_id": "100.64.1.2", "announce": ["192.0.2.0/24"]},
+    })
+    points = state.reconfigure(new)
+    assert session_rpki(state, "telecom") == (1, 1, 0)
+    assert session_rpki(state, "unicom") == (0, 0, 0)
+    assert state.rov is not None and state.rov.revalidations == revalidations  # no rescan
+    # our new prefix 192.0.2.0/24 is covered by AS64500's ROA, we are AS64512
+    assert [(p.tags["kind"], p.fields["prefix"]) for p in points
+            if p.tags["kind"].startswith("rpki")] == [("rpki_own_invalid", "192.0.2.0/24")]

@@ -186,6 +186,7 @@ class BgpState:
             if sessions.get(name) is not old and old.up:
                 points.append(self._event(old, EVENT_SESSION_DOWN, now,
                                           detail="session removed or changed in the config"))
+        fresh = {name for name, s in sessions.items() if self.sessions.get(name) is not s}
         self.sessions = sessions
         self.by_peer = {s.peer: s for s in sessions.values()}
         old_watch = self.watch
@@ -227,15 +228,16 @@ class BgpState:
         for session in sessions.values():
             if session.up:
                 points.extend(self._recheck_watches(session, now))
-        points.extend(self._rov_reconfigure())
+        points.extend(self._rov_reconfigure(fresh))
         return points
 
-    def _rov_reconfigure(self) -> list[Point]:
-        # RPKI (collectors/bgp/rpki): sessions and our prefixes may have changed
+    def _rov_reconfigure(self, fresh: set[str]) -> list[Point]:
+        # RPKI (collectors/bgp/rpki): new or replaced sessions start from no routes, a
+        # removed one's counts go; our prefixes may have changed
         if self.rov is None:
             return []
         self.rov.local_as = self.local_as
-        self.rov.revalidate(self.sessions.values())
+        self.rov.sessions_changed(set(self.sessions), fresh)
         return self.rov.check_own(self.own)
 
     # ------------------------------------------------------------ input

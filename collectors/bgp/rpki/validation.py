@@ -33,6 +33,9 @@ EVENT_ROA_EXPIRING = "rpki_roa_expiring"
 EVENT_STALE = "rpki_stale"
 EXPIRY_WARNING_S = 24 * 3600.0
 
+# Answers remembered per family at most (about 60 bytes each); the memo is emptied past it.
+MEMO_MAX = 2_000_000
+
 # Past this share of the routes, two validations per affected route (before and after)
 # cost more than validating everything once (measured: bench/bgp.py).
 INCREMENTAL_MAX_SHARE = 0.15
@@ -101,7 +104,10 @@ class RovState:
     def announced(self, carrier: str, family: int, keys: list[int], origin: int) -> None:
         if self.index is None:
             return
-        got = self.index.family(family).count_memo(keys, self._memo[family], origin)
+        memo = self._memo[family]
+        if len(memo) > MEMO_MAX:  # prefixes long gone pile up between VRP changes
+            memo.clear()
+        got = self.index.family(family).count_memo(keys, memo, origin)
         counts = self.counts.setdefault(carrier, [0] * 6)
         base = 0 if family == V4 else 3
         counts[base] += got[0]
@@ -126,6 +132,11 @@ class RovState:
     def dropped(self, carrier: str) -> None:
         """The carrier's routes are all gone (session down)."""
         self.counts[carrier] = [0] * 6
+
+    def sessions_changed(self, carriers: set[str], fresh: set[str]) -> None:
+        """Reload: `fresh` sessions start empty, carriers no longer configured go."""
+        self.counts = {c: ([0] * 6 if c in fresh else counts)
+                       for c, counts in self.counts.items() if c in carriers}
 
     # ---------------------------------------------------------------- VRP changes
 
