@@ -268,9 +268,10 @@ class FamilyIndex:
         return counts
 
     def count_memo(self, items: Iterable[Any], memo: dict[int, int],
-                   origin: int = -1) -> list[int]:
+                   origin: int = -1, lookup: bool = True) -> list[int]:
         """[not_found, valid, invalid] of routes, through a memo of answers per route key
-        (`origin << 2 | state`): items are (key, attrs
+        (`origin << 2 | state`; `lookup` False when the memo is known to hold none of
+        them: only written): items are (key, attrs
         with .origin_as) pairs, or keys that all have `origin` when it is given. The
         validation is inlined: this is the loop of every UPDATE and of a re-validation."""
         counts = [0, 0, 0]
@@ -286,10 +287,11 @@ class FamilyIndex:
             else:
                 key, attrs = item
                 origin = attrs.origin_as
-            known = memo_get(key)
-            if known is not None and known >> 2 == origin:
-                counts[known & 3] += 1
-                continue
+            if lookup:
+                known = memo_get(key)
+                if known is not None and known >> 2 == origin:
+                    counts[known & 3] += 1
+                    continue
             network = key >> 8
             length = key & 0xFF
             mask_length = (buckets_get(network >> shift, 0) << 8) | length
