@@ -317,3 +317,28 @@ def test_vrp_url_with_not_modified_and_a_change(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
     assert statuses[0] == 200 and 304 in statuses
+
+
+def test_restarted_cache_new_session_is_read_again(stayrtr: StayRTR) -> None:
+    """StayRTR restarted (a new session id, other data): the Serial Query of the old
+    session is refused (StayRTR closes the connection), the client starts over with a
+    Reset Query and the counts follow the new set."""
+    async def body(agent: Agent) -> None:
+        source = agent.manager.sources[0]
+        assert isinstance(source, RtrClient)
+        await agent.wait(lambda: source.index is not None, 20, "VRPs")
+        feed_routes(agent.state)
+        old_session = source.session_id
+        stayrtr.stop()
+        stayrtr.write(roas_json(VRPS[:5]))
+        # StayRTR 0.5.1 derives its session id from the clock's second: restarted within
+        # the same second it reuses the id (and serial 0), and no client can tell
+        await asyncio.sleep(1.2)
+        stayrtr.start()
+        await agent.wait(lambda: source.session_id not in (None, old_session), 30,
+                         "the new session")
+        assert source.stats.resets == 2 and source.stats.serial_queries >= 1
+        assert len(source.index or ()) == 5
+        assert counts(agent.state) == expected_for(VRPS[:5])
+
+    asyncio.run(Agent({"rtr": [f"127.0.0.1:{stayrtr.port}"]}).run(body))

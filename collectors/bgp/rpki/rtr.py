@@ -12,7 +12,9 @@ client's own VrpIndex, then `on_update` is called.
 An Error Report is logged (code, text) and counted; any error, a corrupt PDU or a closed
 connection ends the session, which is re-established after a back-off (1 s doubling up to
 the Retry Interval, at most 60 s) with a Serial Query when session id and serial are known,
-else a Reset Query. Data not refreshed within the Expire Interval is stale.
+else a Reset Query (also after a Serial Query at connect that got no answer: a restarted
+StayRTR closes the connection rather than answer Cache Reset). Data not refreshed within
+the Expire Interval is stale.
 """
 
 from __future__ import annotations
@@ -257,7 +259,14 @@ class RtrClient:
         self.stats.connects += 1
         log.info("rpki: %s connected (version %d)", self.name, self.version)
         if self.session_id is not None and self.serial is not None:
-            await self._query(reader, writer, reset=False)
+            try:
+                await self._query(reader, writer, reset=False)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, RtrError):
+                # A restarted cache has a new session id, and some (StayRTR) close the
+                # connection instead of answering Cache Reset: start over with a Reset
+                # Query next time (the data in force stays until its answer).
+                self.session_id = self.serial = None
+                raise
         else:
             await self._query(reader, writer, reset=True)
         while True:
