@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.bgp.rib import V4, V6, parse_prefix
+from collectors.bgp.rib import V4, V6, format_prefix, parse_prefix
 from collectors.bgp.rpki.rov import INVALID, NOT_FOUND, VALID, FamilyIndex, VrpIndex
 from collectors.bgp.rpki.vrp import VrpFileError, parse_asn, parse_vrp_json
 
@@ -260,3 +260,58 @@ def test_parse_asn() -> None:
     assert parse_asn("AS64500") == parse_asn("as64500") == parse_asn(64500) == 64500
     with pytest.raises(ValueError):
         parse_asn(True)
+
+
+# ---------------------------------------------------------------- the C loop
+
+
+def test_c_loop_is_built() -> None:
+    """scripts/setup builds it (pip install -e); without a compiler the Python loop runs
+    (this test then says so by skipping)."""
+    from collectors.bgp.rpki import rov
+
+    if rov._rov is None:
+        pytest.skip("collectors/bgp/rpki/_rov.c not built (no compiler, or "
+                    "EGRESS_AGENT_PURE_PYTHON set)")
+
+
+@settings(max_examples=300, deadline=None)
+@given(vrps=st.lists(st.tuples(_prefixes(32), st.integers(0, 32), st.sampled_from([0, 1, 2])),
+                     max_size=12),
+       routes=st.lists(st.tuples(_prefixes(32), st.sampled_from([0, 1, 2])), max_size=12),
+       memo_seed=st.lists(st.tuples(_prefixes(32), st.integers(0, 2), st.integers(0, 2)),
+                          max_size=4),
+       lookup=st.booleans(), fixed=st.sampled_from([None, 0, 1, 2]))
+def test_c_loop_equals_the_python_loop(vrps: list[tuple[str, int, int]],
+                                       routes: list[tuple[str, int]],
+                                       memo_seed: list[tuple[str, int, int]],
+                                       lookup: bool, fixed: int | None) -> None:
+    from collectors.bgp.rpki import rov
+
+    if rov._rov is None:
+        pytest.skip("C loop not built")
+    index = VrpIndex()
+    for prefix, max_length, asn in vrps:
+        _, network, length = parse_prefix(prefix)
+        index.v4.add(network, length, max(length, max_length), asn)
+    table = {}
+    for prefix, origin in routes:
+        _, network, length = parse_prefix(prefix)
+        table[(network << 8) | length] = _Attrs(origin)
+    memo: dict[int, int] = {}
+    for prefix, origin, state in memo_seed:  # answers remembered for other origins
+        _, network, length = parse_prefix(prefix)
+        memo[(network << 8) | length] = (origin + 10) << 2 | state
+    items: Any = list(table) if fixed is not None else list(table.items())
+    origin = fixed if fixed is not None else -1
+    memo_c, memo_py = dict(memo), dict(memo)
+    got_c = index.v4.count_memo(items, memo_c, origin, lookup)
+    got_py = index.v4.count_memo_python(items, memo_py, origin, lookup)
+    assert got_c == got_py and memo_c == memo_py
+    # and both agree with the RFC for the routes themselves
+    if fixed is None and not memo:
+        expected = [0, 0, 0]
+        for key, attrs in table.items():
+            fixed_vrps = [(p, max(m, int(p.split("/")[1])), a) for p, m, a in vrps]
+            expected[brute(fixed_vrps, format_prefix(V4, key), attrs.origin_as)] += 1
+        assert got_c == expected

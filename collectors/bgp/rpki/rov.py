@@ -22,8 +22,16 @@ and a few dict probes; the index costs about 100 bytes per VRP.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+try:  # the C loop of count_memo for IPv4 (collectors/bgp/rpki/_rov.c): same answers
+    from collectors.bgp.rpki import _rov  # type: ignore[attr-defined]
+except ImportError:  # not built (no compiler): the Python loop below
+    _rov = None
+if os.environ.get("EGRESS_AGENT_PURE_PYTHON"):
+    _rov = None
 
 NOT_FOUND = 0
 VALID = 1
@@ -274,6 +282,15 @@ class FamilyIndex:
         them: only written): items are (key, attrs
         with .origin_as) pairs, or keys that all have `origin` when it is given. The
         validation is inlined: this is the loop of every UPDATE and of a re-validation."""
+        if _rov is not None and self.bits == 32:
+            return _rov.count(items, memo, origin, lookup,  # type: ignore[no-any-return]
+                              self.by_length, self.buckets, self.bits - self.bucket_bits,
+                              self._probe_cache, self._probes)
+        return self.count_memo_python(items, memo, origin, lookup)
+
+    def count_memo_python(self, items: Iterable[Any], memo: dict[int, int],
+                          origin: int = -1, lookup: bool = True) -> list[int]:
+        """count_memo() in Python: the reference, the fallback, and IPv6."""
         counts = [0, 0, 0]
         shift = self.bits - self.bucket_bits
         buckets_get = self.buckets.get
