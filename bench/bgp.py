@@ -180,14 +180,19 @@ def malloc_trim() -> None:
 def index_bytes(index: Any) -> int:
     """The VRP index's own objects (dicts, keys, payloads, tuples)."""
     total = 0
+    seen: set[int] = set()
     for table in (index.v4, index.v6):
-        total += sys.getsizeof(table.buckets) + sys.getsizeof(table._bucket_counts)
+        total += sys.getsizeof(table.buckets)
         for vrps in table.by_length:
             total += sys.getsizeof(vrps)
             for key, payload in vrps.items():
-                total += sys.getsizeof(key) + sys.getsizeof(payload)
+                total += sys.getsizeof(key)
+                for p in (payload,) if type(payload) is int else payload:
+                    if id(p) not in seen:  # shared payloads count once
+                        seen.add(id(p))
+                        total += sys.getsizeof(p)
                 if type(payload) is tuple:
-                    total += sum(sys.getsizeof(p) for p in payload)
+                    total += sys.getsizeof(payload)
         for key, mask in table.buckets.items():
             total += sys.getsizeof(key) + sys.getsizeof(mask)
     return total

@@ -148,7 +148,7 @@ def test_add_remove_are_exact_and_restore_buckets() -> None:
         assert index.family(family).remove(network, length, max_length, asn)
         assert not index.family(family).remove(network, length, max_length, asn)
     assert len(index) == 0
-    assert not any(table.by_length) and table.buckets == {} and table._bucket_counts == {}
+    assert not any(table.by_length) and table.buckets == {}
     assert index.v6.buckets == {} and table.length_counts == empty.length_counts
     assert validate(index, "192.0.2.0/24", 64500) == NOT_FOUND
 
@@ -315,3 +315,45 @@ def test_c_loop_equals_the_python_loop(vrps: list[tuple[str, int, int]],
             fixed_vrps = [(p, max(m, int(p.split("/")[1])), a) for p, m, a in vrps]
             expected[brute(fixed_vrps, format_prefix(V4, key), attrs.origin_as)] += 1
         assert got_c == expected
+
+
+def test_withdrawn_long_prefixes_leave_bits_until_the_rebuild() -> None:
+    """A withdrawn long VRP leaves its length's bit in its bucket (a wasted probe, never a
+    wrong answer); the masks are rebuilt once such bits pile up, and equal the masks of
+    an index built from what remains."""
+    index = VrpIndex()
+    table = index.v4
+    prefixes = [f"10.0.{i}.0/24" for i in range(256)] + [f"10.0.{i}.0/23" for i in
+                                                        range(0, 256, 2)]
+    for prefix in prefixes:
+        _, network, length = parse_prefix(prefix)
+        table.add(network, length, 24, 64500)
+    for prefix in prefixes[:200]:
+        _, network, length = parse_prefix(prefix)
+        assert table.remove(network, length, 24, 64500)
+        assert validate(index, prefix, 64500) == VALID  # the /23 still covers it
+    fresh = VrpIndex()
+    for prefix in prefixes[200:]:
+        _, network, length = parse_prefix(prefix)
+        fresh.v4.add(network, length, 24, 64500)
+    assert table._stale_bits == 200  # below the rebuild threshold
+    table.rebuild_buckets()
+    assert table.buckets == fresh.v4.buckets and table._stale_bits == 0
+    for prefix in [*prefixes, "10.0.7.0/24", "10.1.0.0/24"]:
+        assert validate(index, prefix, 64500) == validate(fresh, prefix, 64500)
+    # past the threshold the rebuild happens by itself
+    many = VrpIndex()
+    for i in range(3000):
+        many.v4.add((10 << 24) | (i << 8), 24, 24, 1)
+    for i in range(1100):
+        many.v4.remove((10 << 24) | (i << 8), 24, 24, 1)
+    assert many.v4._stale_bits < 1100
+
+
+def test_bulk_load_shares_equal_payloads() -> None:
+    doc = {"roas": [{"asn": 64500, "prefix": f"10.{i}.0.0/16", "maxLength": 24}
+                    for i in range(10)]}
+    data = parse_vrp_json(json.dumps(doc).encode())
+    payloads = [vrps[n] for vrps in data.index.v4.by_length for n in vrps]
+    assert len(payloads) == 10 and len({id(p) for p in payloads}) == 1
+    assert data.index.v4._payloads is None  # only while loading

@@ -12,12 +12,13 @@ payload, `asn << 8 | maxLength` as one int, or a sorted tuple of such ints when 
 has several VRPs (one dict per length: the dicts of short lengths are small and stay in
 the CPU's cache, where one big dict costs a cache miss per probe). Finding the VRPs
 covering a route probes the dict of each VRP prefix length that can cover it, longest
-first. Which lengths can is kept per bucket
-(the route's first 16 bits for IPv4, 32 for IPv6) as a bit mask of lengths: a VRP longer
-than the bucket sets its length's bit in its own bucket (counted, so a withdrawal clears
-it), one as long or shorter sets it in every bucket it covers (up to 65,536 of them;
-shorter still is probed for every route). A typical route then costs one bucket lookup
-and a few dict probes; the index costs about 165 bytes per VRP (bench/bgp.py).
+first. Which lengths can is kept per bucket (the route's first 16 bits for IPv4, 32 for
+IPv6) as a bit mask of lengths: a VRP longer than the bucket sets its length's bit in its
+own bucket (a withdrawal leaves the bit: a wasted probe, until the masks are rebuilt once
+such bits pile up), one as long or shorter sets it in every bucket it covers (up to
+65,536 of them, cleared exactly; shorter still is probed for every route). A typical
+route then costs one bucket lookup and a few dict probes. Equal payloads of a full load
+are one object. Memory per VRP: bench/bgp.py.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ _MAX_EXPAND_BITS = 16  # a short VRP is spread over at most 2**16 buckets
 class FamilyIndex:
     """The VRPs of one address family."""
 
-    __slots__ = ("_bucket_counts", "_global_mask", "_probe_cache", "bits", "bucket_bits",
-                 "buckets", "by_length", "count", "length_counts")
+    __slots__ = ("_global_mask", "_payloads", "_probe_cache", "_stale_bits", "bits",
+                 "bucket_bits", "buckets", "by_length", "count", "length_counts")
 
     def __init__(self, bits: int) -> None:
         self.bits = bits
@@ -55,7 +56,11 @@ class FamilyIndex:
         self.count = 0  # VRPs (a prefix with two ASes counts two)
         self.length_counts = [0] * (bits + 1)  # VRP prefixes per length
         self.buckets: dict[int, int] = {}  # bucket → bit mask of lengths that may cover
-        self._bucket_counts: dict[int, int] = {}  # (bucket << 8 | length) → prefixes
+        # a long prefix withdrawn leaves its length's bit in its bucket (another prefix of
+        # that length may still be there): a wasted probe, never a wrong answer; the
+        # masks are rebuilt once these pile up
+        self._stale_bits = 0
+        self._payloads: dict[int, int] | None = None  # shares equal payloads while loading
         self._global_mask = 0  # lengths too short to spread: probed for every route
         self._probe_cache: dict[int, tuple[tuple[int, int, Any], ...]] = {}
 
@@ -68,6 +73,8 @@ class FamilyIndex:
         """Add one VRP; False when it is already there (nothing changes)."""
         key = network
         payload = (asn << 8) | max_length
+        if self._payloads is not None:
+            payload = self._payloads.setdefault(payload, payload)
         vrps = self.by_length[length]
         old = vrps.get(key)
         if old is None:
@@ -105,6 +112,8 @@ class FamilyIndex:
             rest = tuple(p for p in old if p != payload)
             vrps[key] = rest[0] if len(rest) == 1 else rest
         self.count -= 1
+        if not self.count and self._stale_bits:
+            self.rebuild_buckets()
         return True
 
     def _span(self, network: int, length: int) -> tuple[int, int]:
@@ -117,11 +126,7 @@ class FamilyIndex:
         buckets = self.buckets
         if length > self.bucket_bits:
             bucket = network >> (self.bits - self.bucket_bits)
-            counter = (bucket << 8) | length
-            seen = self._bucket_counts.get(counter, 0)
-            self._bucket_counts[counter] = seen + 1
-            if not seen:
-                buckets[bucket] = buckets.get(bucket, 0) | bit
+            buckets[bucket] = buckets.get(bucket, 0) | bit
         elif self.bucket_bits - length <= _MAX_EXPAND_BITS:
             first, n = self._span(network, length)
             get = buckets.get
@@ -137,28 +142,43 @@ class FamilyIndex:
         clear = ~(1 << length)
         buckets = self.buckets
         if length > self.bucket_bits:
-            bucket = network >> (self.bits - self.bucket_bits)
-            counter = (bucket << 8) | length
-            left = self._bucket_counts[counter] - 1
-            if left:
-                self._bucket_counts[counter] = left
-                return
-            del self._bucket_counts[counter]
-            buckets_of = [bucket]
-        elif self.bucket_bits - length <= _MAX_EXPAND_BITS:
-            first, n = self._span(network, length)
-            buckets_of = list(range(first, first + n))
-        else:
-            if not self.length_counts[length]:
-                self._global_mask &= clear
-                self._probe_cache.clear()
+            self._stale_bits += 1
+            if self._stale_bits > max(1000, sum(self.length_counts) // 10):
+                self.rebuild_buckets()
             return
-        for bucket in buckets_of:
-            mask = buckets[bucket] & clear
-            if mask:
-                buckets[bucket] = mask
-            else:
-                del buckets[bucket]
+        if self.bucket_bits - length <= _MAX_EXPAND_BITS:
+            # prefixes of one length are disjoint: no other one of it shares these buckets
+            first, n = self._span(network, length)
+            for bucket in range(first, first + n):
+                mask = buckets[bucket] & clear
+                if mask:
+                    buckets[bucket] = mask
+                else:
+                    del buckets[bucket]
+        elif not self.length_counts[length]:
+            self._global_mask &= clear
+            self._probe_cache.clear()
+
+    def rebuild_buckets(self) -> None:
+        """The bucket masks from the prefixes held (drops the bits of withdrawn ones)."""
+        self.buckets = {}
+        self._stale_bits = 0
+        self._global_mask = 0
+        self._probe_cache.clear()
+        counts = self.length_counts
+        self.length_counts = [0] * (self.bits + 1)
+        for length, vrps in enumerate(self.by_length):
+            for network in vrps:
+                self._prefix_added(network, length)
+        assert self.length_counts == counts
+
+    def start_bulk(self) -> None:
+        """Equal payloads added from now on are one object (a full load: about 85 % of
+        the payloads repeat), until end_bulk()."""
+        self._payloads = {}
+
+    def end_bulk(self) -> None:
+        self._payloads = None
 
     def _probes(self, mask_length: int) -> tuple[tuple[int, int, Any], ...]:
         """(length, netmask, that length's dict.get) for each bit of `mask | global` up
@@ -378,6 +398,14 @@ class VrpIndex:
 
     def family(self, family: int) -> FamilyIndex:
         return self.v4 if family == 4 else self.v6
+
+    def start_bulk(self) -> None:
+        self.v4.start_bulk()
+        self.v6.start_bulk()
+
+    def end_bulk(self) -> None:
+        self.v4.end_bulk()
+        self.v6.end_bulk()
 
     def __len__(self) -> int:
         return self.v4.count + self.v6.count

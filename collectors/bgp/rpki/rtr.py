@@ -378,6 +378,8 @@ class RtrClient:
                 raise RtrError(f"corrupt End of Data: {len(body) + 8} bytes")
             (serial,) = struct.unpack("!I", body)
         index = VrpIndex() if reset or self.index is None else self.index
+        if index is not self.index:
+            index.start_bulk()
         announced = withdrawn = 0
         applied: list[tuple[bool, int, int, int, int, int]] = []
         for change in changes:
@@ -396,6 +398,7 @@ class RtrClient:
             else:
                 self._error(f"withdrawal of unknown record {network:x}/{length}-{max_length} "
                             f"AS{asn} (ignored)")
+        index.end_bulk()
         index.serial = serial
         self.last_changes = None if index is not self.index else applied
         self.index = index

@@ -133,6 +133,7 @@ def parse_vrp_json(raw: bytes,
     if not isinstance(document, dict) or not isinstance(document.get("roas"), list):
         raise VrpFileError('expected an object with a "roas" array')
     data = VrpData(VrpIndex(), _generated(document.get("metadata")))
+    data.index.start_bulk()
     v4_add = data.index.v4.add
     v6_add = data.index.v6.add
     for position, item in enumerate(document["roas"]):
@@ -147,6 +148,7 @@ def parse_vrp_json(raw: bytes,
                 family, network, length):
             key = (family, network, length, max_length, asn)
             data.expires[key] = min(expires, data.expires.get(key, expires))
+    data.index.end_bulk()
     return data
 
 
