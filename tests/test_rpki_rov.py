@@ -357,3 +357,25 @@ def test_bulk_load_shares_equal_payloads() -> None:
     payloads = [vrps[n] for vrps in data.index.v4.by_length for n in vrps]
     assert len(payloads) == 10 and len({id(p) for p in payloads}) == 1
     assert data.index.v4._payloads is None  # only while loading
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.tuples(_prefixes(32), st.integers(0, 9)), max_size=30),
+       buckets=st.sets(st.sampled_from([0, 0x8000, 0xC000, 0xC0A8, 0x0A00]), max_size=3),
+       pairs=st.booleans())
+def test_c_select_equals_python(keys: list[tuple[str, int]], buckets: set[int],
+                                pairs: bool) -> None:
+    from collectors.bgp.rpki import rov
+
+    if rov._rov is None:
+        pytest.skip("C loop not built")
+    table = {}
+    for prefix, value in keys:
+        _, network, length = parse_prefix(prefix)
+        table[(network << 8) | length] = value
+    index = VrpIndex()
+    got = index.v4.select(table, buckets, pairs)
+    kshift = 8 + 16
+    expected = [(k, v) for k, v in table.items() if k >> kshift in buckets] if pairs else [
+        k for k in table if k >> kshift in buckets]
+    assert got == expected

@@ -201,10 +201,74 @@ error_item:
     return NULL;
 }
 
+static PyObject *
+select_routes(PyObject *self, PyObject *args)
+{
+    /* select(table, kshift, buckets, pairs) -> [(key, value), ...] or [key, ...]: the
+     * entries of a dict keyed by IPv4 route keys whose bucket (key >> kshift) is in the
+     * set `buckets` (rov.py: the routes a VRP change may affect). */
+    PyObject *table, *buckets;
+    int kshift, pairs;
+    if (!PyArg_ParseTuple(args, "O!iO!p", &PyDict_Type, &table, &kshift, &PySet_Type, &buckets,
+                          &pairs))
+        return NULL;
+    /* the buckets as a bitmap: IPv4 buckets are the first 16 bits */
+    static unsigned char bitmap[1 << 13];
+    memset(bitmap, 0, sizeof(bitmap));
+    PyObject *iter = PyObject_GetIter(buckets);
+    if (iter == NULL)
+        return NULL;
+    PyObject *b;
+    while ((b = PyIter_Next(iter)) != NULL) {
+        unsigned long long v = PyLong_AsUnsignedLongLong(b);
+        Py_DECREF(b);
+        if (v == (unsigned long long)-1 && PyErr_Occurred())
+            break;
+        if (v >= (1u << 16)) {
+            PyErr_SetString(PyExc_ValueError, "IPv4 bucket out of range");
+            break;
+        }
+        bitmap[v >> 3] |= (unsigned char)(1u << (v & 7));
+    }
+    Py_DECREF(iter);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(table, &pos, &key, &value)) {
+        unsigned long long k = PyLong_AsUnsignedLongLong(key);
+        if (k == (unsigned long long)-1 && PyErr_Occurred())
+            goto error;
+        unsigned long long bucket = k >> kshift;
+        if (bucket >= (1u << 16)) {
+            PyErr_SetString(PyExc_ValueError, "not an IPv4 route key");
+            goto error;
+        }
+        if (!(bitmap[bucket >> 3] & (1u << (bucket & 7))))
+            continue;
+        PyObject *entry = pairs ? PyTuple_Pack(2, key, value) : (Py_INCREF(key), key);
+        if (entry == NULL)
+            goto error;
+        int failed = PyList_Append(out, entry);
+        Py_DECREF(entry);
+        if (failed < 0)
+            goto error;
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"count", count, METH_VARARGS,
      "count(items, memo, origin, lookup, by_length, buckets, bucket_shift, probe_cache, "
      "probes_of) -> [not_found, valid, invalid] (IPv4)"},
+    {"select", select_routes, METH_VARARGS,
+     "select(table, kshift, buckets, pairs) -> entries whose key >> kshift is in buckets"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -378,6 +378,17 @@ class FamilyIndex:
                            {network for network, _ in mine.items() ^ theirs.items()})
         return self.touched_buckets(changed)
 
+    def select(self, table: dict[int, Any], buckets: set[int], pairs: bool = True) -> list[Any]:
+        """The (key, value) pairs (or keys) of a dict keyed by route keys whose bucket is
+        in `buckets`: the routes a change of VRPs there may affect."""
+        kshift = 8 + self.bits - self.bucket_bits
+        if _rov is not None and self.bits == 32:
+            return _rov.select(  # type: ignore[no-any-return]
+                table, kshift, buckets, pairs)
+        if pairs:
+            return [(k, v) for k, v in table.items() if k >> kshift in buckets]
+        return [k for k in table if k >> kshift in buckets]
+
     def items(self) -> Iterator[tuple[int, int, int, int]]:
         """Every VRP: (network, length, max_length, asn)."""
         for length, vrps in enumerate(self.by_length):

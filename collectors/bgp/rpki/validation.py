@@ -191,20 +191,14 @@ class RovState:
                 buckets = dirty[family]
                 if not buckets or not routes:
                     continue
-                kshift = 8 + new.family(family).bits - new.family(family).bucket_bits
-                get = routes.__getitem__
-                items = [(k, get(k)) for k in routes if k >> kshift in buckets]
+                items = new.family(family).select(routes, buckets)
                 count += len(items)
                 affected.append((session.carrier, family, items))
         if count > total * INCREMENTAL_MAX_SHARE:
             return False
-        for family in (V4, V6):  # answers the change may have made wrong
-            buckets = dirty[family]
-            if buckets:
-                memo = self._memo[family]
-                kshift = 8 + new.family(family).bits - new.family(family).bucket_bits
-                for key in [k for k in memo if k >> kshift in buckets]:
-                    del memo[key]
+        for family in (V4, V6):  # answers the change may have made wrong: forgotten (a
+            if dirty[family]:      # scan of the memo would cost more than answering again)
+                self._memo[family] = {}
         if old is None:
             _undo(new, changes or [])
         before = self._states(old or new, affected, {V4: {}, V6: {}})
