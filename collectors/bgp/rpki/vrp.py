@@ -10,13 +10,15 @@ broken JSON, the line and column, and the set in force stays.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from collectors.bgp.rib import V4, V6, parse_prefix
+from collectors.bgp.rib import V4, parse_prefix
 from collectors.bgp.rpki.rov import VrpIndex
 
 try:
@@ -86,8 +88,6 @@ def parse_vrp(item: Any) -> tuple[int, int, int, int, int, int | None]:
 
 
 def _address_int(family: int, addr: str) -> int:
-    import socket
-
     af = socket.AF_INET if family == V4 else socket.AF_INET6
     return int.from_bytes(socket.inet_pton(af, addr), "big")
 
@@ -158,16 +158,10 @@ def write_vrp_json(path: Any, vrps: list[dict[str, Any]], generated_s: float | N
     metadata: dict[str, Any] = {}
     if generated_s is not None:
         metadata = {"generated": int(generated_s),
-                    "buildtime": datetime.utcfromtimestamp(int(generated_s)).strftime(
+                    "buildtime": datetime.fromtimestamp(int(generated_s), UTC).strftime(
                         "%Y-%m-%dT%H:%M:%SZ")}
     text = json.dumps({"metadata": metadata, "roas": vrps})
     tmp = f"{path}.tmp"
     with open(tmp, "w") as out:
         out.write(text)
-    import os
-
     os.replace(tmp, path)
-
-
-__all__ = ["V4", "V6", "VrpData", "VrpFileError", "parse_asn", "parse_vrp", "parse_vrp_json",
-           "write_vrp_json"]
