@@ -174,7 +174,9 @@ def render_status(status: dict[str, Any]) -> str:
              "encoding", "alerts",
              "outputs", "totals", "ris_live"}
     for section, content in status.items():
-        if section not in known:
+        if section == "rpki" and isinstance(content, dict) and "sources" in content:
+            lines.extend(render_rpki_status(content))
+        elif section not in known:
             lines.append(f"{section}:")
             lines.append("  " + json.dumps(content, default=str, indent=None)[:2000])
     return "\n".join(lines)
@@ -215,6 +217,36 @@ def render_ris_live(ris: dict[str, Any]) -> list[str]:
     for u in ris.get("unexpected_upstreams", []):
         lines.append(f"  UNEXPECTED UPSTREAM AS{u.get('upstream_as')} for {u.get('prefix')}, "
                      f"seen by {u.get('peers')} vantage points")
+    return lines
+
+
+def render_rpki_status(rpki: dict[str, Any]) -> list[str]:
+    """The `rpki` status section ([bgp.rpki]): sources, the set in force, counts."""
+    lines = [f"rpki: {rpki.get('vrps', 0)} VRPs in force (v4 {rpki.get('vrps_v4', 0)}, "
+             f"v6 {rpki.get('vrps_v6', 0)}) from {rpki.get('source_in_force') or 'none yet'}"
+             + ("  STALE" if rpki.get("stale") else "")
+             + f", re-validated {rpki.get('revalidations', 0)} times "
+             f"(last {rpki.get('last_revalidation_ms', 0)} ms)"]
+    for source in rpki.get("sources", []):
+        updated = source.get("last_update_s")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(updated)) if updated else "never"
+        lines.append(
+            f"  {'*' if source.get('in_force') else ' '} {source.get('source')}: "
+            f"{source.get('vrps', 0)} VRPs, serial {source.get('serial')}, last update {when}"
+            + (f" ({source.get('age_s')} s ago)" if updated else "")
+            + ("" if source.get("connected") else ", not connected")
+            + (", stale" if source.get("stale") else "")
+            + (f", RTR v{source['version']}" if "version" in source else "")
+            + (f"; last error: {source['last_errors'][-1]}" if source.get("last_errors")
+               else ""))
+    for carrier, c in rpki.get("carriers", {}).items():
+        lines.append(f"  {carrier:<12} valid {c['valid']}  invalid {c['invalid']}  "
+                     f"not found {c['not_found']}")
+    for prefix, own in rpki.get("own", {}).items():
+        expires = own.get("roa_expires")
+        lines.append(f"  own {prefix}: {own['state']}"
+                     + (f", ROA expires {time.strftime('%Y-%m-%d %H:%M', time.gmtime(expires))}"
+                        " UTC" if expires else ""))
     return lines
 
 

@@ -141,6 +141,19 @@ class RisLiveConfig:
 
 
 @dataclass(frozen=True)
+class RpkiConfig:
+    """[bgp.rpki]: where VRPs come from (collectors/bgp/rpki). Sources in order of
+    preference: the RTR caches as listed, then vrp_file, then vrp_url."""
+
+    rtr: tuple[tuple[str, int], ...] = ()  # (host, port)
+    vrp_file: Path | None = None
+    vrp_url: str | None = None
+    refresh_s: float = 60.0  # file/URL check; RTR version 0 refresh (version 1: the cache's)
+    stale_after_s: float = 7200.0  # file/URL data older than this is stale
+    timeout_s: float = 10.0  # RTR connect, URL fetch
+
+
+@dataclass(frozen=True)
 class BgpConfig:
     local_as: int
     router_id: ipaddress.IPv4Address
@@ -149,6 +162,7 @@ class BgpConfig:
     exabgp: str = "exabgp"
     interval_s: float | None = None  # bgp_session/bgp_prefix points; default agent.interval
     ris_live: RisLiveConfig | None = None  # [bgp.ris_live]: vantage points from RIPE RIS Live
+    rpki: RpkiConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -569,6 +583,7 @@ def _read_bgp(root: _Table) -> BgpConfig | None:
         exabgp=table.get("exabgp", _nonempty_str, "exabgp"),
         interval_s=table.get("interval", _duration(0.1, 86400), None),
         ris_live=_read_ris_live(table),
+        rpki=_read_rpki(table),
     )
     table.finish()
     return bgp
@@ -626,6 +641,64 @@ def _read_ris_live(bgp: _Table) -> RisLiveConfig | None:
                     "message: pings keep a quiet but healthy feed from looking silent)")
     table.finish()
     return ris
+
+
+# ---------------------------------------------------------------- [bgp.rpki]
+
+
+def _host_port(value: Any) -> tuple[str, int]:
+    """'rpki.example.net:323', '192.0.2.1:8282' or '[2001:db8::1]:323'."""
+    text = _str(value).strip()
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv6 address in {text!r}") from None
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 cache as [ADDRESS]:PORT, got {text!r}")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not valid_target(host):
+        raise ValueError(f"not an address or host name: {host!r}")
+    return host, int(port)
+
+
+def _host_port_list(value: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array of \"HOST:PORT\", got {type(value).__name__}")
+    caches = []
+    for position, item in enumerate(value):
+        try:
+            caches.append(_host_port(item))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"[{position}]: {exc}") from None
+    if len(set(caches)) != len(caches):
+        raise ValueError("the same cache is listed twice")
+    return tuple(caches)
+
+
+def _read_rpki(bgp: _Table) -> RpkiConfig | None:
+    table = bgp.sub("rpki")
+    if table is None:
+        return None
+    vrp_file = table.get("vrp_file", _nonempty_str, None)
+    rpki = RpkiConfig(
+        rtr=table.get("rtr", _host_port_list, ()),
+        vrp_file=Path(vrp_file) if vrp_file else None,
+        vrp_url=table.get("vrp_url", _url, None),
+        refresh_s=table.get("refresh", _duration(1, 86400), 60.0),
+        stale_after_s=table.get("stale_after", _duration(60, 30 * 86400), 7200.0),
+        timeout_s=table.get("timeout", _duration(0.1, 600), 10.0),
+    )
+    if table.ok and not (rpki.rtr or rpki.vrp_file or rpki.vrp_url) and not any(
+            key in table.data for key in ("rtr", "vrp_file", "vrp_url")):
+        table.problems.append((table.path, "needs a VRP source: rtr, vrp_file or vrp_url"))
+    elif table.ok and table.data.get("rtr") == [] and not (rpki.vrp_file or rpki.vrp_url):
+        table.error("rtr", "empty, and no vrp_file or vrp_url either")
+    table.finish()
+    return rpki
 
 
 def _read_probes(root: _Table, carrier_names: set[str]) -> tuple[ProbeConfig, ...]:

@@ -18,10 +18,27 @@ gc), per route held. Longest-prefix lookups: addresses half inside announced pre
 half uniformly random, on one carrier's table (`lpm_lookups_per_s`) and through the
 `bgp.lookup` handler's function for all carriers (`lookup_calls_per_s`).
 
+RPKI route origin validation is on unless `--vrps 0`: the agent reads a VRP file
+(`[bgp.rpki] vrp_file`, the rpki-client JSON format) before the tables arrive, so every
+route is validated as it comes in. The VRPs are synthetic but shaped like the real set,
+derived from the table itself (seeded): for most prefixes a ROA of its origin (some with
+a maxLength above the prefix length), covering aggregates with maxLength 24, ROAs of
+another AS (invalid routes), AS0 ROAs, ROAs for space nobody announces, and IPv6 ROAs;
+`--vrps` sets the total (default 600,000). The VRP index is measured apart: RSS growth
+of the VRP load (after gc and malloc_trim, so the parser's garbage is not counted) per
+VRP, and the index's own objects (sys.getsizeof) per VRP. After the load, 1 % of the VRPs
+are changed in the file; the agent sees the new file, re-validates every route of every
+carrier (`revalidate_s`, goal < 2 s, the agent's own timing of that step; also taken
+three times more directly, `revalidate_direct_s`, the median), and the time from the file
+being replaced to the new counts is `vrp_change_applied_s` (re-reading the JSON included).
+Before that, 0.05 % are changed: only the routes in /16s those VRPs touch are validated
+again (`small_change_revalidate_s`, `small_change_revalidated_routes`).
+
 Prints progress, then one JSON line last:
 {"prefixes", "agent_cpu_s", "exabgp_cpu_s", "cpu_ratio", "rib_bytes_per_route",
- "lpm_lookups_per_s", ...}. Goals: cpu_ratio <= 0.25, rib_bytes_per_route <= 150,
-lpm_lookups_per_s >= 200,000.
+ "lpm_lookups_per_s", ..., "rov", "vrps", "vrp_bytes_per_vrp", "revalidate_s", ...}.
+Goals: cpu_ratio <= 0.25, rib_bytes_per_route <= 150, lpm_lookups_per_s >= 200,000,
+revalidate_s < 2.
 """
 
 from __future__ import annotations
@@ -64,14 +81,121 @@ def proc_cpu_s(pid: int) -> float:
 def make_config(spec: dict[str, Any], exabgp: str) -> Any:
     from agent.config import parse_config
 
+    bgp: dict[str, Any] = {
+        "local_as": spec["local_as"], "router_id": spec["carriers"][0]["local"],
+        "announce": spec["announce"], "watch": spec["watch"], "exabgp": exabgp}
+    if spec.get("vrp_file"):
+        bgp["rpki"] = {"vrp_file": spec["vrp_file"], "refresh": "1s", "stale_after": "1d"}
     return parse_config({
         "agent": {"hostname": "bench", "interval": "10s"},
         "carriers": [{"name": c["name"], "interface": c["name"], "bgp": {
             "peer": c["peer"], "peer_as": c["asn"], "local_address": c["local"],
             "hold_time": 180}} for c in spec["carriers"]],
-        "bgp": {"local_as": spec["local_as"], "router_id": spec["carriers"][0]["local"],
-                "announce": spec["announce"], "watch": spec["watch"], "exabgp": exabgp},
+        "bgp": bgp,
     })
+
+
+# ---------------------------------------------------------------- synthetic VRPs
+
+
+def table_origins(routes_file: Path) -> list[tuple[str, int]]:
+    """(prefix, origin AS) of the lab's BIRD routes file of the MRT table."""
+    out = []
+    with open(routes_file) as fh:
+        for line in fh:
+            if not line.startswith("route "):
+                continue
+            prefix = line.split(None, 2)[1]
+            start = line.find("bgp_path.prepend(")
+            if start < 0:
+                continue
+            start += len("bgp_path.prepend(")
+            out.append((prefix, int(line[start:line.index(")", start)])))
+    return out
+
+
+def synthetic_vrps(table: list[tuple[str, int]], total: int, seed: int = 15
+                   ) -> list[dict[str, Any]]:
+    """About `total` VRPs shaped like the real set (see the module docstring)."""
+    import ipaddress
+
+    rng = random.Random(seed)
+    vrps: list[dict[str, Any]] = []
+    seen: set[tuple[str, int, int]] = set()
+
+    def add(prefix: str, max_length: int, asn: int) -> None:
+        if (prefix, max_length, asn) not in seen:
+            seen.add((prefix, max_length, asn))
+            vrps.append({"asn": f"AS{asn}", "prefix": prefix, "maxLength": max_length,
+                         "ta": rng.choice(("ripe", "arin", "apnic", "lacnic", "afrinic"))})
+
+    v6_share, unannounced_share = 0.18, 0.08
+    target_v4 = int(total * (1 - v6_share))
+    with_roa: set[tuple[int, int]] = set()  # (network, length) given a ROA of their own
+    for prefix, origin in sorted(table, key=lambda item: int(item[0].split("/")[1])):
+        if len(vrps) >= target_v4 * (1 - unannounced_share):
+            break
+        net = ipaddress.ip_network(prefix)
+        length, network = net.prefixlen, int(net.network_address)
+        if length == 0:
+            continue
+        # holders of a ROA cover their more-specifics too (else those are invalid)
+        parent = any(((network >> (32 - n)) << (32 - n), n) in with_roa
+                     for n in range(8, length))
+        roll = rng.random() * (0.548 / 0.97 if parent else 1.0)
+        if roll < 0.52:  # a ROA of its own origin
+            with_roa.add((network, length))
+            add(prefix, length if rng.random() < 0.9 or length >= 24 else min(24, length + 2),
+                origin)
+        elif roll < 0.53 and length > 12:  # an aggregate with room for more-specifics
+            agg = ipaddress.ip_network(prefix).supernet(new_prefix=max(8, length - 2))
+            add(str(agg), max(24, agg.prefixlen), origin)
+        elif roll < 0.54:  # another AS holds the ROA: this route is invalid
+            add(prefix, length, rng.randrange(64512, 65534))
+        elif roll < 0.543:  # AS0: must not be routed
+            add(prefix, length, 0)
+        elif roll < 0.548 and length > 16:  # maxLength shorter than what is announced
+            add(str(ipaddress.ip_network(prefix).supernet(new_prefix=length - 1)),
+                length - 1, origin)
+        # else: no ROA (not found)
+    while len(vrps) < target_v4:  # space nobody announces in this table
+        length = rng.choice((22, 23, 24, 24, 24))
+        network = rng.getrandbits(length) << (32 - length)
+        add(f"{ipaddress.IPv4Address(network)}/{length}", length, rng.randrange(1, 400000))
+    while len(vrps) < total:  # IPv6
+        length = rng.choice((29, 32, 32, 36, 40, 44, 48, 48, 48))
+        network = ((0x2 << 125) | (rng.getrandbits(length - 3) << (128 - length)))
+        add(f"{ipaddress.IPv6Address(network)}/{length}",
+            length if rng.random() < 0.7 else 48, rng.randrange(1, 400000))
+    return vrps
+
+
+def malloc_trim() -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def index_bytes(index: Any) -> int:
+    """The VRP index's own objects (dicts, keys, payloads, tuples)."""
+    total = 0
+    seen: set[int] = set()
+    for table in (index.v4, index.v6):
+        total += sys.getsizeof(table.buckets)
+        for vrps in table.by_length:
+            total += sys.getsizeof(vrps)
+            for key, payload in vrps.items():
+                total += sys.getsizeof(key)
+                for p in (payload,) if type(payload) is int else payload:
+                    if id(p) not in seen:  # shared payloads count once
+                        seen.add(id(p))
+                        total += sys.getsizeof(p)
+                if type(payload) is tuple:
+                    total += sys.getsizeof(payload)
+        for key, mask in table.buckets.items():
+            total += sys.getsizeof(key) + sys.getsizeof(mask)
+    return total
 
 
 # ---------------------------------------------------------------- baseline consumer
@@ -161,21 +285,83 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
     import psutil
 
     from agent.collector import CollectorContext
-    from collectors.bgp import BgpStreamCollector, create
+    from collectors.bgp import BgpStreamCollector, RpkiCollector, create
     from collectors.bgp.rib import V4, parse_prefix
 
     config = make_config(spec, exabgp)
     work = Path(tempfile.mkdtemp(prefix="bench-bgp-agent-"))
     events: list[Any] = []
     ctx = CollectorContext(config, events.extend, work)
-    stream = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector))
+    collectors = create(ctx)
+    stream = next(c for c in collectors if isinstance(c, BgpStreamCollector))
+    rpki = next(c for c in collectors if isinstance(c, RpkiCollector))
     state = stream.state
     expected = {c["name"]: c["expected_v4"] for c in spec["carriers"]}
     me = psutil.Process()
     gc.collect()
-    rss_before = me.memory_info().rss
+    malloc_trim()
+    rss_start = me.memory_info().rss
+    rov_figures: dict[str, Any] = {}
+
+    async def load_vrps() -> Any:
+        """[bgp.rpki] on: the VRP file read before the tables come (ROV on the hot path)."""
+        started = time.monotonic()
+        task = asyncio.ensure_future(rpki.run())
+        while state.rov is None or state.rov.index is None:
+            await asyncio.sleep(0.05)
+            if task.done():
+                task.result()
+        rov_figures["vrp_load_s"] = time.monotonic() - started
+        return task
+
+    async def change_vrps() -> None:
+        """VRPs changed in the file, twice: 0.05 % (the size of an hour's churn: the
+        routes those VRPs can cover are validated again), then 1 % (more than the
+        incremental path takes: every route validated again). Time to new counts, and
+        the agent's own timing of the re-validation."""
+        assert state.rov is not None
+        from collectors.bgp.rpki.vrp import write_vrp_json
+
+        before = {n: state.rov.session_fields(n) for n in state.sessions}
+        vrps = json.loads(Path(spec["vrp_file"]).read_text())["roas"]
+        rng = random.Random(99)
+        for share, name in ((0.0005, "small"), (0.01, "full")):
+            for i in rng.sample(range(len(vrps)), int(len(vrps) * share)):
+                vrps[i]["asn"] = "AS64999" if i % 2 else "AS0"
+            revalidations = state.rov.revalidations
+            changed = time.monotonic()
+            write_vrp_json(spec["vrp_file"], vrps)
+            while state.rov.revalidations == revalidations:
+                await asyncio.sleep(0.01)
+            rov_figures[f"{name}_change_applied_s"] = time.monotonic() - changed
+            rov_figures[f"{name}_revalidate_s"] = state.rov.last_revalidation_s
+            rov_figures[f"{name}_revalidated_routes"] = state.rov.last_revalidated_routes
+        rov_figures["vrp_change_applied_s"] = rov_figures["full_change_applied_s"]
+        rov_figures["revalidate_s"] = rov_figures["full_revalidate_s"]
+        after = {n: state.rov.session_fields(n) for n in state.sessions}
+        rov_figures["rpki_before_change"] = before
+        rov_figures["rpki_after_change"] = after
+        direct = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            state.rov.revalidate(state.sessions.values())
+            direct.append(time.perf_counter() - t0)
+        rov_figures["revalidate_direct_s"] = sorted(direct)[1]
+        assert {n: state.rov.session_fields(n) for n in state.sessions} == after
 
     async def load() -> dict[str, Any]:
+        rpki_task = None
+        if spec.get("vrp_file"):
+            rpki_task = await load_vrps()
+            assert state.rov is not None and state.rov.index is not None
+            gc.collect()
+            malloc_trim()
+            rov_figures["vrps"] = len(state.rov.index)
+            rov_figures["vrp_rss_bytes"] = me.memory_info().rss - rss_start
+            rov_figures["vrp_index_bytes"] = index_bytes(state.rov.index)
+        rss_before = me.memory_info().rss
+        figures_memory["rss_before"] = rss_before
+        loaded = False
         cpu_start = cpu_self_s()
         started = last = last_change = time.monotonic()
         last_total = -1
@@ -208,6 +394,7 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
             exabgp_proc = psutil.Process(process.pid)
             exabgp_cpu = proc_cpu_s(process.pid)
             bridge_cpu = sum(proc_cpu_s(child.pid) for child in exabgp_proc.children())
+            loaded = True
             return {"agent_process_cpu_s": agent_cpu, "bridge_cpu_s": bridge_cpu,
                     "exabgp_cpu_s": exabgp_cpu, "wall_s": time.monotonic() - started}
         finally:
@@ -217,6 +404,12 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
             figures_memory["routes"] = sum(len(s.rib) for s in state.sessions.values())
             figures_memory["attribute_sets"] = len(state.interner)
             figures_memory.update(lookups(state, spec))
+            if rpki_task is not None:
+                if loaded and not task.done():
+                    await change_vrps()
+                rpki_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rpki_task
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -258,6 +451,7 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
     figures_memory: dict[str, Any] = {}
     figures = asyncio.run(load())
     shutil.rmtree(work, ignore_errors=True)
+    rss_before = figures_memory["rss_before"]
     growth = figures_memory["rss_after"] - rss_before
     figures.update({
         "agent_cpu_s": figures["agent_process_cpu_s"] + figures["bridge_cpu_s"],
@@ -271,6 +465,7 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
         "lookup_calls_per_s": figures_memory["lookup_calls_per_s"],
         "bad_lines": state.stats.bad_lines,
         "events": len(events),
+        "rov": rov_figures,
     })
     return figures
 
@@ -295,6 +490,8 @@ def main() -> int:
     parser.add_argument("--spec")
     parser.add_argument("--result")
     parser.add_argument("--peers", type=int)
+    parser.add_argument("--vrps", type=int, default=600_000,
+                        help="synthetic VRPs for route origin validation (0: ROV off)")
     args = parser.parse_args()
     if args.role == "consumer":
         return role_consumer(args.result, args.peers)
@@ -319,9 +516,11 @@ def main() -> int:
         LabSpec,
         remove_workdir,
     )
+    from tests.lab.routes import mrt_routes_file
 
     lab = Lab(LabSpec(carriers=list(DEFAULT_CARRIERS[: args.carriers]), routes="mrt",
                       servers=False))
+    vrp_dir = Path(tempfile.mkdtemp(prefix="bench-bgp-vrps-"))
     try:
         t0 = time.monotonic()
         lab.up()
@@ -332,6 +531,17 @@ def main() -> int:
             "carriers": [{"name": c.name, "asn": c.asn, "peer": c.gateway, "local": c.source,
                           "expected_v4": c.expected_routes()[0]} for c in lab.carriers],
         }
+        if args.vrps:
+            from collectors.bgp.rpki.vrp import write_vrp_json
+
+            t0 = time.monotonic()
+            table = table_origins(mrt_routes_file(lab.carriers[0].asn)[0])
+            vrps = synthetic_vrps(table, args.vrps)
+            spec["vrp_file"] = str(vrp_dir / "vrps.json")
+            write_vrp_json(spec["vrp_file"], vrps, generated_s=time.time())
+            os.chmod(vrp_dir, 0o755)
+            print(f"{len(vrps)} synthetic VRPs from {len(table)} prefixes "
+                  f"({time.monotonic() - t0:.1f}s)", file=sys.stderr, flush=True)
         baseline = run_role(lab, "baseline", spec, args.exabgp)
         print(f"baseline: {json.dumps(baseline)}", file=sys.stderr, flush=True)
         agent = run_role(lab, "agent", spec, args.exabgp)
@@ -339,6 +549,7 @@ def main() -> int:
     finally:
         lab.down()
         remove_workdir(lab.workdir)
+        shutil.rmtree(vrp_dir, ignore_errors=True)
     prefixes = sum(c["expected_v4"] for c in spec["carriers"])
     result = {
         "prefixes": prefixes,
@@ -362,7 +573,26 @@ def main() -> int:
         "lpm_hit_ratio": round(agent["lpm_hit_ratio"], 3),
         "lookup_calls_per_s": round(agent["lookup_calls_per_s"]),
         "bad_lines": agent["bad_lines"],
+        "rov": bool(args.vrps),
     }
+    rov = agent["rov"]
+    if args.vrps:
+        vrps_n = rov["vrps"]
+        result.update({
+            "vrps": vrps_n,
+            "vrp_load_s": round(rov["vrp_load_s"], 2),
+            "vrp_bytes_per_vrp": round(rov["vrp_rss_bytes"] / vrps_n, 1),
+            "vrp_index_bytes_per_vrp": round(rov["vrp_index_bytes"] / vrps_n, 1),
+            "revalidate_s": round(rov["revalidate_s"], 3),
+            "revalidate_direct_s": round(rov["revalidate_direct_s"], 3),
+            "vrp_change_applied_s": round(rov["vrp_change_applied_s"], 2),
+            "revalidated_routes": rov["full_revalidated_routes"],
+            "small_change_revalidate_s": round(rov["small_revalidate_s"], 3),
+            "small_change_revalidated_routes": rov["small_revalidated_routes"],
+            "small_change_applied_s": round(rov["small_change_applied_s"], 2),
+            "rpki": rov["rpki_before_change"],
+            "rpki_after_change": rov["rpki_after_change"],
+        })
     print(json.dumps(result))
     return 0
 

@@ -25,7 +25,7 @@ import pytest
 from agent.collector import CollectorContext
 from agent.config import parse_config
 from agent.points import Point
-from collectors.bgp import BgpSessionCollector, BgpStreamCollector, create
+from collectors.bgp import BgpSessionCollector, BgpStreamCollector, RpkiCollector, create
 from tests.lab.lab import ANNOUNCE, LOCAL_AS, WATCH
 from tests.lab.netns import run
 
@@ -49,7 +49,7 @@ class AgentBgp:
     """The bgp collectors on their own event loop thread; records what they emit."""
 
     def __init__(self, lab: Any, workdir: Path, exabgp: str, hold_time_s: int = HOLD_TIME_S,
-                 carriers: list[Any] | None = None) -> None:
+                 carriers: list[Any] | None = None, rpki: dict[str, Any] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         wrapper = workdir / "exabgp-in-agent-ns"
         wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.agent_ns} {exabgp} "$@"\n')
@@ -62,7 +62,7 @@ class AgentBgp:
                 "hold_time": hold_time_s}} for c in carriers],
             "bgp": {"local_as": LOCAL_AS, "router_id": carriers[0].source,
                     "announce": list(ANNOUNCE), "watch": list(WATCH),
-                    "exabgp": str(wrapper)},
+                    "exabgp": str(wrapper), **({"rpki": rpki} if rpki else {})},
         })
         self.points: list[tuple[float, Point]] = []
         self.lock = threading.Lock()
@@ -70,16 +70,21 @@ class AgentBgp:
         collectors = create(self.ctx)
         self.stream = next(c for c in collectors if isinstance(c, BgpStreamCollector))
         self.polled = next(c for c in collectors if isinstance(c, BgpSessionCollector))
+        self.rpki = next(c for c in collectors if isinstance(c, RpkiCollector))
         self.state = self.stream.state
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.task = self.call(lambda: asyncio.ensure_future(self.stream.run()))
+        self.rpki_task = self.call(lambda: asyncio.ensure_future(self.rpki.run()))
 
     async def _cancel(self) -> None:
+        self.rpki_task.cancel()
         self.task.cancel()
         with contextlib.suppress(BaseException):  # cancelled is the expected outcome
             await self.task
+        with contextlib.suppress(BaseException):
+            await self.rpki_task
 
     def _emit(self, points: Any) -> None:
         now = time.time()

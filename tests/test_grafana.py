@@ -41,7 +41,7 @@ METRICS_DOC = REPO / "docs" / "metrics.md"
 SOURCES = [REPO / "agent", REPO / "collectors"]
 MEASUREMENTS = {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
                 "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output",
-                "alert", "bgp_visibility", "bgp_feed"}
+                "alert", "bgp_visibility", "bgp_feed", "bgp_rpki"}
 
 Json = dict[str, Any]
 

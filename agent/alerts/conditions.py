@@ -474,6 +474,39 @@ class OriginMismatch(Condition):
         self._set(carrier, prefix, mismatch, origin, fields.get("as_path"))
 
 
+class RpkiOwnInvalid(Condition):
+    """[bgp.rpki]: networks that validate would drop our announcement. One alert per
+    prefix (the state is the same through every carrier: no carrier label)."""
+
+    name = "rpki_own_invalid"
+    measurements = ("bgp_event", "bgp_prefix")
+
+    def __init__(self, engine: AlertEngine, config: Any) -> None:
+        super().__init__(engine, config)
+        self.guard = _EventGuard()
+
+    def _set(self, prefix: str, active: bool, detail: Any = "") -> None:
+        self.set({"prefix": prefix}, active,
+                 f"our prefix {prefix} is RPKI-invalid"
+                 + (f": {detail}" if detail else ""),
+                 "Networks that validate routes (RFC 6811) drop our announcement: their "
+                 "users cannot reach the prefix. Fix the ROA (AS, maxLength) or the origin.")
+
+    def on_point(self, point: Point) -> None:
+        fields = point.fields
+        if point.measurement == "bgp_event":
+            kind = point.tags.get("kind")
+            prefix = fields.get("prefix")
+            if kind in ("rpki_own_invalid", "rpki_own_valid", "rpki_own_not_found") and \
+                    isinstance(prefix, str) and prefix:
+                self.guard.event(prefix, point.time_ns)
+                self._set(prefix, kind == "rpki_own_invalid", fields.get("detail"))
+            return
+        state, prefix = fields.get("rpki"), point.tags.get("prefix", "")
+        if isinstance(state, str) and prefix and not self.guard.stale(prefix, point.time_ns):
+            self._set(prefix, state == "invalid")
+
+
 class MoreSpecific(Condition):
     name = "more_specific"
     measurements = ("bgp_event",)
@@ -884,8 +917,8 @@ CLASSES: dict[str, type[Condition]] = {
     cls.name: cls for cls in (
         UplinkDown, RoutingFailed, Utilization, Commit, CommitProjected, BgpSessionDown,
         BgpFlapping, PrefixesCollapsed, ExabgpDown, OwnPrefixMissing, OriginMismatch,
-        MoreSpecific, UnexpectedPath, QualityBad, CarrierLoss, LatencyShift, OutputLagging,
-        PointsDropped, CollectorOverrun,
+        RpkiOwnInvalid, MoreSpecific, UnexpectedPath, QualityBad, CarrierLoss, LatencyShift,
+        OutputLagging, PointsDropped, CollectorOverrun,
         RisHijack, RisVisibilityLost, RisUnexpectedUpstream, RisFeedSilent,
     )
 }

@@ -98,6 +98,11 @@ CONDITIONS: dict[str, ConditionSpec] = {
         ("OwnPrefixOriginMismatch",), "critical", 0.0,
         "our prefix seen from a carrier with another origin AS (bgp_event origin_mismatch, "
         "bgp_prefix origin_as); resolved when the carrier shows our origin or none"),
+    "rpki_own_invalid": ConditionSpec(
+        ("OwnPrefixRpkiInvalid",), "critical", 0.0,
+        "with [bgp.rpki]: our prefix, originated by bgp.local_as, is RPKI-invalid against "
+        "the VRPs (bgp_event rpki_own_invalid, bgp_prefix rpki); resolved when it is valid "
+        "or not found"),
     "more_specific": ConditionSpec(
         ("OwnPrefixMoreSpecific",), "critical", 0.0,
         "a more-specific of our prefix in a carrier's table (bgp_event more_specific); "

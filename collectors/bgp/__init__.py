@@ -7,19 +7,25 @@ Two collectors share one in-memory BgpState (both run on the agent's loop, so no
 - `bgp_session` (polled, `blocking = False`: it only reads memory): `bgp_session` per
   carrier and `bgp_prefix` per announced prefix and carrier every `bgp.interval`
   (default `agent.interval`).
+- `bgp_rpki` (streaming, only with `[bgp.rpki]`): RPKI sources (RTR caches, VRP file or
+  URL) and route origin validation of every route and of our prefixes (collectors/bgp/rpki);
+  adds `rpki_*` fields to `bgp_session`, `rpki` to `bgp_prefix`, and `bgp_rpki` points.
 With `[bgp.ris_live]` also `ris_live` and `bgp_visibility` (collectors/bgp/rislive), which
 run even without sessions of our own.
 Control commands: `bgp.lookup` {"address": A} or {"addresses": [...]}, `bgp.withdraw` and
-`bgp.announce` {"carrier": C, "prefix": P}. Status section: `bgp`. See README.md here.
+`bgp.announce` {"carrier": C, "prefix": P}. Status sections: `bgp`, `rpki`. See README.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from agent.collector import Collector, CollectorContext, PolledCollector, StreamingCollector
-from agent.config import Config
+from agent.config import Config, RpkiConfig
 from agent.points import Point
+from collectors.bgp.rpki import RpkiManager
 from collectors.bgp.state import BgpState
 from collectors.bgp.supervisor import Supervisor
 
@@ -69,20 +75,82 @@ class BgpSessionCollector(PolledCollector):
     name = "bgp_session"
     blocking = False
 
-    def __init__(self, ctx: CollectorContext, state: BgpState) -> None:
+    def __init__(self, ctx: CollectorContext, state: BgpState,
+                 rpki: RpkiCollector | None = None) -> None:
         super().__init__(ctx)
         self.state = state
+        self.rpki = rpki
 
     @property
     def interval_s(self) -> float:
         return _interval_s(self.ctx.config)
 
     def collect(self) -> list[Point]:
-        return self.state.session_points() + self.state.prefix_points()
+        points = self.state.session_points() + self.state.prefix_points()
+        if self.rpki is not None and self.rpki.manager is not None:
+            points += self.rpki.manager.points()
+        return points
 
     async def reconfigure(self, new: Config) -> bool:
         """Kept across a reload unless its interval changes (the scheduler fixed it)."""
         return _interval_s(new) == self.interval_s
+
+
+# ---------------------------------------------------------------- RPKI ([bgp.rpki])
+
+
+def _rpki_config(config: Config) -> RpkiConfig | None:
+    return config.bgp.rpki if config.bgp is not None else None
+
+
+class RpkiCollector(StreamingCollector):
+    """Runs the RPKI manager (collectors/bgp/rpki) while `[bgp.rpki]` is set; a reload
+    with another `[bgp.rpki]` replaces the manager (sources, index) without touching
+    ExaBGP or the sessions."""
+
+    name = "bgp_rpki"
+
+    def __init__(self, ctx: CollectorContext, state: BgpState) -> None:
+        super().__init__(ctx)
+        self.state = state
+        self.manager: RpkiManager | None = None
+        self._changed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            config = _rpki_config(self.ctx.config)
+            task = None
+            if config is not None:
+                self.manager = RpkiManager(config, self.state,
+                                           lambda points: self.ctx.emit(points))
+                task = asyncio.ensure_future(self.manager.run())
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                waiting = {changed} | ({task} if task is not None else set())
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if task is not None and task.done():
+                    task.result()  # raises what stopped it: the scheduler restarts us
+            finally:
+                changed.cancel()
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                if self.manager is not None:
+                    self.manager.close()
+                    self.manager = None
+
+    async def reconfigure(self, new: Config) -> bool:
+        if _rpki_config(new) != _rpki_config(self.ctx.config):
+            self.ctx.config = new
+            self._changed.set()
+        return True
+
+    def status(self) -> dict[str, Any]:
+        if self.manager is None:
+            return {"configured": False}
+        return self.manager.status()
 
 
 class BgpControl:
@@ -141,7 +209,9 @@ def create(ctx: CollectorContext) -> list[Collector]:
     ctx.register_control("bgp.withdraw", control.withdraw)
     ctx.register_control("bgp.announce", control.announce)
     ctx.register_status("bgp", control.status)
-    return [stream, BgpSessionCollector(ctx, state), *_ris_live(ctx)]
+    rpki = RpkiCollector(ctx, state)  # idles without [bgp.rpki]; a reload may add it
+    ctx.register_status("rpki", rpki.status)
+    return [rpki, stream, BgpSessionCollector(ctx, state, rpki), *_ris_live(ctx)]
 
 
 # ---- [bgp.ris_live]: RIPE RIS Live vantage points (collectors/bgp/rislive)

@@ -46,6 +46,7 @@ from collectors.bgp.rib import (
     parse_address,
     parse_prefix,
 )
+from collectors.bgp.rpki.validation import RovState
 
 _MASKS4 = {n: ((1 << n) - 1) << (32 - n) for n in range(33)}
 _MASKS6 = {n: ((1 << n) - 1) << (128 - n) for n in range(129)}
@@ -157,6 +158,7 @@ class BgpState:
         self.events: deque[dict[str, Any]] = deque(maxlen=20)
         self.pending: deque[tuple[str, str, str]] = deque()  # (action, carrier, prefix)
         self.exabgp_version = ""
+        self.rov: RovState | None = None  # RPKI validation, when [bgp.rpki] is set
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> list[Point]:
@@ -184,6 +186,7 @@ class BgpState:
             if sessions.get(name) is not old and old.up:
                 points.append(self._event(old, EVENT_SESSION_DOWN, now,
                                           detail="session removed or changed in the config"))
+        fresh = {name for name, s in sessions.items() if self.sessions.get(name) is not s}
         self.sessions = sessions
         self.by_peer = {s.peer: s for s in sessions.values()}
         old_watch = self.watch
@@ -225,7 +228,17 @@ class BgpState:
         for session in sessions.values():
             if session.up:
                 points.extend(self._recheck_watches(session, now))
+        points.extend(self._rov_reconfigure(fresh))
         return points
+
+    def _rov_reconfigure(self, fresh: set[str]) -> list[Point]:
+        # RPKI (collectors/bgp/rpki): new or replaced sessions start from no routes, a
+        # removed one's counts go; our prefixes may have changed
+        if self.rov is None:
+            return []
+        self.rov.local_as = self.local_as
+        self.rov.sessions_changed(set(self.sessions), fresh)
+        return self.rov.check_own(self.own)
 
     # ------------------------------------------------------------ input
 
@@ -360,6 +373,8 @@ class BgpState:
         session.flaps += 1
         session.last_notification = ""
         session.rib.clear()  # ExaBGP sends no withdraws for a session that went down
+        if self.rov is not None:
+            self.rov.dropped(session.carrier)
         points = [self._event(session, EVENT_SESSION_DOWN, now, detail=reason)]
         points.extend(self._recheck_watches(session, now))
         self.interner.sweep()
@@ -392,6 +407,7 @@ class BgpState:
         points: list[Point] = []
         rib = session.rib
         stats = self.stats
+        rov = self.rov if self.rov is not None and self.rov.index is not None else None
         if announce:
             path, origin_as, path_len = as_path_of(raw)
             communities = communities_of(raw, "community")
@@ -414,6 +430,9 @@ class BgpState:
                 shift = self._own_shift.get(family, -1)
                 tops = self._own_tops[family]
                 count = 0
+                # RPKI: routes new here (or with a new origin) and the ones they replace
+                rov_new: list[int] | None = [] if rov is not None else None
+                rov_gone: list[tuple[int, int]] = []
                 for item in items:
                     try:
                         text = item["nlri"] if type(item) is dict else item
@@ -434,11 +453,21 @@ class BgpState:
                             count16[network >> 16] += 1
                         else:
                             table.added(network, length)
+                        if rov_new is not None:
+                            rov_new.append(key)
+                    elif rov_new is not None and old.origin_as != origin_as:
+                        rov_new.append(key)
+                        rov_gone.append((key, old.origin_as))
                     count += 1
                     if key in interest or (shift >= 0 and (network >> shift) in tops):
                         points.extend(self._changed(session, family, network, length,
                                                     old, attrs, now))
                 session.updates += count
+                if rov_new:
+                    assert rov is not None
+                    if rov_gone:
+                        rov.removed(session.carrier, family, rov_gone)
+                    rov.announced(session.carrier, family, rov_new, origin_as)
         for family, items in withdraw:
             table = rib.v4 if family == V4 else rib.v6
             af, masks = _PTON[family]
@@ -446,6 +475,7 @@ class BgpState:
             shift = self._own_shift.get(family, -1)
             tops = self._own_tops[family]
             count = 0
+            rov_withdrawn: list[tuple[int, int]] | None = [] if rov is not None else None
             for item in items:
                 try:
                     text = item["nlri"] if type(item) is dict else item
@@ -458,12 +488,17 @@ class BgpState:
                 key = (network << 8) | length
                 old = table.remove(key)
                 count += 1
+                if old is not None and rov_withdrawn is not None:
+                    rov_withdrawn.append((key, old.origin_as))
                 if old is not None and (
                     key in interest or (shift >= 0 and (network >> shift) in tops)
                 ):
                     points.extend(self._changed(session, family, network, length,
                                                 old, None, now))
             session.withdrawals += count
+            if rov_withdrawn:
+                assert rov is not None
+                rov.removed(session.carrier, family, rov_withdrawn)
         return points
 
     def _changed(self, session: Session, family: int, network: int, length: int,
@@ -591,6 +626,8 @@ class BgpState:
             for family, name in ((V4, "converge_v4_s"), (V6, "converge_v6_s")):
                 if family in session.converge_s:
                     fields[name] = round(session.converge_s[family], 3)
+            if self.rov is not None:
+                fields.update(self.rov.session_fields(session.carrier))
             points.append(Point("bgp_session", {"carrier": session.carrier,
                                                 "peer": session.peer,
                                                 "peer_as": str(session.peer_as)}, fields))
@@ -609,6 +646,8 @@ class BgpState:
                     "as_path_len": attrs.path_len if attrs else 0,
                     "next_hop": attrs.next_hop if attrs else "",
                 }
+                if self.rov is not None:
+                    fields.update(self.rov.prefix_fields(prefix.text))
                 points.append(Point("bgp_prefix", {"carrier": session.carrier,
                                                    "prefix": prefix.text}, fields))
         return points

@@ -502,6 +502,8 @@ def overview() -> Board:
 
 EVENT_KINDS = ["origin_mismatch", "more_specific", "own_prefix_missing", "path_change",
                "session_down", "session_up"]
+EVENT_KINDS += ["rpki_own_invalid", "rpki_own_not_found", "rpki_roa_expiring", "rpki_stale",
+                "rpki_own_valid"]  # [bgp.rpki]
 ALARM_KINDS = "origin_mismatch|more_specific|own_prefix_missing"
 
 
@@ -611,6 +613,8 @@ def bgp() -> Board:
         "Length of the AS path to our prefix in each carrier's table (0: not in it)."),
         8, 7)
 
+    rpki_panels(b, prefix)
+
     b.row("Alarms")
     b.add(stat("Alarms in range", [q(
         'SELECT count("detail") FROM "bgp_event" '
@@ -688,6 +692,50 @@ def ris_live_rows(b: Board) -> None:
         "malformed messages since start (bgp_feed).",
         mappings=bool_map("connected", "DOWN"), color_mode="value", fields="/.*/"), 12, 7)
 
+# bgp_prefix.rpki (docs/metrics.md): our announcement against the VRPs in force
+RPKI_STATE_MAP = [{"type": "value", "options": {
+    "valid": {"text": "valid", "color": GREEN, "index": 0},
+    "not_found": {"text": "not found (no ROA)", "color": ORANGE, "index": 1},
+    "invalid": {"text": "INVALID", "color": RED, "index": 2},
+}}]
+
+
+def rpki_panels(b: Board, prefix: str) -> None:
+    """RPKI route origin validation ([bgp.rpki]): per carrier counts, our prefixes'
+    state, the VRP sources."""
+    b.row("RPKI")
+    b.add(timeseries("RPKI-invalid routes received", [q(
+        'SELECT last("rpki_invalid") FROM "bgp_session" '
+        f"WHERE {HC} AND $timeFilter {EVERY}, \"carrier\" fill(previous)",
+        alias="$tag_carrier")], "short",
+        "Routes each carrier sends that are RPKI-invalid against the VRPs in force "
+        "(bgp_session.rpki_invalid): a network that validates drops them. A jump is a "
+        "hijack or leak upstream, or a changed ROA."), 12, 7)
+    b.add(table("RPKI per carrier", [q(
+        'SELECT last("rpki_valid") AS "valid", last("rpki_invalid") AS "invalid", '
+        'last("rpki_not_found") AS "not found" FROM "bgp_session" '
+        f'WHERE {HC} AND $timeFilter GROUP BY "carrier"', fmt="table")],
+        "Routes held from each carrier by origin validation state (RFC 6811), IPv4 and "
+        "IPv6 together.", time_from="15m"), 12, 7)
+    b.add(state_timeline("Own prefix RPKI state", [q(
+        'SELECT last("rpki") FROM "bgp_prefix" '
+        f"WHERE {HC} AND {prefix} AND $timeFilter {EVERY}, \"prefix\" fill(previous)",
+        alias="$tag_prefix")], RPKI_STATE_MAP,
+        "bgp_prefix.rpki: our announcement (origin local_as) against the VRPs. Invalid: "
+        "validating networks drop it (fix the ROA); not found: no ROA protects it."),
+        12, 6)
+    b.add(table("VRP sources", [q(
+        'SELECT last("in_force") AS "in force", last("vrps") AS "VRPs", '
+        'last("serial") AS "serial", last("age_s") AS "age (s)", last("stale") AS "stale", '
+        'last("connected") AS "connected" FROM "bgp_rpki" '
+        f'WHERE {HOST} AND $timeFilter GROUP BY "source"', fmt="table")],
+        "Each [bgp.rpki] source (RTR cache, VRP file or URL): VRPs held, serial, age of "
+        "its data; routes are validated against the one in force.",
+        overrides=[cell_color("^stale$", bool_map("STALE", "fresh", RED, GREEN))],
+        time_from="15m"), 12, 6)
+
+
+# ---------------------------------------------------------------- 3. access quality
 
 
 def quality() -> Board:
