@@ -17,6 +17,7 @@ the i-th wire probe of a round is the agent's i-th probe.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import select
@@ -205,6 +206,12 @@ def request_answer_rtts(frames: Iterable[Frame], target: str, port: int) -> list
         answer_ns = next((f.time_ns for f in conn if not f.outgoing and f.payload), None)
         probes.append(WireProbe(sent_ns, _ms(sent_ns, answer_ns)))
     return _in_send_order(probes)
+
+
+def mirrored(frames: Iterable[Frame]) -> list[Frame]:
+    """Frames captured at a server, turned to read as a client's: then the pairing
+    functions here give the server's own time per request (its request in -> answer out)."""
+    return [dataclasses.replace(f, outgoing=not f.outgoing) for f in frames]
 
 
 def dns_rtts(frames: Iterable[Frame], target: str, port: int = 53) -> list[WireProbe]:
