@@ -51,6 +51,63 @@ payload_matches(PyObject *payload, long long origin, long long length, int *matc
     return 0;
 }
 
+/* Caches of one count() call over many routes (a re-validation: 577k routes a carrier).
+ * Per route the loop used to make three Python ints only to look them up or store them
+ * (the bucket, the probe-cache key, the memo value): the bucket masks become a C array, and
+ * the probe tuples and memo values are kept in small direct-mapped tables (new references,
+ * released at the end). An UPDATE's few routes skip the array (its set-up costs more). */
+#define SLOTS 1024
+#define MANY_ROUTES 16384
+
+typedef struct {
+    unsigned long long key;
+    PyObject *obj; /* new reference or NULL */
+} Slot;
+
+static Py_ssize_t
+slot_of(unsigned long long key)
+{
+    return (Py_ssize_t)((key * 0x9E3779B97F4A7C15ULL) >> 54); /* 10 bits: SLOTS */
+}
+
+static void
+slots_clear(Slot *slots)
+{
+    for (Py_ssize_t i = 0; i < SLOTS; i++)
+        Py_CLEAR(slots[i].obj);
+}
+
+/* The bucket masks as an array of 2^16 (IPv4, bucket_shift 16), or NULL to use the dict. */
+static unsigned long long *
+bucket_array(PyObject *buckets, int bucket_shift, PyObject *items)
+{
+    if (bucket_shift != 16)
+        return NULL;
+    Py_ssize_t n = PyObject_Size(items);
+    if (n < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (n < MANY_ROUTES)
+        return NULL;
+    unsigned long long *masks = PyMem_Calloc(1u << 16, sizeof(unsigned long long));
+    if (masks == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(buckets, &pos, &key, &value)) {
+        unsigned long long k = PyLong_AsUnsignedLongLong(key);
+        unsigned long long v = PyLong_AsUnsignedLongLong(value);
+        if (PyErr_Occurred() || k >= (1u << 16)) {
+            PyErr_Clear(); /* not what we expect: the dict path answers instead */
+            PyMem_Free(masks);
+            return NULL;
+        }
+        masks[k] = v;
+    }
+    return masks;
+}
+
 static PyObject *
 count(PyObject *self, PyObject *args)
 {
@@ -63,9 +120,19 @@ count(PyObject *self, PyObject *args)
                           &bucket_shift, &PyDict_Type, &probe_cache, &probes_of))
         return NULL;
     Py_ssize_t counts[3] = {0, 0, 0};
+    Slot probe_slots[SLOTS];
+    Slot value_slots[SLOTS];
+    unsigned long long *masks = bucket_array(buckets, bucket_shift, items);
+    int cached = masks != NULL; /* many routes: the slots are used too */
+    if (cached) {
+        memset(probe_slots, 0, sizeof(probe_slots));
+        memset(value_slots, 0, sizeof(value_slots));
+    }
     PyObject *iter = PyObject_GetIter(items);
-    if (iter == NULL)
+    if (iter == NULL) {
+        PyMem_Free(masks); /* the slots hold nothing yet */
         return NULL;
+    }
     PyObject *item;
     while ((item = PyIter_Next(iter)) != NULL) {
         PyObject *key;
@@ -106,36 +173,54 @@ count(PyObject *self, PyObject *args)
             goto error_item;
         unsigned long long network = key_value >> 8;
         long long length = (long long)(key_value & 0xFF);
-        PyObject *bucket = PyLong_FromUnsignedLongLong(network >> bucket_shift);
-        if (bucket == NULL)
-            goto error_item;
-        PyObject *mask = PyDict_GetItemWithError(buckets, bucket);  /* borrowed */
-        Py_DECREF(bucket);
         unsigned long long mask_value = 0;
-        if (mask != NULL) {
-            mask_value = PyLong_AsUnsignedLongLong(mask);
-            if (mask_value == (unsigned long long)-1 && PyErr_Occurred())
-                goto error_item;
-        } else if (PyErr_Occurred()) {
-            goto error_item;
-        }
-        PyObject *mask_length = PyLong_FromUnsignedLongLong((mask_value << 8) | (unsigned long long)length);
-        if (mask_length == NULL)
-            goto error_item;
-        PyObject *probes = PyDict_GetItemWithError(probe_cache, mask_length);  /* borrowed */
-        if (probes != NULL) {
-            Py_INCREF(probes);
-        } else if (PyErr_Occurred()) {
-            Py_DECREF(mask_length);
-            goto error_item;
+        if (cached && (network >> bucket_shift) < (1u << 16)) {
+            mask_value = masks[network >> bucket_shift];
         } else {
-            probes = PyObject_CallOneArg(probes_of, mask_length);
-            if (probes == NULL) {
-                Py_DECREF(mask_length);
+            PyObject *bucket = PyLong_FromUnsignedLongLong(network >> bucket_shift);
+            if (bucket == NULL)
+                goto error_item;
+            PyObject *mask = PyDict_GetItemWithError(buckets, bucket);  /* borrowed */
+            Py_DECREF(bucket);
+            if (mask != NULL) {
+                mask_value = PyLong_AsUnsignedLongLong(mask);
+                if (mask_value == (unsigned long long)-1 && PyErr_Occurred())
+                    goto error_item;
+            } else if (PyErr_Occurred()) {
                 goto error_item;
             }
         }
-        Py_DECREF(mask_length);
+        unsigned long long mask_length_value = (mask_value << 8) | (unsigned long long)length;
+        Slot *probe_slot = cached ? &probe_slots[slot_of(mask_length_value)] : NULL;
+        PyObject *probes;
+        if (probe_slot != NULL && probe_slot->obj != NULL
+                && probe_slot->key == mask_length_value) {
+            probes = probe_slot->obj;
+            Py_INCREF(probes);
+        } else {
+            PyObject *mask_length = PyLong_FromUnsignedLongLong(mask_length_value);
+            if (mask_length == NULL)
+                goto error_item;
+            probes = PyDict_GetItemWithError(probe_cache, mask_length);  /* borrowed */
+            if (probes != NULL) {
+                Py_INCREF(probes);
+            } else if (PyErr_Occurred()) {
+                Py_DECREF(mask_length);
+                goto error_item;
+            } else {
+                probes = PyObject_CallOneArg(probes_of, mask_length);
+                if (probes == NULL) {
+                    Py_DECREF(mask_length);
+                    goto error_item;
+                }
+            }
+            Py_DECREF(mask_length);
+            if (probe_slot != NULL) {
+                Py_INCREF(probes);
+                Py_XSETREF(probe_slot->obj, probes);
+                probe_slot->key = mask_length_value;
+            }
+        }
         if (!PyTuple_Check(probes)) {
             Py_DECREF(probes);
             PyErr_SetString(PyExc_TypeError, "probes are not a tuple");
@@ -182,15 +267,35 @@ count(PyObject *self, PyObject *args)
         }
         Py_DECREF(probes);
         counts[state]++;
-        PyObject *value = PyLong_FromLongLong((origin << 2) | state);
-        if (value == NULL || PyDict_SetItem(memo, key, value) < 0) {
-            Py_XDECREF(value);
-            goto error_item;
+        long long memo_value = (origin << 2) | state;
+        int stored;
+        if (cached) {
+            Slot *value_slot = &value_slots[slot_of((unsigned long long)memo_value)];
+            if (value_slot->obj == NULL || value_slot->key != (unsigned long long)memo_value) {
+                PyObject *value = PyLong_FromLongLong(memo_value);
+                if (value == NULL)
+                    goto error_item;
+                Py_XSETREF(value_slot->obj, value);
+                value_slot->key = (unsigned long long)memo_value;
+            }
+            stored = PyDict_SetItem(memo, key, value_slot->obj);
+        } else {
+            PyObject *value = PyLong_FromLongLong(memo_value);
+            if (value == NULL)
+                goto error_item;
+            stored = PyDict_SetItem(memo, key, value);
+            Py_DECREF(value);
         }
-        Py_DECREF(value);
+        if (stored < 0)
+            goto error_item;
         Py_DECREF(item);
     }
     Py_DECREF(iter);
+    if (cached) {
+        slots_clear(probe_slots);
+        slots_clear(value_slots);
+    }
+    PyMem_Free(masks);
     if (PyErr_Occurred())
         return NULL;
     return Py_BuildValue("[nnn]", counts[0], counts[1], counts[2]);
@@ -198,6 +303,11 @@ count(PyObject *self, PyObject *args)
 error_item:
     Py_DECREF(item);
     Py_DECREF(iter);
+    if (cached) {
+        slots_clear(probe_slots);
+        slots_clear(value_slots);
+    }
+    PyMem_Free(masks);
     return NULL;
 }
 
