@@ -291,6 +291,12 @@ count(PyObject *self, PyObject *args)
         Py_DECREF(item);
     }
     Py_DECREF(iter);
+    goto done;
+
+error_item:
+    Py_DECREF(item);
+    Py_DECREF(iter);
+done: /* both ways out: release the call's caches; an error is still set on the way */
     if (cached) {
         slots_clear(probe_slots);
         slots_clear(value_slots);
@@ -299,16 +305,6 @@ count(PyObject *self, PyObject *args)
     if (PyErr_Occurred())
         return NULL;
     return Py_BuildValue("[nnn]", counts[0], counts[1], counts[2]);
-
-error_item:
-    Py_DECREF(item);
-    Py_DECREF(iter);
-    if (cached) {
-        slots_clear(probe_slots);
-        slots_clear(value_slots);
-    }
-    PyMem_Free(masks);
-    return NULL;
 }
 
 static PyObject *
