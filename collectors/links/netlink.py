@@ -63,7 +63,6 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pyroute2 import IPRSocket
 from pyroute2 import netns as pyroute2_netns
 from pyroute2.ethtool.ioctl import EthtoolError, IoctlEthtool
 from pyroute2.netlink import (
@@ -100,6 +99,7 @@ from pyroute2.netlink.rtnl import (
 )
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
+from pyroute2.netlink.rtnl.iprsocket import IPRSocket
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.ndmsg import NTF_USE, ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
