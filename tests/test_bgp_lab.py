@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import os
 import random
+import shlex
 import shutil
 import signal
 import threading
@@ -26,6 +27,7 @@ from agent.collector import CollectorContext
 from agent.config import parse_config
 from agent.points import Point
 from collectors.bgp import BgpSessionCollector, BgpStreamCollector, RpkiCollector, create
+from collectors.bgp.exabgp import launch_prefix
 from tests.lab.lab import ANNOUNCE, LOCAL_AS, WATCH
 from tests.lab.netns import run
 
@@ -52,7 +54,10 @@ class AgentBgp:
                  carriers: list[Any] | None = None, rpki: dict[str, Any] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         wrapper = workdir / "exabgp-in-agent-ns"
-        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.agent_ns} {exabgp} "$@"\n')
+        # launch_prefix: the venv's ExaBGP 5 runs through the agent's lean launcher, as the
+        # daemon starts it
+        command = shlex.join(launch_prefix(exabgp))
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.agent_ns} {command} "$@"\n')
         wrapper.chmod(0o755)
         carriers = carriers if carriers is not None else lab.carriers
         self.config = parse_config({

@@ -456,6 +456,28 @@ def test_reload_of_probes_keeps_exabgp(tmp_path: Path, notifications: Notificati
         daemon.kill()
 
 
+def test_own_exabgp_starts_through_the_lean_launcher(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    """The venv's ExaBGP starts without `site` and without TLS (collectors/bgp/exabgp_launch.py):
+    libssl (which its asyncio would load) is never mapped into it."""
+    daemon, _, pids = start_with_exabgp(
+        tmp_path, notifications, bgp_config(tmp_path, ["127.0.0.2"], "127.0.0.1")
+    )
+    try:
+        (pid,) = pids
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:3] == [b"-I", b"-S"] and argv[3].endswith(b"exabgp_launch.py"), argv
+        assert b"libssl" not in Path(f"/proc/{pid}/maps").read_bytes()
+        time.sleep(1.0)  # its reactor running, still without TLS and still alive
+        assert exabgp_pids(daemon.proc.pid) == pids, daemon.log()
+        assert b"libssl" not in Path(f"/proc/{pid}/maps").read_bytes()
+    finally:
+        daemon.signal(signal.SIGTERM)
+        daemon.wait(STOP_LIMIT_S)
+        daemon.kill()
+
+
 def test_reload_adding_a_carrier_keeps_the_other_sessions(
     tmp_path: Path, notifications: Notifications
 ) -> None:

@@ -11,6 +11,7 @@ Facts this relies on (measured on Debian 12 with ExaBGP 4.2 and 5.0):
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import pwd
@@ -25,6 +26,7 @@ from agent.config import Config
 from collectors.bgp.state import Prefix, Session
 
 BRIDGE = Path(__file__).with_name("bridge.py")
+LAUNCHER = Path(__file__).with_name("exabgp_launch.py")
 PROCESS_NAME = "egress-agent-bridge"
 
 
@@ -63,9 +65,26 @@ def detect_version(executable: str, timeout_s: float = 20.0) -> ExabgpVersion:
 def command_line(executable: str, version: ExabgpVersion, env_path: Path,
                  config_path: Path) -> list[str]:
     if version.major >= 5:
-        return [executable, "--env-file", str(env_path.absolute()), "server",
-                str(config_path.absolute())]
-    return [executable, "--env", str(env_path.absolute()), str(config_path.absolute())]
+        args = ["--env-file", str(env_path.absolute()), "server", str(config_path.absolute())]
+    else:
+        args = ["--env", str(env_path.absolute()), str(config_path.absolute())]
+    return [*launch_prefix(executable), *args]
+
+
+def launch_prefix(executable: str) -> list[str]:
+    """The ExaBGP installed beside the agent's interpreter (its venv's script) starts through
+    exabgp_launch.py, 4.7 MB lighter; any other executable (a distribution's, a path given
+    in the config) starts as it is."""
+    spec = importlib.util.find_spec("exabgp")
+    try:
+        own = spec is not None and spec.origin is not None and os.path.samefile(
+            Path(executable).parent, Path(sys.executable).parent)
+    except OSError:
+        own = False
+    if not own or spec is None or spec.origin is None:
+        return [executable]
+    site_packages = str(Path(spec.origin).parent.parent)
+    return [sys.executable, "-I", "-S", str(LAUNCHER), site_packages, executable]
 
 
 REACTOR_SPEED = 100.0  # see env_text
