@@ -1,5 +1,8 @@
 """ExaBGP API process: relays ExaBGP's stdout stream to the agent's unix socket and back.
 
+The install builds the same relay in C (`_bridge.c` → `egress-agent-bridge`, a tenth of the
+memory); this one runs where that was not built, and is the reference for both.
+
 ExaBGP runs this (`process ... { run PYTHON bridge.py SOCKET GENERATION; }`). It must
 never block ExaBGP (ExaBGP hangs when the 64 KiB pipe to its process fills): stdin is
 drained continuously into memory and written to the agent when the socket takes it, so a
