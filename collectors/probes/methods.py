@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from collectors.probes import connecting
 from collectors.probes.dnswire import build_query, parse_answer
 from collectors.probes.icmp import RoundResult
 from collectors.probes.sockets import (
@@ -164,7 +165,7 @@ async def _connect(binding: Binding, address: str, port: int,
     try:
         try:
             async with asyncio.timeout(timeout_s):  # no task of its own, unlike wait_for
-                await asyncio.get_running_loop().sock_connect(sock, (address, port))
+                await connecting.connect(sock, (address, port))
         except TimeoutError:
             if not _connected(sock):
                 raise
