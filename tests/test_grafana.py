@@ -2,10 +2,11 @@
 
 - every dashboard is valid JSON with a uid, unique panel ids, no overlapping panels, and is
   exactly what config/grafana/generate.py writes;
-- docs/metrics.md (parsed) documents exactly the measurements the code emits
-  (`Point("name", ...)` in agent/ and collectors/), each field with its type;
-- every InfluxQL query names only measurements, fields and tags that docs/metrics.md
-  documents; GROUP BY names only tags;
+- the measurement schema (agent/schema.py, from which docs/metrics.md is generated)
+  declares exactly the measurements the code emits (`Point("name", ...)` in agent/ and
+  collectors/), each field with its type;
+- every InfluxQL query names only measurements, fields and tags that the schema declares;
+  GROUP BY names only tags;
 - every template variable referenced is defined; every datasource reference is the uid of
   the provisioned datasource;
 - with InfluxDB 1.6.7 installed, every query (template variables expanded the way Grafana
@@ -31,13 +32,14 @@ from typing import Any
 
 import pytest
 
+from agent import schema as schema_module
+
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "config" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCES_YAML = GRAFANA / "provisioning" / "datasources" / "egress.yaml"
 PROVIDERS_YAML = GRAFANA / "provisioning" / "dashboards" / "egress.yaml"
 ENV_DEFAULTS = GRAFANA / "grafana-server.env"
-METRICS_DOC = REPO / "docs" / "metrics.md"
 SOURCES = [REPO / "agent", REPO / "collectors"]
 MEASUREMENTS = {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
                 "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output",
@@ -130,34 +132,22 @@ def test_yaml_reader_rejects_what_it_does_not_understand() -> None:
 @dataclass
 class Measurement:
     tags: set[str] = field(default_factory=lambda: {"host"})
-    fields: dict[str, str] = field(default_factory=dict)  # name -> type ("" unknown)
+    fields: dict[str, str] = field(default_factory=dict)  # name -> type (int, float, ...)
 
 
 Schema = dict[str, Measurement]
 
-_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+
+def schema_of(reg: schema_module.Registry) -> Schema:
+    """The checks' view of the measurement schema: tags, and fields with their types."""
+    return {m.name: Measurement({t.name for t in m.all_tags},
+                                {f.name: f.type_name for f in m.fields}) for m in reg}
 
 
-def _names(cell: str) -> list[str]:
-    """Identifiers of a table cell: "`a`, `b`" or "a, b (bool)" → [a, b]."""
-    cell = re.sub(r"\([^)]*\)", "", cell)
-    names = [part.strip().strip("`").strip() for part in cell.split(",")]
-    return [n for n in names if _IDENT.fullmatch(n)]
-
-
-def _rows(lines: list[str], start: int) -> tuple[list[str], list[list[str]], int]:
-    """A markdown table at lines[start]: header cells, body rows, index after it."""
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-
-    header = [c.strip("`").lower() for c in cells(lines[start])]
-    i = start + 2  # skip the | --- | line
-    body = []
-    while i < len(lines) and lines[i].lstrip().startswith("|"):
-        body.append(cells(lines[i]))
-        i += 1
-    return header, body, i
+def documented_schema() -> Schema:
+    """The data model as the declarations (agent/schema.py) give it; docs/metrics.md is
+    generated from them (tests/test_schema.py checks it is not stale)."""
+    return schema_of(schema_module.registry())
 
 
 def emitted_measurements() -> set[str]:
@@ -170,55 +160,7 @@ def emitted_measurements() -> set[str]:
     return names
 
 
-def parse_metrics_doc(text: str, known: set[str]) -> Schema:
-    """Measurements, tags and fields of docs/metrics.md. A measurement is named by a
-    heading ("### `probe` — ...", "## host, disk (...)") or a line starting with it
-    ("`agent` — tags: `host`. ..."); the field and tag tables after it belong to it."""
-    schema: Schema = {}
-    current: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-            quoted = re.findall(r"`([a-z_][a-z0-9_]*)`", heading)
-            if quoted:
-                current = quoted
-            else:
-                before = heading.split("(")[0]
-                current = [n for n in _names(before) if n in known] or current
-        elif m := re.match(r"`([a-z_][a-z0-9_]*)`\s*(\u2014|-|\u2013)", line):
-            current = [m.group(1)]
-            if tags := re.search(r"tags:\s*(.*?)(\.\s|\.$|$)", line):
-                for name in current:
-                    schema.setdefault(name, Measurement()).tags |= set(
-                        _names(re.sub(r"\([^)]*\)", "", tags.group(1))))
-        elif line.lstrip().startswith("|") and i + 1 < len(lines) and "---" in lines[i + 1]:
-            header, body, i = _rows(lines, i)
-            kind = header[0]
-            for name in current:
-                m = schema.setdefault(name, Measurement())
-                for row in body:
-                    names = _names(row[0])
-                    if kind in ("field", "fields"):
-                        typ = row[header.index("type")].strip("` ").lower() \
-                            if "type" in header else ""
-                        for f in names:
-                            m.fields[f] = typ
-                    elif kind in ("tag", "tags"):
-                        m.tags |= set(names)
-            continue
-        i += 1
-    return schema
-
-
-def documented_schema() -> Schema:
-    """The data model as docs/metrics.md documents it."""
-    return parse_metrics_doc(METRICS_DOC.read_text(), MEASUREMENTS)
-
-
-def test_metrics_doc_documents_exactly_the_measurements_the_code_emits() -> None:
+def test_the_schema_declares_exactly_the_measurements_the_code_emits() -> None:
     assert emitted_measurements() == MEASUREMENTS
     schema = documented_schema()
     assert set(schema) == MEASUREMENTS
@@ -228,24 +170,9 @@ def test_metrics_doc_documents_exactly_the_measurements_the_code_emits() -> None
     assert schema["probe"].tags == {"host", "carrier", "target", "method"}
     assert "rx_bps" in schema["link"].fields and "rx_bps" not in schema["billing"].fields
     for name, m in schema.items():
-        assert m.fields, f"{name}: no fields documented"
+        assert m.fields, f"{name}: no fields declared"
         for f, typ in m.fields.items():
             _field_type(f, typ)  # raises for a field without a known type
-
-
-def test_metrics_doc_parser_reads_the_documented_shapes() -> None:
-    doc = parse_metrics_doc(
-        "## host, disk (collectors/host.py)\n\n"
-        "`agent_output` — tags: `host`, `output` (`influxdb`). One per output.\n\n"
-        "| field | type | unit |\n| --- | --- | --- |\n| lag_points | int | points |\n\n"
-        "### `link` — every interface\n\n| tag | value |\n| --- | --- |\n| carrier | x |\n\n"
-        "| field | type | meaning |\n| --- | --- | --- |\n"
-        "| `route_ok`, `gateway_ok` | bool | checks |\n",
-        {"host", "disk", "link"})
-    assert doc["agent_output"].tags == {"host", "output"}
-    assert doc["agent_output"].fields == {"lag_points": "int"}
-    assert doc["link"].fields == {"route_ok": "bool", "gateway_ok": "bool"}
-    assert "carrier" in doc["link"].tags
 
 
 # ------------------------------------------------------------------ InfluxQL names
@@ -609,22 +536,25 @@ def test_check_reports_a_misspelt_field_tag_or_measurement() -> None:
     assert any("rx_bpz" in p for p in problems), problems
 
 
-def test_check_reports_a_dashboard_name_the_metrics_doc_does_not_document(
+def test_check_reports_a_dashboard_name_the_schema_does_not_declare(
         dashboards: dict[str, Json]) -> None:
-    """The dashboards are checked against the doc itself: drop a documented field, tag or
-    measurement from docs/metrics.md and the queries that use it are reported."""
-    text = METRICS_DOC.read_text()
+    """The dashboards are checked against the declarations themselves: drop a declared
+    field, tag or measurement and the queries that use it are reported."""
 
-    def problems_without(line_start: str) -> list[str]:
-        line = next(x for x in text.splitlines() if x.startswith(line_start))
-        schema = parse_metrics_doc(text.replace(line + "\n", ""), MEASUREMENTS)
+    def problems_without(measurement: str, name: str = "") -> list[str]:
+        schema = documented_schema()
+        if not name:
+            del schema[measurement]
+        else:
+            schema[measurement].fields.pop(name, None)
+            schema[measurement].tags.discard(name)
         return [p for d in dashboards.values() for _, q in queries(d)
                 for p in check_query(q, schema)]
 
-    assert any("'rx_bps'" in p for p in problems_without("| rx_bps, tx_bps |"))
+    assert any("'rx_bps'" in p for p in problems_without("link", "rx_bps"))
     assert any("billing: GROUP BY 'carrier'" in p
-               for p in problems_without("| carrier | carrier name |"))
-    assert any("unknown measurement 'disk'" in p for p in problems_without("`disk` — tags:"))
+               for p in problems_without("billing", "carrier"))
+    assert any("unknown measurement 'disk'" in p for p in problems_without("disk"))
 
 
 def test_check_reports_undefined_variables_foreign_datasources_and_duplicate_ids() -> None:
@@ -664,12 +594,12 @@ _VARIABLES = {"host": "edge-1", "carrier": "(telecom|unicom)", "target": "203.0.
 
 
 def _field_type(name: str, typ: str) -> str:
-    """int, float, bool or string: the type docs/metrics.md gives the field."""
+    """int, float, bool or string: the type the schema gives the field."""
     for prefix, kind in (("int", "int"), ("uint", "int"), ("float", "float"),
                          ("bool", "bool"), ("str", "string")):
         if typ.startswith(prefix):
             return kind
-    raise AssertionError(f"docs/metrics.md gives field {name!r} no known type: {typ!r}")
+    raise AssertionError(f"the schema gives field {name!r} no known type: {typ!r}")
 
 
 def _escape(value: str, is_tag: bool) -> str:

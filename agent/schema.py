@@ -1,0 +1,339 @@
+"""The measurement schema: every measurement the agent writes, declared once, in code.
+
+Each producer declares its measurements next to itself (a `metrics.py` beside the collector,
+e.g. collectors/links/metrics.py) as a `Section` of `Measurement`s with their tags and
+typed fields. From these declarations come:
+
+- docs/metrics.md (`python -m agent.schema --markdown` writes it, `--check` says whether the
+  committed file is stale; a test runs the check);
+- the Prometheus output's HELP and TYPE lines (agent/outputs/prometheus.py);
+- the names the Grafana generator may use (config/grafana/);
+- the check of emitted points against it (`check_point`), which the test suite turns on in
+  the pipeline (`EGRESS_AGENT_SCHEMA_CHECK`, agent/pipeline.py) so that every point a test
+  makes the agent write is judged: unknown measurement, tag or field, wrong type, missing tag.
+
+Models: Glances' `fields_description` (a description and unit per field, next to the plugin)
+and blackbox_exporter's metrics declared beside the prober that sets them.
+
+Counters are declared `kind="counter"` (cumulative, never decreasing except at a restart or
+reset), everything else a gauge. The Prometheus output still exposes counters with TYPE
+gauge: a counter's samples must be named `<name>_total` (the text format's client and
+OpenMetrics both enforce it), which would rename every counter series that the alert rules,
+their promtool tests and users' queries read. `rate()` works on them as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+Kind = Literal["counter", "gauge"]
+FieldType = type[int] | type[float] | type[bool] | type[str]
+
+# The declaration modules, in the order docs/metrics.md shows them. A module listed here
+# defines `SECTION`; tests/test_schema.py fails when a metrics.py exists that is not listed.
+DECLARATIONS = (
+    "agent.metrics",
+    "agent.alerts.metrics",
+    "collectors.host_metrics",
+    "collectors.links.metrics",
+    "collectors.bgp.metrics",
+    "collectors.bgp.rpki.metrics",
+    "collectors.bgp.rislive.metrics",
+    "collectors.probes.metrics",
+)
+
+DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+
+_TYPE_NAMES: dict[type, str] = {int: "int", float: "float", bool: "bool", str: "string"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: its Python type is the line-protocol type (int → `i`, str → string)."""
+
+    name: str
+    type: FieldType
+    description: str
+    unit: str = ""
+    kind: Kind = "gauge"
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES[self.type]
+
+    @property
+    def numeric(self) -> bool:
+        """What the Prometheus output exposes (bools as 0/1); strings have no sample."""
+        return self.type is not str
+
+    @property
+    def prometheus_type(self) -> str:
+        """Always gauge: see the module docstring (a counter type would rename the series)."""
+        return "gauge"
+
+
+def fields(names: Iterable[str], type_: FieldType, description: str, unit: str = "",
+           kind: Kind = "gauge") -> tuple[Field, ...]:
+    """Several fields with one meaning (e.g. rx_bytes and tx_bytes); the doc shows one row."""
+    return tuple(Field(n, type_, description, unit, kind) for n in names)
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A tag. `values`: the closed set of values it can take, each with its meaning (empty
+    when the values are open: names, addresses); a point with another value is wrong."""
+
+    name: str
+    description: str
+    optional: bool = False
+    values: tuple[tuple[str, str], ...] = ()
+    values_heading: tuple[str, str] = ("value", "meaning")
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        return frozenset(v for v, _ in self.values)
+
+
+HOST_TAG = Tag("host", "`agent.hostname`")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement. `summary`: when it is written (the doc's heading); `description`
+    and `notes`: prose before and after its tables. `open_tags`: tags beyond the declared
+    ones are allowed (the `alert` point carries the alert's own labels)."""
+
+    name: str
+    summary: str
+    tags: tuple[Tag, ...]
+    fields: tuple[Field, ...]
+    description: str = ""
+    notes: str = ""
+    open_tags: bool = False
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: a field is declared twice")
+        if any(t.name == "host" for t in self.tags):
+            raise ValueError(f"{self.name}: `host` is on every measurement; leave it out")
+
+    @property
+    def all_tags(self) -> tuple[Tag, ...]:
+        return (HOST_TAG, *self.tags)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+    def tag(self, name: str) -> Tag:
+        for t in self.all_tags:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name} has no tag {name!r}")
+
+
+@dataclass(frozen=True)
+class Section:
+    """The measurements of one producer, as one section of docs/metrics.md."""
+
+    title: str
+    measurements: tuple[Measurement, ...]
+    intro: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    sections: tuple[Section, ...]
+    measurements: Mapping[str, Measurement] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sections: Iterable[Section]) -> Registry:
+        sections = tuple(sections)
+        found: dict[str, Measurement] = {}
+        for section in sections:
+            for m in section.measurements:
+                if m.name in found:
+                    raise ValueError(f"measurement {m.name!r} is declared twice")
+                found[m.name] = m
+        return cls(sections, found)
+
+    def __getitem__(self, name: str) -> Measurement:
+        return self.measurements[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.measurements
+
+    def __iter__(self) -> Iterator[Measurement]:
+        return iter(self.measurements.values())
+
+
+@cache
+def registry() -> Registry:
+    """Every declared measurement (the declaration modules are imported on first use)."""
+    return Registry.of(importlib.import_module(name).SECTION for name in DECLARATIONS)
+
+
+# ------------------------------------------------------------------ checking points
+
+
+def check_point(measurement: str, tags: Mapping[str, str], values: Mapping[str, object],
+                reg: Registry | None = None) -> list[str]:
+    """What is wrong with one point against the schema (empty: nothing). An empty tag
+    value counts as absent, as it does in line protocol."""
+    reg = reg or registry()
+    m = reg.measurements.get(measurement)
+    if m is None:
+        return [f"unknown measurement {measurement!r}"]
+    problems = []
+    declared = {t.name: t for t in m.all_tags}
+    for name, tag_value in tags.items():
+        tag = declared.get(name)
+        if tag is None:
+            if not m.open_tags:
+                problems.append(f"{measurement}: unknown tag {name!r}")
+        elif tag.values and tag_value and tag_value not in tag.allowed:
+            problems.append(f"{measurement}: tag {name}={tag_value!r} is not one of "
+                            f"{sorted(tag.allowed)}")
+    for tag in m.all_tags:
+        if not tag.optional and not tags.get(tag.name):
+            problems.append(f"{measurement}: tag {tag.name!r} missing")
+    known = {f.name: f for f in m.fields}
+    for name, value in values.items():
+        f = known.get(name)
+        if f is None:
+            problems.append(f"{measurement}: unknown field {name!r}")
+        elif type(value) is not f.type:
+            problems.append(f"{measurement}.{name}: {type(value).__name__} "
+                            f"{value!r}, declared {f.type_name}")
+    if not values:
+        problems.append(f"{measurement}: no field")
+    return problems
+
+
+# ------------------------------------------------------------------ docs/metrics.md
+
+DOC_INTRO = """\
+# Measurements
+
+<!-- Generated from the declarations (agent/schema.py and each producer's metrics.py) by
+`python -m agent.schema --markdown`; edit those, not this file. -->
+
+Every measurement carries the tag `host` (`agent.hostname`). Counters are cumulative
+integers; rates are floats. Timestamps are nanoseconds; polled collectors stamp their
+points with the interval tick they belong to (aligned to the interval), streaming ones with
+the moment the event was seen. Units are in the field names where they are not obvious.
+
+The Prometheus output (`[outputs.prometheus]`) exposes every numeric field as
+`egress_<measurement>_<field>` with the meaning below as its help text. Every series there
+is a gauge, counters too (a Prometheus counter would have to be renamed `..._total`):
+`rate()` and `increase()` work on the counters all the same.
+"""
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _field_rows(m: Measurement) -> list[str]:
+    rows: list[tuple[list[str], Field]] = []
+    for f in m.fields:
+        last = rows[-1][1] if rows else None
+        if last is not None and (last.type, last.unit, last.description, last.kind) == (
+                f.type, f.unit, f.description, f.kind):
+            rows[-1][0].append(f.name)
+        else:
+            rows.append(([f.name], f))
+    out = ["| field | type | kind | unit | meaning |", "| --- | --- | --- | --- | --- |"]
+    for names, f in rows:
+        out.append(f"| {', '.join(names)} | {f.type_name} | {f.kind} | {_cell(f.unit)} | "
+                   f"{_cell(f.description)} |")
+    return out
+
+
+def _tag_rows(m: Measurement) -> list[str]:
+    rows: list[tuple[list[str], Tag]] = []
+    for t in m.all_tags:
+        if rows and (rows[-1][1].description, rows[-1][1].optional) == (t.description,
+                                                                        t.optional):
+            rows[-1][0].append(t.name)
+        else:
+            rows.append(([t.name], t))
+    out = ["| tag | meaning |", "| --- | --- |"]
+    for names, t in rows:
+        optional = " (absent where it does not apply)" if t.optional else ""
+        out.append(f"| {', '.join(names)} | {_cell(t.description)}{optional} |")
+    return out
+
+
+def _value_tables(m: Measurement) -> list[str]:
+    out: list[str] = []
+    for t in m.all_tags:
+        if not t.values:
+            continue
+        name_col, meaning_col = t.values_heading
+        out += ["", f"`{t.name}`:", "", f"| {name_col} | {meaning_col} |", "| --- | --- |"]
+        out += [f"| `{v}` | {_cell(text)} |" for v, text in t.values]
+    return out
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Prose, one blank line before each paragraph, wrapped at the doc's 92 columns."""
+    out: list[str] = []
+    for paragraph in text.strip().split("\n\n"):
+        if paragraph.strip():
+            out += ["", textwrap.fill(" ".join(paragraph.split()), width=92,
+                                      break_on_hyphens=False, break_long_words=False)]
+    return out
+
+
+def markdown(reg: Registry | None = None) -> str:
+    """docs/metrics.md as the declarations make it."""
+    reg = reg or registry()
+    lines = [DOC_INTRO.rstrip("\n")]
+    for section in reg.sections:
+        lines += ["", f"## {section.title}"]
+        lines += _paragraphs(section.intro)
+        for m in section.measurements:
+            lines += ["", f"### `{m.name}` — {m.summary}"]
+            lines += _paragraphs(m.description)
+            lines += ["", *_tag_rows(m)]
+            lines += _value_tables(m)
+            lines += ["", *_field_rows(m)]
+            lines += _paragraphs(m.notes)
+        lines += _paragraphs(section.notes)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.schema",
+                                     description="docs/metrics.md from the declarations")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--markdown", action="store_true", help=f"write {DOC_PATH}")
+    group.add_argument("--check", action="store_true",
+                       help="exit 1 when the committed file is not what --markdown writes")
+    args = parser.parse_args(argv)
+    text = markdown()
+    if args.check:
+        if DOC_PATH.read_text() != text:
+            print(f"{DOC_PATH}: stale; run python -m agent.schema --markdown", file=sys.stderr)
+            return 1
+        return 0
+    DOC_PATH.write_text(text)
+    print(DOC_PATH)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The measurement schema (agent/schema.py and the declarations beside each producer).
+
+- docs/metrics.md is exactly what `python -m agent.schema --markdown` writes (not stale);
+- every declaration module (a metrics.py under agent/ or collectors/) is listed;
+- the BGP event kinds the producers define are the ones declared, and nothing else;
+- `check_point` reports an unknown measurement, tag and field, a wrong type, a missing tag
+  and a value outside a closed set, and accepts what the declarations allow.
+
+Whether the points the agent really emits follow the schema is checked across the whole
+suite by the pipeline's check (tests/conftest.py, `EGRESS_AGENT_SCHEMA_CHECK`).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import schema
+from agent.schema import Field, Measurement, Registry, Section, Tag, check_point, registry
+from collectors.bgp.metrics import EVENT_KINDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_metrics_doc_is_generated_from_the_schema() -> None:
+    assert schema.DOC_PATH.read_text() == schema.markdown(), (
+        "docs/metrics.md is stale: run python -m agent.schema --markdown")
+
+
+def test_check_command_says_when_the_doc_is_stale() -> None:
+    ok = subprocess.run([sys.executable, "-m", "agent.schema", "--check"], cwd=REPO,
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_every_declaration_module_is_listed() -> None:
+    found = {".".join(p.relative_to(REPO).with_suffix("").parts)
+             for root in ("agent", "collectors") for p in (REPO / root).rglob("*metrics.py")}
+    assert found == set(schema.DECLARATIONS)
+
+
+def test_every_measurement_is_in_the_doc_with_each_field() -> None:
+    text = schema.DOC_PATH.read_text()
+    for m in registry():
+        assert f"### `{m.name}` — " in text
+        for f in m.fields:
+            assert re.search(rf"^\| (\w+, )*{f.name}(, \w+)* \| {f.type_name} \|", text, re.M), (
+                f"{m.name}.{f.name}")
+
+
+def test_bgp_event_kinds_are_the_ones_the_producers_define() -> None:
+    defined = set()
+    for path in (REPO / "collectors" / "bgp").rglob("*.py"):
+        if path.name != "metrics.py":
+            defined |= set(re.findall(r'^EVENT_\w+ = "(\w+)"', path.read_text(), re.M))
+    assert defined == set(EVENT_KINDS)
+    assert registry()["bgp_event"].tag("kind").allowed == set(EVENT_KINDS)
+
+
+def test_counters_are_ints_and_declared_units_are_consistent() -> None:
+    for m in registry():
+        for f in m.fields:
+            if f.kind == "counter":
+                assert f.type is int, f"{m.name}.{f.name}"
+            if f.name.endswith("_bytes"):
+                assert f.unit == "bytes", f"{m.name}.{f.name}"
+            if f.name.endswith("_ms"):
+                assert f.unit == "ms", f"{m.name}.{f.name}"
+
+
+_TOY = Registry.of([Section("toy", (Measurement(
+    "toy", "now",
+    tags=(Tag("carrier", "c"), Tag("opt", "o", optional=True),
+          Tag("state", "s", values=(("up", ""), ("down", "")))),
+    fields=(Field("n", int, "n"), Field("x", float, "x"), Field("b", bool, "b"),
+            Field("s", str, "s")),
+),))])
+
+
+@pytest.mark.parametrize(("measurement", "tags", "fields", "problem"), [
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {"n": 1, "x": 1.0, "b": True,
+                                                          "s": ""}, None),
+    ("toy", {"host": "h", "carrier": "a", "state": "up", "opt": "y"}, {"n": 1}, None),
+    ("toys", {"host": "h"}, {"n": 1}, "unknown measurement 'toys'"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {"m": 1}, "unknown field 'm'"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up", "t": "1"}, {"n": 1},
+     "unknown tag 't'"),
+    ("toy", {"host": "h", "state": "up"}, {"n": 1}, "tag 'carrier' missing"),
+    ("toy", {"host": "h", "carrier": "", "state": "up"}, {"n": 1}, "tag 'carrier' missing"),
+    ("toy", {"carrier": "a", "state": "up"}, {"n": 1}, "tag 'host' missing"),
+    ("toy", {"host": "h", "carrier": "a", "state": "sideways"}, {"n": 1},
+     "tag state='sideways' is not one of ['down', 'up']"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {"n": 1.0}, "n: float 1.0"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {"x": 1}, "x: int 1"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {"n": True}, "n: bool True"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {"b": 1}, "b: int 1"),
+    ("toy", {"host": "h", "carrier": "a", "state": "up"}, {}, "no field"),
+])
+def test_check_point(measurement: str, tags: dict[str, str], fields: dict[str, object],
+                     problem: str | None) -> None:
+    problems = check_point(measurement, tags, fields, _TOY)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_alert_points_may_carry_the_alerts_own_labels() -> None:
+    tags = {"host": "h", "alertname": "UplinkDown", "severity": "critical",
+            "state": "firing", "carrier": "telecom", "anything": "x"}
+    assert check_point("alert", tags, {"firing": True}) == []
+
+
+def test_a_declaration_says_each_name_once() -> None:
+    with pytest.raises(ValueError, match="declared twice"):
+        Measurement("m", "", (), (Field("a", int, ""), Field("a", int, "")))
+    with pytest.raises(ValueError, match="declared twice"):
+        Registry.of([_TOY.sections[0], _TOY.sections[0]])
