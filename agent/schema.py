@@ -26,13 +26,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 import textwrap
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from agent.points import Point
 
 Kind = Literal["counter", "gauge"]
 FieldType = type[int] | type[float] | type[bool] | type[str]
@@ -49,6 +55,8 @@ DECLARATIONS = (
     "collectors.bgp.rislive.metrics",
     "collectors.probes.metrics",
 )
+
+log = logging.getLogger(__name__)
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -220,6 +228,46 @@ def check_point(measurement: str, tags: Mapping[str, str], values: Mapping[str, 
     if not values:
         problems.append(f"{measurement}: no field")
     return problems
+
+
+SCHEMA_CHECK_ENV = "EGRESS_AGENT_SCHEMA_CHECK"
+
+
+class PointCheck:
+    """Checks every point that enters the core against the schema and appends each problem
+    to a file, one line (`PID problem`). The test suite turns it on for every agent it runs,
+    in-process or not, by setting `EGRESS_AGENT_SCHEMA_CHECK` to the file
+    (tests/conftest.py); without the variable the pipeline never builds one. Each shape of
+    point (measurement, tags, field names and types) is judged once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems = 0
+        self._seen: set[tuple[object, ...]] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, points: Iterable[Point]) -> None:
+        found: list[str] = []
+        for p in points:
+            key = (p.measurement, tuple(p.tags.items()),
+                   tuple((k, type(v)) for k, v in p.fields.items()))
+            if key in self._seen:
+                continue
+            if len(self._seen) < 100_000:
+                self._seen.add(key)
+            found += check_point(p.measurement, p.tags, p.fields)
+        if not found:
+            return
+        with self._lock:
+            self.problems += len(found)
+            with open(self.path, "a", encoding="utf-8") as out:
+                out.write("".join(f"{os.getpid()} {problem}\n" for problem in found))
+        log.error("schema check: %d problem(s), e.g. %s", len(found), found[0])
+
+
+def point_check_from_env() -> PointCheck | None:
+    path = os.environ.get(SCHEMA_CHECK_ENV)
+    return PointCheck(path) if path else None
 
 
 # ------------------------------------------------------------------ docs/metrics.md

@@ -12,6 +12,7 @@ suite by the pipeline's check (tests/conftest.py, `EGRESS_AGENT_SCHEMA_CHECK`).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -120,3 +121,38 @@ def test_a_declaration_says_each_name_once() -> None:
         Measurement("m", "", (), (Field("a", int, ""), Field("a", int, "")))
     with pytest.raises(ValueError, match="declared twice"):
         Registry.of([_TOY.sections[0], _TOY.sections[0]])
+
+
+def test_the_pipeline_check_writes_each_problem_once(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check the suite turns on in every agent it runs (EGRESS_AGENT_SCHEMA_CHECK)."""
+    from agent.pipeline import Pipeline
+    from agent.points import Point
+    from agent.spool import Spool
+
+    log = tmp_path / "problems.log"
+    monkeypatch.setenv(schema.SCHEMA_CHECK_ENV, str(log))
+    pipeline = Pipeline(Spool(tmp_path / "spool"), "h1")
+    good = {"interface": "eth0", "carrier": "telecom", "state": "up"}
+    for _ in range(3):
+        pipeline.emit([Point("link_event", dict(good), {"up": True, "detail": "up"}),
+                       Point("link_event", dict(good), {"up": 1})])
+        pipeline._stamp_encode_append(pipeline._take_parts())
+    assert log.read_text().splitlines() == [f"{os.getpid()} link_event.up: int 1, declared bool"]
+    monkeypatch.delenv(schema.SCHEMA_CHECK_ENV)
+    assert Pipeline(Spool(tmp_path / "spool2"), "h1")._schema_check is None
+
+
+@pytest.mark.schema_free  # makes a wrong point on purpose
+def test_a_point_built_by_product_code_is_checked_when_built() -> None:
+    """The conftest check of points built under agent/ and collectors/ (unit tests that call
+    a producer directly): a traceroute point with a string hop count is reported."""
+    from collectors.probes.collector import traceroute_point
+    from tests.conftest import _schema_problems_since
+
+    _, start = _schema_problems_since(0)
+    result = type("R", (), {"hop_count": "3", "reached": True, "path": "x", "annotated": False,
+                            "carrier": "telecom", "target": "192.0.2.1"})()
+    traceroute_point(result, 1)  # type: ignore[arg-type]
+    problems, _ = _schema_problems_since(start)
+    assert len(problems) == 1 and "traceroute.hops: str '3', declared int" in problems[0]
