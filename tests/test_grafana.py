@@ -26,13 +26,12 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent import schema as schema_module
+from tests.grafana_names import names
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "config" / "grafana"
@@ -128,26 +127,14 @@ def test_yaml_reader_rejects_what_it_does_not_understand() -> None:
 
 # ------------------------------------------------------------------ the data model
 
-
-@dataclass
-class Measurement:
-    tags: set[str] = field(default_factory=lambda: {"host"})
-    fields: dict[str, str] = field(default_factory=dict)  # name -> type (int, float, ...)
-
-
+Measurement = names.Names
 Schema = dict[str, Measurement]
-
-
-def schema_of(reg: schema_module.Registry) -> Schema:
-    """The checks' view of the measurement schema: tags, and fields with their types."""
-    return {m.name: Measurement({t.name for t in m.all_tags},
-                                {f.name: f.type_name for f in m.fields}) for m in reg}
 
 
 def documented_schema() -> Schema:
     """The data model as the declarations (agent/schema.py) give it; docs/metrics.md is
     generated from them (tests/test_schema.py checks it is not stale)."""
-    return schema_of(schema_module.registry())
+    return names.declared()
 
 
 def emitted_measurements() -> set[str]:
@@ -177,67 +164,10 @@ def test_the_schema_declares_exactly_the_measurements_the_code_emits() -> None:
 
 # ------------------------------------------------------------------ InfluxQL names
 
-_KEYWORDS = {
-    "select", "from", "where", "and", "or", "group", "by", "fill", "null", "previous",
-    "linear", "none", "order", "asc", "desc", "limit", "slimit", "offset", "soffset", "as",
-    "true", "false", "show", "tag", "values", "with", "key", "in", "measurements",
-    "measurement", "field", "keys", "series", "tz", "not", "time",
-}
-_VAR = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-
-
-def _mask(query: str) -> str:
-    """Regex and string literals and template variables replaced by a number."""
-    query = re.sub(r"([=!]~)\s*/(?:\\.|[^/\\])*/", r"\1 0", query)
-    query = re.sub(r"'(?:\\.|[^'\\])*'", "0", query)
-    return _VAR.sub("0", query)
-
-
-def check_query(query: str, schema: Schema) -> list[str]:
-    """Names in one InfluxQL query that the data model does not have (empty: fine)."""
-    text = _mask(query)
-    problems: list[str] = []
-    show = re.match(r'\s*SHOW\s+TAG\s+VALUES\s+(?:FROM\s+"(\w+)"\s+)?WITH\s+KEY\s*=\s*"(\w+)"'
-                    r"(.*)$", text, re.I | re.S)
-    if show:
-        name, key, rest = show.groups()
-        if name is not None and name not in schema:
-            return [f"unknown measurement {name!r}"]
-        pool = [schema[name]] if name else list(schema.values())
-        tags = set().union(*(m.tags for m in pool))
-        problems += [f"{n!r} is not a tag" for n in [key, *re.findall(r'"(\w+)"', rest)]
-                     if n not in tags]
-        return problems
-    if re.match(r"\s*SHOW\b", text, re.I):
-        return problems
-    if re.search(r"\bFROM\s*\(", text, re.I):
-        return ["subquery: this check (and generate.py) supports one measurement per query"]
-    source = re.search(r'\bFROM\s+("(\w+)"|\S+)\s*(,)?', text, re.I)
-    if not source or source.group(2) is None:
-        return ["FROM must name one double-quoted measurement"]
-    if source.group(3):
-        return ["FROM names several measurements"]
-    name = source.group(2)
-    if name not in schema:
-        return [f"unknown measurement {name!r}"]
-    m = schema[name]
-    known = m.tags | set(m.fields) | {"time"}
-    body = text[: source.start()] + text[source.end():]
-    body = re.sub(r'\bAS\s+("[^"]*"|\w+)', "", body, flags=re.I)
-    for ident in re.findall(r'"([^"]*)"', body):
-        if ident not in known:
-            problems.append(f"{name}: no field or tag {ident!r}")
-    bare = re.sub(r'"[^"]*"', "0", body)
-    for word in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\b(?!\s*\()", bare):
-        if word.lower() not in _KEYWORDS and word not in known:
-            problems.append(f"{name}: no field or tag {word!r} (unquoted)")
-    group = re.search(r"\bGROUP\s+BY\s+(.*?)(\bfill\s*\(|\bORDER\b|\bLIMIT\b|\bSLIMIT\b|$)",
-                      text, re.I | re.S)
-    if group:
-        for ident in re.findall(r'"([^"]*)"', group.group(1)):
-            if ident not in m.tags:
-                problems.append(f"{name}: GROUP BY {ident!r} is not a tag")
-    return problems
+# check_query lives with the generator (config/grafana/dashgen/names.py), which runs it on
+# every query it builds; here it runs on the committed JSON, and is itself tested below.
+check_query = names.check_query
+_VAR = names._VAR
 
 
 # ------------------------------------------------------------------ dashboards
@@ -685,3 +615,15 @@ def test_influxdb_check_catches_a_wrong_type_and_a_wrong_name(influxdb_v1: Any) 
     with pytest.raises(Exception, match="InfluxQL error"):
         influxdb_v1.query(expand(base.replace("last(", "mean(")), db=db)  # mean of a bool
     assert influxdb_v1.query(expand(base.replace("oper_up", "oper_upp")), db=db) == []
+
+
+def test_the_generator_refuses_a_name_the_schema_does_not_declare() -> None:
+    parts = importlib.import_module("dashgen.parts")
+    assert parts.q('SELECT last("rx_bps") FROM "link" WHERE $timeFilter')["query"]
+    for bad in ('SELECT last("rx_bpz") FROM "link" WHERE $timeFilter',
+                'SELECT last("rx_bps") FROM "links" WHERE $timeFilter',
+                'SELECT last("rx_bps") FROM "billing" WHERE $timeFilter'):
+        with pytest.raises(ValueError, match=r"rx_bp|links"):
+            parts.q(bad)
+    with pytest.raises(ValueError, match="undeclared bgp_event kinds"):
+        names.kinds("session_up", "session_upp")

@@ -11,19 +11,19 @@ from __future__ import annotations
 from agent.schema import Field, Measurement, Section, Tag, fields
 
 SESSION_KINDS = (
-    ("session_up", "the session with the carrier is established"),
-    ("session_down", "an established session is lost (peer notification, hold timer, TCP "
-     "closed, ExaBGP stopped); all of its routes are dropped"),
-    ("own_prefix_missing", "a carrier session is up but one of `bgp.announce` is not being "
-     "sent to it: another address family than the session's (no next hop to announce it "
-     "with), withdrawn by the operator (`bgp.withdraw`), or refused by ExaBGP. At session up "
-     "and the moment it happens"),
     ("origin_mismatch", "one of our prefixes appears in a carrier's table with an origin AS "
      "other than `bgp.local_as` (on each new origin)"),
     ("more_specific", "a more-specific of one of our prefixes appears in a carrier's table, "
      "whoever originates it (on appearance and on a new origin)"),
+    ("own_prefix_missing", "a carrier session is up but one of `bgp.announce` is not being "
+     "sent to it: another address family than the session's (no next hop to announce it "
+     "with), withdrawn by the operator (`bgp.withdraw`), or refused by ExaBGP. At session up "
+     "and the moment it happens"),
     ("path_change", "the best route (longest match) of a `bgp.watch` destination in a "
      "carrier's table changes prefix or AS path, appears, or disappears"),
+    ("session_down", "an established session is lost (peer notification, hold timer, TCP "
+     "closed, ExaBGP stopped); all of its routes are dropped"),
+    ("session_up", "the session with the carrier is established"),
 )
 
 RPKI_KINDS = (
@@ -33,8 +33,6 @@ RPKI_KINDS = (
      "the covering VRPs. At the first VRP set and on each change to invalid"),
     ("rpki_own_not_found", "one of our prefixes is covered by no VRP (no ROA: no protection "
      "against hijacks). At the first VRP set and on each change to not found"),
-    ("rpki_own_valid", "one of our prefixes is valid again after having been invalid or not "
-     "found"),
     ("rpki_roa_expiring", "the ROA that makes one of our prefixes valid expires within 24 h "
      "(only where the source gives expiries: rpki-client's JSON `expires`); once per ROA "
      "and expiry"),
@@ -43,6 +41,8 @@ RPKI_KINDS = (
      "generation time, else when it was read) is older than `bgp.rpki.stale_after`. "
      "`detail` names the source. The stale set stays in use (flagged in `bgp_rpki.stale`) "
      "until a fresh source has data"),
+    ("rpki_own_valid", "one of our prefixes is valid again after having been invalid or not "
+     "found"),
 )
 
 RIS_KINDS = (
