@@ -50,4 +50,5 @@ AGENT_OUTPUT = Measurement(
     ),
 )
 
-SECTION = Section("agent (core; collectors/agent_self.py)", (AGENT, AGENT_OUTPUT))
+SECTION = Section("agent (core)", (AGENT, AGENT_OUTPUT),
+                  intro="Written by the `agent` collector (collectors/agent_self.py).")

@@ -41,4 +41,4 @@ ALERT = Measurement(
     open_tags=True,
 )
 
-SECTION = Section("alert (core; agent/alerts)", (ALERT,))
+SECTION = Section("alert (core)", (ALERT,))
