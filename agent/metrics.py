@@ -5,7 +5,7 @@ Written by the `agent` collector (collectors/agent_self.py) from the core's coun
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag
+from agent.schema import Field, Measurement, Section, Tag, register
 
 AGENT = Measurement(
     "agent", "every `agent.interval`",
@@ -50,5 +50,5 @@ AGENT_OUTPUT = Measurement(
     ),
 )
 
-SECTION = Section("agent (core)", (AGENT, AGENT_OUTPUT),
-                  intro="Written by the `agent` collector (collectors/agent_self.py).")
+SECTION = register(Section("agent (core)", 10, (AGENT, AGENT_OUTPUT),
+                  intro="Written by the `agent` collector (collectors/agent_self.py)."))

@@ -4,13 +4,18 @@ Each producer declares its measurements next to itself (a `metrics.py` beside th
 e.g. collectors/links/metrics.py) as a `Section` of `Measurement`s with their tags and
 typed fields. From these declarations come:
 
-- docs/metrics.md (`python -m agent.schema --markdown` writes it, `--check` says whether the
-  committed file is stale; a test runs the check);
+- docs/metrics.md (`scripts/gen-metrics-doc` writes it, `--check` says whether the committed
+  file is stale; a test runs the same comparison);
 - the Prometheus output's HELP and TYPE lines (agent/outputs/prometheus.py);
 - the names the Grafana generator may use (config/grafana/);
 - the check of emitted points against it (`check_point`), which the test suite turns on in
   the pipeline (`EGRESS_AGENT_SCHEMA_CHECK`, agent/pipeline.py) so that every point a test
   makes the agent write is judged: unknown measurement, tag or field, wrong type, missing tag.
+
+A declaration module registers its section when it is imported (`SECTION = register(...)`),
+and each collector package imports its own, so the core never imports collectors/: the
+registry holds the agent's own measurements and those of every collector loaded. The doc
+tool and the tests load every declaration module of the tree (`load_declarations`).
 
 Models: Glances' `fields_description` (a description and unit per field, next to the plugin)
 and blackbox_exporter's metrics declared beside the prober that sets them.
@@ -24,7 +29,6 @@ their promtool tests and users' queries read. `rate()` works on them as they are
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import os
@@ -33,7 +37,6 @@ import textwrap
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -42,19 +45,6 @@ if TYPE_CHECKING:
 
 Kind = Literal["counter", "gauge"]
 FieldType = type[int] | type[float] | type[bool] | type[str]
-
-# The declaration modules, in the order docs/metrics.md shows them. A module listed here
-# defines `SECTION`; tests/test_schema.py fails when a metrics.py exists that is not listed.
-DECLARATIONS = (
-    "agent.metrics",
-    "agent.alerts.metrics",
-    "collectors.host_metrics",
-    "collectors.links.metrics",
-    "collectors.bgp.metrics",
-    "collectors.bgp.rpki.metrics",
-    "collectors.bgp.rislive.metrics",
-    "collectors.probes.metrics",
-)
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +143,11 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Section:
-    """The measurements of one producer, as one section of docs/metrics.md."""
+    """The measurements of one producer, as one section of docs/metrics.md; `order`: where
+    the section comes in the doc (sections sort by it)."""
 
     title: str
+    order: int
     measurements: tuple[Measurement, ...]
     intro: str = ""
     notes: str = ""
@@ -168,7 +160,7 @@ class Registry:
 
     @classmethod
     def of(cls, sections: Iterable[Section]) -> Registry:
-        sections = tuple(sections)
+        sections = tuple(sorted(sections, key=lambda s: s.order))
         found: dict[str, Measurement] = {}
         for section in sections:
             for m in section.measurements:
@@ -187,10 +179,53 @@ class Registry:
         return iter(self.measurements.values())
 
 
-@cache
+_SECTIONS: dict[str, Section] = {}
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def register(section: Section) -> Section:
+    """Called by a declaration module for its section; a module imported twice (under two
+    names) registers it once."""
+    global _registry
+    with _lock:
+        known = _SECTIONS.get(section.title)
+        if known is not None and known != section:
+            raise ValueError(f"two sections titled {section.title!r}")
+        _SECTIONS[section.title] = section
+        _registry = None
+    return section
+
+
 def registry() -> Registry:
-    """Every declared measurement (the declaration modules are imported on first use)."""
-    return Registry.of(importlib.import_module(name).SECTION for name in DECLARATIONS)
+    """The agent's own measurements and those of every collector package imported so far."""
+    global _registry
+    current = _registry
+    if current is None:
+        import agent.alerts.metrics
+        import agent.metrics  # noqa: F401
+
+        with _lock:
+            current = _registry = Registry.of(_SECTIONS.values())
+    return current
+
+
+def declaration_modules(root: Path, packages: Iterable[str]) -> list[str]:
+    """Module names of every declaration module (`metrics.py`, `*_metrics.py`) under the
+    given top-level packages of `root`."""
+    names = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*metrics.py")):
+            if path.name == "metrics.py" or path.name.endswith("_metrics.py"):
+                names.append(".".join(path.relative_to(root).with_suffix("").parts))
+    return names
+
+
+def load_declarations(root: Path, packages: Iterable[str]) -> Registry:
+    """Import every declaration module of the tree (the doc tool and the tests)."""
+    for name in declaration_modules(root, packages):
+        importlib.import_module(name)
+    return registry()
 
 
 # ------------------------------------------------------------------ checking points
@@ -276,7 +311,7 @@ DOC_INTRO = """\
 # Measurements
 
 <!-- Generated from the declarations (agent/schema.py and each producer's metrics.py) by
-`python -m agent.schema --markdown`; edit those, not this file. -->
+scripts/gen-metrics-doc; edit those, not this file. -->
 
 Every measurement carries the tag `host` (`agent.hostname`). Counters are cumulative
 integers; rates are floats. Timestamps are nanoseconds; polled collectors stamp their
@@ -364,24 +399,13 @@ def markdown(reg: Registry | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.schema",
-                                     description="docs/metrics.md from the declarations")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--markdown", action="store_true", help=f"write {DOC_PATH}")
-    group.add_argument("--check", action="store_true",
-                       help="exit 1 when the committed file is not what --markdown writes")
-    args = parser.parse_args(argv)
-    text = markdown()
-    if args.check:
-        if DOC_PATH.read_text() != text:
-            print(f"{DOC_PATH}: stale; run python -m agent.schema --markdown", file=sys.stderr)
+def write_or_check(text: str, check: bool, path: Path = DOC_PATH) -> int:
+    """scripts/gen-metrics-doc: write the doc, or exit status 1 when it is stale."""
+    if check:
+        if path.read_text() != text:
+            print(f"{path}: stale; run scripts/gen-metrics-doc", file=sys.stderr)
             return 1
         return 0
-    DOC_PATH.write_text(text)
-    print(DOC_PATH)
+    path.write_text(text)
+    print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

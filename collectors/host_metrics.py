@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag, fields
+from agent.schema import Field, Measurement, Section, Tag, fields, register
 
 HOST = Measurement(
     "host", "every `agent.interval`",
@@ -33,4 +33,4 @@ DISK = Measurement(
     ),
 )
 
-SECTION = Section("host, disk (collectors/host.py)", (HOST, DISK))
+SECTION = register(Section("host, disk (collectors/host.py)", 30, (HOST, DISK)))

@@ -171,6 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # A test that sends made-up points through a pipeline on purpose says so with
 # `@pytest.mark.schema_free`; its problems are then not counted.
 
+schema.load_declarations(Path(__file__).resolve().parents[1], ("agent", "collectors"))
 _SCHEMA_LOG = os.environ.setdefault(
     schema.SCHEMA_CHECK_ENV,
     str(Path(tempfile.mkdtemp(prefix="egress-schema-")) / "problems.log"))

@@ -1,7 +1,8 @@
 """The measurement schema (agent/schema.py and the declarations beside each producer).
 
-- docs/metrics.md is exactly what `python -m agent.schema --markdown` writes (not stale);
-- every declaration module (a metrics.py under agent/ or collectors/) is listed;
+- docs/metrics.md is exactly what scripts/gen-metrics-doc writes (not stale);
+- every declaration module (a metrics.py under agent/ or collectors/) registers its
+  section, and each collector package registers its own when imported (a fresh process);
 - the BGP event kinds the producers define are the ones declared, and nothing else;
 - `check_point` reports an unknown measurement, tag and field, a wrong type, a missing tag
   and a value outside a closed set, and accepts what the declarations allow.
@@ -12,6 +13,7 @@ suite by the pipeline's check (tests/conftest.py, `EGRESS_AGENT_SCHEMA_CHECK`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -29,19 +31,39 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_metrics_doc_is_generated_from_the_schema() -> None:
     assert schema.DOC_PATH.read_text() == schema.markdown(), (
-        "docs/metrics.md is stale: run python -m agent.schema --markdown")
+        "docs/metrics.md is stale: run .venv/bin/python scripts/gen-metrics-doc")
 
 
-def test_check_command_says_when_the_doc_is_stale() -> None:
-    ok = subprocess.run([sys.executable, "-m", "agent.schema", "--check"], cwd=REPO,
-                        capture_output=True, text=True, check=False)
+def test_the_doc_script_checks_and_writes(tmp_path: Path) -> None:
+    script = REPO / "scripts" / "gen-metrics-doc"
+    ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                        text=True, check=False)
     assert ok.returncode == 0, ok.stderr
+    stale = tmp_path / "metrics.md"
+    stale.write_text("old\n")
+    assert schema.write_or_check(schema.markdown(), True, stale) == 1
+    assert schema.write_or_check(schema.markdown(), False, stale) == 0
+    assert stale.read_text() == schema.DOC_PATH.read_text()
 
 
-def test_every_declaration_module_is_listed() -> None:
-    found = {".".join(p.relative_to(REPO).with_suffix("").parts)
-             for root in ("agent", "collectors") for p in (REPO / root).rglob("*metrics.py")}
-    assert found == set(schema.DECLARATIONS)
+def test_every_declaration_module_registers_its_section() -> None:
+    modules = schema.declaration_modules(REPO, ("agent", "collectors"))
+    assert len(modules) == 8
+    titles = {importlib.import_module(m).SECTION.title for m in modules}
+    assert titles == {s.title for s in registry().sections}
+
+
+def test_a_collector_package_declares_its_measurements_when_imported() -> None:
+    """The core imports no collector: a collector's package registers its declarations
+    itself, so what the Prometheus output sees is the agent's own and the loaded ones' (RIS
+    Live's package is imported only when `[bgp.ris_live]` is configured)."""
+    code = ("import collectors.links.collector, collectors.bgp\n"
+            "from agent.schema import registry\n"
+            "print(' '.join(m.name for m in registry()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["agent", "agent_output", "alert", "link", "link_event", "billing",
+                   "bgp_session", "bgp_event", "bgp_prefix", "bgp_rpki"]  # not RIS Live
 
 
 def test_every_measurement_is_in_the_doc_with_each_field() -> None:
@@ -54,11 +76,16 @@ def test_every_measurement_is_in_the_doc_with_each_field() -> None:
 
 
 def test_bgp_event_kinds_are_the_ones_the_producers_define() -> None:
-    defined = set()
+    """Every kind constant of a producer is declared, and every declared kind is written
+    somewhere in collectors/bgp (as that literal)."""
+    defined, literals = set(), set()
     for path in (REPO / "collectors" / "bgp").rglob("*.py"):
         if path.name != "metrics.py":
-            defined |= set(re.findall(r'^EVENT_\w+ = "(\w+)"', path.read_text(), re.M))
-    assert defined == set(EVENT_KINDS)
+            text = path.read_text()
+            defined |= set(re.findall(r'^EVENT_\w+ = "(\w+)"', text, re.M))
+            literals |= set(re.findall(r'"(\w+)"', text))
+    assert defined <= set(EVENT_KINDS)
+    assert set(EVENT_KINDS) <= literals
     assert registry()["bgp_event"].tag("kind").allowed == set(EVENT_KINDS)
 
 
@@ -73,7 +100,7 @@ def test_counters_are_ints_and_declared_units_are_consistent() -> None:
                 assert f.unit == "ms", f"{m.name}.{f.name}"
 
 
-_TOY = Registry.of([Section("toy", (Measurement(
+_TOY = Registry.of([Section("toy", 1, (Measurement(
     "toy", "now",
     tags=(Tag("carrier", "c"), Tag("opt", "o", optional=True),
           Tag("state", "s", values=(("up", ""), ("down", "")))),
@@ -119,6 +146,9 @@ def test_alert_points_may_carry_the_alerts_own_labels() -> None:
 def test_a_declaration_says_each_name_once() -> None:
     with pytest.raises(ValueError, match="declared twice"):
         Measurement("m", "", (), (Field("a", int, ""), Field("a", int, "")))
+    with pytest.raises(ValueError, match="two sections titled"):
+        schema.register(Section("agent (core)", 1, ()))  # another section, a taken title
+    assert registry()["agent"].fields
     with pytest.raises(ValueError, match="declared twice"):
         Registry.of([_TOY.sections[0], _TOY.sections[0]])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag
+from agent.schema import Field, Measurement, Section, Tag, register
 
 _OTHER_LABELS = ("carrier", "interface", "peer", "prefix", "target", "method", "family",
                  "output", "collector")
@@ -41,4 +41,4 @@ ALERT = Measurement(
     open_tags=True,
 )
 
-SECTION = Section("alert (core)", (ALERT,))
+SECTION = register(Section("alert (core)", 20, (ALERT,)))

@@ -244,7 +244,7 @@ class PrometheusExporter:
             raise ValueError("stale_after_s must be a positive number of seconds")
         self.listen = listen
         self._host, self._port = parse_listen(listen)
-        registry()  # the declarations, imported now rather than at the first batch
+        registry()  # the core's declarations now; collectors register theirs as they load
         self._values = _LatestValues(max_series, stale_after_s)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self._values)

@@ -8,7 +8,7 @@ is what the Grafana generator offers and what the schema check accepts.
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag, fields
+from agent.schema import Field, Measurement, Section, Tag, fields, register
 
 SESSION_KINDS = (
     ("origin_mismatch", "one of our prefixes appears in a carrier's table with an origin AS "
@@ -166,7 +166,7 @@ BGP_PREFIX = Measurement(
     ),
 )
 
-SECTION = Section(
-    "bgp_session, bgp_event, bgp_prefix (collectors/bgp)", (BGP_SESSION, BGP_EVENT, BGP_PREFIX),
+SECTION = register(Section(
+    "bgp_session, bgp_event, bgp_prefix (collectors/bgp)", 50, (BGP_SESSION, BGP_EVENT, BGP_PREFIX),
     intro=("Source: ExaBGP's API stream (ExaBGP 5.0 or 4.2, run and supervised by the "
-           "agent). See `collectors/bgp/README.md` for the options and how it works."))
+           "agent). See `collectors/bgp/README.md` for the options and how it works.")))

@@ -8,7 +8,7 @@ billing.py.
 # ruff: noqa: RUF001  (en dashes and the multiplication sign, as the doc shows them)
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag, fields
+from agent.schema import Field, Measurement, Section, Tag, fields, register
 
 _INTERFACE = Tag("interface", "kernel interface name (any byte Linux allows; escaped per "
                  "output)")
@@ -123,5 +123,6 @@ BILLING = Measurement(
         "up to one hour)."),
 )
 
-SECTION = Section("link, link_event, billing (collectors/links)", (LINK, LINK_EVENT, BILLING),
-                  intro="Details and options: `collectors/links/README.md`.")
+SECTION = register(Section(
+    "link, link_event, billing (collectors/links)", 40, (LINK, LINK_EVENT, BILLING),
+    intro="Details and options: `collectors/links/README.md`."))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag
+from agent.schema import Field, Measurement, Section, Tag, register
 
 _CARRIER = Tag("carrier", "carrier name (`[[carriers]].name`, or `default`)")
 _TARGET = Tag("target", "the entry's `target` as configured (address or host name)")
@@ -88,8 +88,8 @@ QUALITY = Measurement(
            "once (WARNING when a status worsens, INFO otherwise)."),
 )
 
-SECTION = Section(
-    "probe, traceroute, quality (collectors/probes)", (PROBE, TRACEROUTE, QUALITY),
+SECTION = register(Section(
+    "probe, traceroute, quality (collectors/probes)", 80, (PROBE, TRACEROUTE, QUALITY),
     intro=(
         "Written by the `probes` collector for every `[[probes]]` entry, through each of "
         "the entry's carriers (`carriers = [\"*\"]`: all; no carriers configured: one "
@@ -97,4 +97,4 @@ SECTION = Section(
         "entry's `interval`; `probe` and `quality` points carry that tick as their "
         "timestamp, `traceroute` points the tick of `[traceroute].interval`. The `count` "
         "probes of a round are spread over half the interval (at most 1 s apart). Details "
-        "and options: `collectors/probes/README.md`."))
+        "and options: `collectors/probes/README.md`.")))

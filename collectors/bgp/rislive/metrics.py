@@ -6,7 +6,7 @@ Its events are `bgp_event` kinds `ris_*`, declared with that measurement
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag
+from agent.schema import Field, Measurement, Section, Tag, register
 
 BGP_VISIBILITY = Measurement(
     "bgp_visibility", "one per prefix and via every `bgp.ris_live.interval` (default "
@@ -66,12 +66,12 @@ BGP_FEED = Measurement(
     ),
 )
 
-SECTION = Section(
-    "bgp_visibility, bgp_feed (collectors/bgp/rislive)", (BGP_VISIBILITY, BGP_FEED),
+SECTION = register(Section(
+    "bgp_visibility, bgp_feed (collectors/bgp/rislive)", 70, (BGP_VISIBILITY, BGP_FEED),
     intro=("Source: RIPE RIS Live (`[bgp.ris_live]`): the BGP updates that RIS's route "
            "collectors receive from their peers (the *vantage points*: networks all over "
            "the world), for our prefixes (`bgp.announce`), the watched ones (`bgp.watch`) "
            "and their more-specifics. The agent keeps, per vantage point, the route it "
            "announced last for each of these prefixes. How it works, warm-up and limits: "
            "`collectors/bgp/README.md` (\"RIS Live\"). Its events are the `ris_*` kinds of "
-           "`bgp_event` (above)."))
+           "`bgp_event` (above).")))

@@ -6,7 +6,7 @@ Its events are `bgp_event` kinds `rpki_*`, declared with that measurement
 
 from __future__ import annotations
 
-from agent.schema import Field, Measurement, Section, Tag, fields
+from agent.schema import Field, Measurement, Section, Tag, fields, register
 
 BGP_RPKI = Measurement(
     "bgp_rpki", "one per configured VRP source of `[bgp.rpki]`, with `bgp_session`",
@@ -29,6 +29,6 @@ BGP_RPKI = Measurement(
     ),
 )
 
-SECTION = Section("bgp_rpki (collectors/bgp/rpki)", (BGP_RPKI,),
+SECTION = register(Section("bgp_rpki (collectors/bgp/rpki)", 60, (BGP_RPKI,),
                   intro="Route origin validation (`[bgp.rpki]`): the state of each VRP "
-                  "source. Validation results are on `bgp_session` and `bgp_prefix`.")
+                  "source. Validation results are on `bgp_session` and `bgp_prefix`."))

@@ -9,9 +9,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
-from agent.schema import registry
+from agent.schema import load_declarations
 from collectors.bgp.metrics import EVENT_KINDS
+
+_REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Names:
 def declared() -> dict[str, Names]:
     """Every declared measurement's names (a fresh copy: callers may change it)."""
     return {m.name: Names({t.name for t in m.all_tags}, {f.name: f.type_name for f in m.fields})
-            for m in registry()}
+            for m in load_declarations(_REPO, ("agent", "collectors"))}
 
 
 @cache
