@@ -1,6 +1,9 @@
 """Links: uplink counters and state, link events, routing checks, 95th-percentile billing
 (see README.md in this directory)."""
 
-from collectors.links import pyroute2_lean
+from collectors.links import (
+    metrics,  # noqa: F401  (declares link, link_event, billing)
+    pyroute2_lean,
+)
 
 pyroute2_lean.install()  # before netlink.py imports pyroute2: see pyroute2_lean.py

@@ -16,6 +16,7 @@ from typing import Any
 from agent.collector import Collector, CollectorContext, PolledCollector, StreamingCollector
 from agent.config import Config
 from agent.points import Point
+from collectors.bgp.rislive import metrics  # noqa: F401  (declares bgp_visibility, bgp_feed)
 from collectors.bgp.rislive.client import RisLiveClient
 from collectors.bgp.rislive.view import RisView, ViewSettings
 
