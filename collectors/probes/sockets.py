@@ -117,6 +117,9 @@ def enable_tx_timestamps(sock: socket.socket, with_packet: bool = False) -> None
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, flags)
 
 
+_ERRQUEUE_NOWAIT = int(MSG_ERRQUEUE | socket.MSG_DONTWAIT)  # an int: enum flags cost µs per `|`
+
+
 def read_tx_timestamps(sock: socket.socket) -> list[tuple[bytes, int]]:
     """Every (looped packet or b"", send time ns) waiting on the error queue, oldest
     first; a packet stamped twice (queue, then driver) appears twice, the later stamp is
@@ -124,8 +127,7 @@ def read_tx_timestamps(sock: socket.socket) -> list[tuple[bytes, int]]:
     stamps: list[tuple[bytes, int]] = []
     while True:
         try:
-            data, ancdata, _flags, _address = sock.recvmsg(2048, CMSG_BYTES,
-                                                           MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            data, ancdata, _flags, _address = sock.recvmsg(2048, CMSG_BYTES, _ERRQUEUE_NOWAIT)
         except OSError:  # empty (EAGAIN), or the socket is gone: nothing more to read
             return stamps
         for level, kind, blob in ancdata:
