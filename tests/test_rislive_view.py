@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from agent.config import Config, parse_config
 from agent.points import Point
+from collectors.bgp.prefixes import Prefix
 from collectors.bgp.rislive.view import (
     EVENT_HIJACK,
     EVENT_HIJACK_END,
@@ -27,7 +28,6 @@ from collectors.bgp.rislive.view import (
     ViewSettings,
     parse_path,
 )
-from collectors.bgp.state import Prefix
 from tests.rislive import replay
 from tests.rislive.replay import CARRIERS, LOCAL_AS, OWN4, OWN6, ris_update
 

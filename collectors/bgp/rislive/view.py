@@ -41,8 +41,8 @@ from typing import Any
 
 from agent.config import Config
 from agent.points import FieldValue, Point
+from collectors.bgp.prefixes import Prefix
 from collectors.bgp.rib import FAMILY_BITS, format_prefix, parse_prefix
-from collectors.bgp.state import Prefix
 
 log = logging.getLogger(__name__)
 
