@@ -19,7 +19,8 @@ from pyroute2.netlink.rtnl import RTM_GETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from collectors.links.collector import LinkEventCollector, LinksCollector
+from collectors.links.collector import LinksCollector
+from collectors.links.events import LinkEventCollector
 from collectors.links.netlink import (
     RTM_NEWLINK,
     RTM_NEWROUTE,
