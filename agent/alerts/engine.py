@@ -2,7 +2,7 @@
 
 The engine is an observer of the pipeline (agent/pipeline.py): it sees every batch once
 it is durable, on the event loop, and looks at a point only when a condition asked for
-its measurement (one dict lookup per point). Conditions (agent/alerts/conditions.py) call
+its measurement (one dict lookup per point). Conditions (agent/alerts/conditions/) call
 `set_active(...)` with what they see; the engine owns the life cycle:
 
     inactive -> pending (condition true; `for` running) -> firing -> resolved
