@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from agent.config import Config, parse_config
 from agent.points import Point
 from collectors.bgp.prefixes import Prefix
+from collectors.bgp.rislive.messages import UPSTREAM_NONE, UPSTREAM_SET, BadMessage, parse_path
+from collectors.bgp.rislive.settings import ViewSettings
 from collectors.bgp.rislive.view import (
     EVENT_HIJACK,
     EVENT_HIJACK_END,
@@ -21,12 +23,7 @@ from collectors.bgp.rislive.view import (
     EVENT_RESTORED,
     EVENT_UPSTREAM,
     EVENT_UPSTREAM_END,
-    UPSTREAM_NONE,
-    UPSTREAM_SET,
-    BadMessage,
     RisView,
-    ViewSettings,
-    parse_path,
 )
 from tests.rislive import replay
 from tests.rislive.replay import CARRIERS, LOCAL_AS, OWN4, OWN6, ris_update

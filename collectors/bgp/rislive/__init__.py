@@ -17,7 +17,8 @@ from agent.collector import Collector, CollectorContext, PolledCollector, Stream
 from agent.config import Config
 from agent.points import Point
 from collectors.bgp.rislive.client import RisLiveClient
-from collectors.bgp.rislive.view import RisView, ViewSettings
+from collectors.bgp.rislive.settings import ViewSettings
+from collectors.bgp.rislive.view import RisView
 
 
 def interval_s(config: Config) -> float:
