@@ -24,11 +24,10 @@ from collectors.links.events import LinkEventCollector
 from collectors.links.netlink import (
     RTM_NEWLINK,
     RTM_NEWROUTE,
-    STATS_NAMES,
     RtNetlink,
     in_netns,
-    link_state,
 )
+from collectors.links.records import STATS_NAMES, link_state
 from collectors.links.routing import RoutingMonitor
 from tests.test_links_support import (
     AGENT_ADDR,

@@ -15,10 +15,9 @@ from collectors.links.netlink import (
     RTM_DELLINK,
     RTM_NEWLINK,
     RTMGRP_LINK,
-    LinkState,
     RtNetlink,
-    link_state,
 )
+from collectors.links.records import LinkState, link_state
 
 
 class LinkCache:

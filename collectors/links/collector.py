@@ -16,9 +16,10 @@ from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.cache import LinkCache
 from collectors.links.events import LinkEventCollector, routing_event
-from collectors.links.netlink import LinkState, SpeedReader
 from collectors.links.rates import counter_delta
+from collectors.links.records import LinkState
 from collectors.links.routing import RoutingMonitor, RoutingResult
+from collectors.links.speed import SpeedReader
 
 
 class LinksCollector(PolledCollector):

@@ -28,10 +28,9 @@ from collectors.links.netlink import (
     RTMGRP_IPV6_ROUTE,
     RTMGRP_LINK,
     RTMGRP_NEIGH,
-    LinkState,
     RtNetlink,
-    link_state,
 )
+from collectors.links.records import LinkState, link_state
 from collectors.links.routing import RoutingMonitor, RoutingResult
 
 log = logging.getLogger(__name__)
