@@ -17,6 +17,9 @@ Every firing and resolved transition becomes an `alert` point (labels as tags, p
 outputs (agent/outputs/alertmanager.py, webhook.py) deliver it from their own cursors.
 Firing alerts are kept in `<data_dir>/alerts/state.json` (rewritten on each transition),
 so after a restart a firing alert is still firing and is not announced again.
+
+One file (~440 lines): the life cycle, its queries and its state file all work on the one
+table of alerts; the conditions are in agent/alerts/conditions/.
 """
 
 from __future__ import annotations
