@@ -12,7 +12,9 @@ This module reads the stream, keeps the sessions' life cycle and applies UPDATEs
 path). The rest lives beside it: prefixes.py (our prefixes, watched destinations and the
 index of which routes touch them), session.py, detectors.py, events.py (`bgp_event`),
 commands.py (`bgp.withdraw`/`bgp.announce`), points.py (`bgp_session`, `bgp_prefix`),
-status.py (`status`, `bgp.lookup`), reader_stats.py.
+status.py (`status`, `bgp.lookup`), reader_stats.py. What stays (~430 lines) is the input
+side: the stream, the sessions' life cycle and `_apply`, whose per-prefix loops inline the
+parse and the index probe because they are the agent's hot path.
 """
 
 from __future__ import annotations
