@@ -104,8 +104,9 @@ class BgpState:
                 sessions[carrier.name] = Session(carrier.name, peer, carrier.bgp.peer_as, local)
         for name, old in self.sessions.items():
             if sessions.get(name) is not old and old.up:
-                points.append(self.log.event(old, EVENT_SESSION_DOWN, now,
-                                          detail="session removed or changed in the config"))
+                points.append(self.log.event(
+                    old, EVENT_SESSION_DOWN, now,
+                    detail="session removed or changed in the config"))
         fresh = {name for name, s in sessions.items() if self.sessions.get(name) is not s}
         self.sessions = sessions
         self.by_peer = {s.peer: s for s in sessions.values()}
@@ -247,12 +248,13 @@ class BgpState:
             session.up = True
             session.up_since_s = now
             session.converge_s = {}
-            points = [self.log.event(session, EVENT_SESSION_UP, now, detail=f"peer {session.peer}")]
+            points = [self.log.event(session, EVENT_SESSION_UP, now,
+                                     detail=f"peer {session.peer}")]
             for prefix in self.own:
                 why = session.announceable(prefix)
                 if why:
                     points.append(self.log.event(session, EVENT_OWN_MISSING, now,
-                                              prefix=prefix.text, detail=why))
+                                                 prefix=prefix.text, detail=why))
             return points
         if state == "down":
             session.state = "down"
