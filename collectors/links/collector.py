@@ -16,7 +16,7 @@ from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.cache import LinkCache
 from collectors.links.events import LinkEventCollector, routing_event
-from collectors.links.rates import counter_delta
+from collectors.links.rates import rate_bps, utilization
 from collectors.links.records import LinkState
 from collectors.links.routing import RoutingMonitor, RoutingResult
 from collectors.links.speed import SpeedReader
@@ -76,7 +76,8 @@ class LinksCollector(PolledCollector):
 
     def _entry(self, index: int, state: LinkState) -> tuple[Any, ...]:
         """What changes only with the link's state, computed once per state change:
-        (selected, tags, oper_up, carrier_up, mtu, speed, capacity bps, wrap bound)."""
+        (selected, tags, oper_up, carrier_up, mtu, speed, committed Mbit/s, whether a
+        capacity is known, wrap bound)."""
         name = state.name
         # The host tag is set here so the core never has to touch the (shared) tag dict.
         tags = {"host": self._hostname, "interface": name}
@@ -85,10 +86,9 @@ class LinksCollector(PolledCollector):
             tags["carrier"] = carrier.name
         selected = self.selected(name)
         speed = self.speed.speed_mbps(name) if selected else None
-        capacity_mbps = (carrier.committed_mbps if carrier is not None else None) or speed
-        capacity_bps = capacity_mbps * 1e6 if capacity_mbps else 0.0
-        return (selected, tags, state.oper_up, state.carrier, state.mtu, speed, capacity_bps,
-                speed * 1e6 if speed else None)
+        committed_mbps = carrier.committed_mbps if carrier is not None else None
+        return (selected, tags, state.oper_up, state.carrier, state.mtu, speed, committed_mbps,
+                bool(committed_mbps or speed), speed * 1e6 if speed else None)
 
     def collect(self) -> list[Point]:
         stats = self.cache.nl.dump_stats64()
@@ -121,7 +121,8 @@ class LinksCollector(PolledCollector):
                 if state is None:
                     continue
                 entry = entries[index] = make_entry(index, state)
-            selected, tags, oper_up, carrier_up, mtu, speed, capacity_bps, max_bps = entry
+            (selected, tags, oper_up, carrier_up, mtu, speed, committed_mbps, has_capacity,
+             max_bps) = entry
             if not selected:
                 continue
             rx_packets, tx_packets, rx_bytes, tx_bytes, rx_err, tx_err, rx_drop, tx_drop = c
@@ -138,24 +139,18 @@ class LinksCollector(PolledCollector):
             prev_all[index] = (rx_bytes, tx_bytes, now)
             if prev is not None:
                 elapsed = now - prev[2]
-                if elapsed > 0:
-                    # Inlined fast path of rates.rate_bps; decreases go through it.
-                    rx_delta: int | None = rx_bytes - prev[0]
-                    if rx_delta < 0:  # type: ignore[operator]
-                        rx_delta = counter_delta(prev[0], rx_bytes, elapsed, max_bps)
-                    tx_delta: int | None = tx_bytes - prev[1]
-                    if tx_delta < 0:  # type: ignore[operator]
-                        tx_delta = counter_delta(prev[1], tx_bytes, elapsed, max_bps)
-                    if rx_delta is not None:
-                        rx_bps = rx_delta * 8.0 / elapsed
-                        fields["rx_bps"] = rx_bps
-                        if capacity_bps:
-                            fields["rx_util"] = rx_bps / capacity_bps
-                    if tx_delta is not None:
-                        tx_bps = tx_delta * 8.0 / elapsed
-                        fields["tx_bps"] = tx_bps
-                        if capacity_bps:
-                            fields["tx_util"] = tx_bps / capacity_bps
+                rx_bps = rate_bps(prev[0], rx_bytes, elapsed, max_bps)
+                if rx_bps is not None:
+                    fields["rx_bps"] = rx_bps
+                    rx_util = utilization(rx_bps, committed_mbps, speed) if has_capacity else None
+                    if rx_util is not None:
+                        fields["rx_util"] = rx_util
+                tx_bps = rate_bps(prev[1], tx_bytes, elapsed, max_bps)
+                if tx_bps is not None:
+                    fields["tx_bps"] = tx_bps
+                    tx_util = utilization(tx_bps, committed_mbps, speed) if has_capacity else None
+                    if tx_util is not None:
+                        fields["tx_util"] = tx_util
             if routing:
                 result = routing.get(tags["interface"])
                 if result is not None:
