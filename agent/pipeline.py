@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from agent.outputs.base import OutputWorker
 from agent.points import LineEncoder, Point, stamp_points
-from agent.spool import Spool, SpoolRecord
+from agent.spool import Spool
+from agent.spool_format import SpoolRecord
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,10 @@ segments go, and the points in them that some output had not delivered yet are c
 dropped. Delivered segments stay for `retention_s` as the embedded store that `report` reads.
 
 Thread-safety: one lock guards the index; append and read may come from different threads.
+
+The record format is in spool_format.py. The rest stays one class in one file (~470
+lines): recovery, appends, size bound, cursors and reads all work on the same index
+(segments, records held in memory, cursors) under the same lock.
 """
 
 from __future__ import annotations
@@ -26,35 +30,31 @@ import contextlib
 import itertools
 import logging
 import os
-import struct
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.lineproto import parse_lines
 from agent.points import Point
+from agent.spool_format import (
+    HEADER,
+    HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
+    RecordRef,
+    Segment,
+    SpoolRecord,
+    cached_bytes,
+    decode_payload,
+    encode_payload,
+    seq_of,
+    write_all,
+)
 
 log = logging.getLogger(__name__)
-
-_HEADER = struct.Struct("<IIQIQ")
-HEADER_BYTES = _HEADER.size
-_MAX_PAYLOAD_BYTES = 256 << 20
-_LEN = struct.Struct("<I")
-
-
-@dataclass(slots=True)
-class RecordRef:
-    seq: int
-    segment: int  # first seq of the segment file
-    offset: int
-    length: int  # payload bytes
-    n_points: int
-    first_time_ns: int
-    crc: int
 
 
 @dataclass
@@ -68,60 +68,6 @@ class SpoolStats:
     dropped_segments: int = 0
     expired_segments: int = 0
 
-
-@dataclass
-class _Segment:
-    first_seq: int
-    path: Path
-    size_bytes: int = 0
-    records: list[RecordRef] = field(default_factory=list)
-    mtime_s: float = 0.0
-
-
-@dataclass(slots=True)
-class SpoolRecord:
-    """One batch as stored: line protocol for 2.x+, and for 1.x when it differs."""
-
-    lines_v2: bytes
-    lines_v1: bytes | None
-    n_points: int
-    first_time_ns: int = 0
-
-    def lines(self, version: int) -> bytes:
-        return self.lines_v1 if version == 1 and self.lines_v1 is not None else self.lines_v2
-
-
-def encode_payload(record: SpoolRecord) -> list[bytes]:
-    """The payload in parts, written with one writev: a batch is megabytes, never copied."""
-    if record.lines_v1 is None:
-        return [b"\x00", record.lines_v2]
-    return [b"\x01" + _LEN.pack(len(record.lines_v2)), record.lines_v2, record.lines_v1]
-
-
-def _write_all(fd: int, parts: list[bytes]) -> None:
-    written = os.writev(fd, parts)
-    total = sum(len(part) for part in parts)
-    if written < total:  # only on a full disk or a signal; write the rest (or raise)
-        rest = b"".join(parts)[written:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
-
-
-def _seq_of(ref: RecordRef) -> int:
-    return ref.seq
-
-
-def _cached_bytes(record: SpoolRecord) -> int:
-    return len(record.lines_v2) + len(record.lines_v1 or b"")
-
-
-def decode_payload(payload: bytes, n_points: int, first_time_ns: int) -> SpoolRecord:
-    if payload[:1] == b"\x01":
-        (length,) = _LEN.unpack_from(payload, 1)
-        start = 1 + _LEN.size
-        return SpoolRecord(payload[start:start + length], payload[start + length:], n_points,
-                           first_time_ns)
-    return SpoolRecord(payload[1:], None, n_points, first_time_ns)
 
 
 class Spool:
@@ -148,7 +94,7 @@ class Spool:
         self._lock = threading.Lock()  # the index: segments, records, cursors, cache
         self._append_lock = threading.Lock()  # one writer of the active segment at a time
         self._cursor_file_lock = threading.Lock()  # one writer of cursor files at a time
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._next_seq = 0
         self._active_fd: int | None = None
         self._last_fsync_s = 0.0
@@ -183,18 +129,18 @@ class Spool:
             except (OSError, ValueError):
                 log.warning("spool: unreadable cursor %s, restarting it at the oldest record", path)
 
-    def _scan(self, first_seq: int, path: Path, is_last: bool) -> _Segment:
+    def _scan(self, first_seq: int, path: Path, is_last: bool) -> Segment:
         data = path.read_bytes()
-        segment = _Segment(first_seq, path, mtime_s=path.stat().st_mtime)
+        segment = Segment(first_seq, path, mtime_s=path.stat().st_mtime)
         offset = 0
         while offset < len(data):
             if len(data) - offset < HEADER_BYTES:
                 self._cut(segment, data, offset, is_last, "torn header")
                 break
-            length, crc, seq, n_points, first_ns = _HEADER.unpack_from(data, offset)
+            length, crc, seq, n_points, first_ns = HEADER.unpack_from(data, offset)
             start = offset + HEADER_BYTES
             end = start + length
-            if length > _MAX_PAYLOAD_BYTES or end > len(data):
+            if length > MAX_PAYLOAD_BYTES or end > len(data):
                 self._cut(segment, data, offset, is_last, "torn record")
                 break
             if zlib.crc32(data[start:end]) != crc:
@@ -207,7 +153,7 @@ class Spool:
         segment.size_bytes = offset
         return segment
 
-    def _cut(self, segment: _Segment, data: bytes, offset: int, is_last: bool, why: str) -> None:
+    def _cut(self, segment: Segment, data: bytes, offset: int, is_last: bool, why: str) -> None:
         if is_last:
             self.stats.torn_records += 1
         else:
@@ -242,9 +188,9 @@ class Spool:
             # The write and its fsync (milliseconds) hold only the append lock: outputs keep
             # reading, advancing and persisting cursors meanwhile. Readers cannot see the
             # record before the index below names it.
-            header = _HEADER.pack(payload_bytes, crc, seq, record.n_points, record.first_time_ns)
+            header = HEADER.pack(payload_bytes, crc, seq, record.n_points, record.first_time_ns)
             try:
-                _write_all(fd, [header, *parts])
+                write_all(fd, [header, *parts])
             except OSError:
                 # A full disk: leave no half record for the next one to follow.
                 with contextlib.suppress(OSError):
@@ -262,7 +208,7 @@ class Spool:
                 ), record, now)
         return seq
 
-    def _index_appended(self, segment: _Segment, ref: RecordRef, record: SpoolRecord,
+    def _index_appended(self, segment: Segment, ref: RecordRef, record: SpoolRecord,
                         now: float) -> None:
         """Under the index lock, once the record is written."""
         segment.records.append(ref)
@@ -274,7 +220,7 @@ class Spool:
         self._remember(ref.seq, record)
         self._enforce_size()
 
-    def _active_segment(self, payload_bytes: int) -> _Segment:
+    def _active_segment(self, payload_bytes: int) -> Segment:
         active = self._segments[-1] if self._segments else None
         if (
             active is None
@@ -289,7 +235,7 @@ class Spool:
                 os.close(self._active_fd)
                 self._active_fd = None
             if active is None or active.records or active.size_bytes:
-                active = _Segment(self._next_seq, self.dir / f"{self._next_seq:020d}.seg")
+                active = Segment(self._next_seq, self.dir / f"{self._next_seq:020d}.seg")
                 self._segments.append(active)
             self._active_fd = os.open(
                 active.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640
@@ -304,7 +250,7 @@ class Spool:
         not kept: the oldest are the ones the outputs read next."""
         if seq < self._undelivered_from():
             return  # no output will read it (none configured)
-        size_bytes = _cached_bytes(record)
+        size_bytes = cached_bytes(record)
         lead = max(self._cursors.values(), default=self._next_seq)
         while self._cache and self._cache_bytes + size_bytes > self._cache_max_bytes:
             oldest = next(iter(self._cache))
@@ -318,7 +264,7 @@ class Spool:
     def _forget(self, seq: int) -> None:
         cached = self._cache.pop(seq, None)
         if cached is not None:
-            self._cache_bytes -= _cached_bytes(cached)
+            self._cache_bytes -= cached_bytes(cached)
 
     def _forget_delivered(self) -> None:
         floor = self._undelivered_from()
@@ -350,7 +296,7 @@ class Spool:
                 if cursor < new_floor:
                     self._cursors[name] = new_floor
 
-    def _delete_segment(self, segment: _Segment) -> None:
+    def _delete_segment(self, segment: Segment) -> None:
         for ref in segment.records:
             self._forget(ref.seq)
         with contextlib.suppress(FileNotFoundError):
@@ -468,7 +414,7 @@ class Spool:
             records = segment.records
             if not records or records[-1].seq < seq:
                 continue
-            start = bisect.bisect_left(records, seq, key=_seq_of)
+            start = bisect.bisect_left(records, seq, key=seq_of)
             yield from itertools.islice(records, start, None)
 
     def read_from(self, seq: int, max_points: int) -> list[tuple[int, SpoolRecord]]:

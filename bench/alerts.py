@@ -126,7 +126,7 @@ def cost(n: int, with_output: bool) -> dict[str, float]:
 
 def lab_latency(trials: int) -> list[float]:
     from agent.daemon import Agent
-    from collectors.links.collector import LinkEventCollector
+    from collectors.links.events import LinkEventCollector
     from tests.lab.lab import Lab, LabSpec, gc_labs
     from tests.lab.servers import Alertmanager, WebhookReceiver
 

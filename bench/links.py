@@ -289,7 +289,7 @@ def events_idle_cpu(data_dir: Path, seconds: float, python_wait: bool = False) -
         raise SystemExit("collectors/links/_carrier.c is not built (scripts/setup builds it)")
     from agent.collector import CollectorContext
     from agent.config import parse_config
-    from collectors.links.collector import LinkEventCollector
+    from collectors.links.events import LinkEventCollector
 
     config = parse_config({
         "agent": {"hostname": "bench", "data_dir": str(data_dir)},

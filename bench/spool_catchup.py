@@ -45,7 +45,8 @@ LINE = b"host,host=bench usage_pct=12.5,load1=0.25 1700000000000000000"
 
 
 def build(data_dir: Path, records: int) -> Spool:
-    from agent.spool import Spool, SpoolRecord
+    from agent.spool import Spool
+    from agent.spool_format import SpoolRecord
 
     spool = Spool(data_dir, fsync="never", max_bytes=16 << 30, memory_max_bytes=0)
     spool.register_output("out")

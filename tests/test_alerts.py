@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.alerts.conditions import p95
+from agent.alerts.conditions.billing import p95
 from agent.alerts.engine import AlertEngine, LagTracker, fingerprint
 from agent.config import Config, ConfigError, parse_config
 from agent.points import Point
@@ -297,7 +297,7 @@ def test_commit_projected(tmp_path: Path) -> None:
 def test_commit_projection_reads_the_billing_files(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from agent.alerts.conditions import read_billing_rates
+    from agent.alerts.conditions.billing import read_billing_rates
 
     now = datetime(2026, 12, 20, tzinfo=UTC).timestamp()
     directory = tmp_path / "billing" / "telecom"

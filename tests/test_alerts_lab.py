@@ -37,7 +37,7 @@ def lab_agent_config(lab: Any, tmp_path: Path, am: Alertmanager) -> Any:
 
 
 async def start_agent_in_lab(lab: Any, config: Any) -> tuple[Agent, Any]:
-    from collectors.links.collector import LinkEventCollector
+    from collectors.links.events import LinkEventCollector
 
     agent = Agent(config)
     await agent.start()

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from agent.config import Config, parse_config
-from collectors.links.collector import LinkEventCollector, LinksCollector
+from collectors.links.collector import LinksCollector
+from collectors.links.events import LinkEventCollector
 from collectors.links.routing import RoutingMonitor
 from tests.test_links_support import Sink, make_ctx
 

@@ -19,15 +19,15 @@ from pyroute2.netlink.rtnl import RTM_GETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from collectors.links.collector import LinkEventCollector, LinksCollector
+from collectors.links.collector import LinksCollector
+from collectors.links.events import LinkEventCollector
 from collectors.links.netlink import (
     RTM_NEWLINK,
     RTM_NEWROUTE,
-    STATS_NAMES,
     RtNetlink,
     in_netns,
-    link_state,
 )
+from collectors.links.records import STATS_NAMES, link_state
 from collectors.links.routing import RoutingMonitor
 from tests.test_links_support import (
     AGENT_ADDR,

@@ -60,6 +60,25 @@ def test_never_negative_never_faster_than_possible_after_a_decrease(
         assert rate <= (speed or 400e9) * 1.1 + 1e-6
 
 
+@given(prev=st.integers(0, WRAP_64 - 1), cur=st.integers(0, WRAP_64 - 1),
+       elapsed_s=st.floats(1e-3, 1e5), max_bps=st.one_of(st.none(), st.floats(1e3, 1e12)),
+       committed_mbps=st.one_of(st.none(), st.floats(1.0, 1e6)),
+       speed_mbps=st.one_of(st.none(), st.integers(1, 400_000)))
+def test_rate_and_utilization_equal_the_collectors_former_inline_arithmetic(
+        prev: int, cur: int, elapsed_s: float, max_bps: float | None,
+        committed_mbps: float | None, speed_mbps: int | None) -> None:
+    """The collectors call rate_bps/utilization; what they computed inline before must come
+    out bit for bit (its fast path for a counter that did not decrease included)."""
+    delta = counter_delta(prev, cur, elapsed_s, max_bps)
+    bps = rate_bps(prev, cur, elapsed_s, max_bps)
+    assert bps == (None if delta is None else delta * 8.0 / elapsed_s)
+    if bps is None:
+        return
+    capacity_mbps = committed_mbps or speed_mbps
+    former = bps / (capacity_mbps * 1e6) if capacity_mbps else None
+    assert utilization(bps, committed_mbps, speed_mbps) == former
+
+
 def test_utilization_prefers_committed_then_speed() -> None:
     assert utilization(50e6, 100, 1000) == 0.5
     assert utilization(50e6, None, 1000) == 0.05

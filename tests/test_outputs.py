@@ -23,7 +23,8 @@ from agent.outputs.base import (
 )
 from agent.outputs.influxdb import InfluxDBOutput
 from agent.outputs.influxdb_v1 import InfluxDBv1Output
-from agent.spool import Spool, SpoolRecord
+from agent.spool import Spool
+from agent.spool_format import SpoolRecord
 
 
 class Script:

@@ -18,9 +18,9 @@ import pytest
 from agent.collector import CollectorContext
 from agent.config import Config
 from agent.points import Point
+from collectors.bgp.prefixes import Prefix
 from collectors.bgp.rislive import RisLiveStreamCollector, RisVisibilityCollector, create
 from collectors.bgp.rislive.client import effective_url, subscribe_message
-from collectors.bgp.state import Prefix
 from tests.rislive import replay
 from tests.rislive.replay import LOCAL_AS, OWN4, OWN6, ris_update
 from tests.rislive.server import RisLiveServer

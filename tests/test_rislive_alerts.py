@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.points import Point
-from collectors.bgp.rislive.view import RisView, ViewSettings
+from collectors.bgp.rislive.settings import ViewSettings
+from collectors.bgp.rislive.view import RisView
 from tests.rislive.replay import LOCAL_AS, OWN4, ris_update
 from tests.test_alerts import Harness
 from tests.test_rislive_view import make_config

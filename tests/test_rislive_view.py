@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 
 from agent.config import Config, parse_config
 from agent.points import Point
+from collectors.bgp.prefixes import Prefix
+from collectors.bgp.rislive.messages import UPSTREAM_NONE, UPSTREAM_SET, BadMessage, parse_path
+from collectors.bgp.rislive.settings import ViewSettings
 from collectors.bgp.rislive.view import (
     EVENT_HIJACK,
     EVENT_HIJACK_END,
@@ -20,14 +23,8 @@ from collectors.bgp.rislive.view import (
     EVENT_RESTORED,
     EVENT_UPSTREAM,
     EVENT_UPSTREAM_END,
-    UPSTREAM_NONE,
-    UPSTREAM_SET,
-    BadMessage,
     RisView,
-    ViewSettings,
-    parse_path,
 )
-from collectors.bgp.state import Prefix
 from tests.rislive import replay
 from tests.rislive.replay import CARRIERS, LOCAL_AS, OWN4, OWN6, ris_update
 

@@ -13,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.bgp.rib import V4, V6
-from collectors.bgp.rpki.rtr import (
+from collectors.bgp.rpki.pdu import (
     ERROR_REPORT,
     IPV4_PREFIX,
     IPV6_PREFIX,
     Pdu,
-    RtrClient,
     RtrError,
     error_report,
     parse_error_report,
@@ -27,6 +26,7 @@ from collectors.bgp.rpki.rtr import (
     reset_query,
     serial_query,
 )
+from collectors.bgp.rpki.rtr import RtrClient
 
 
 def prefix4(flags: int, length: int, max_length: int, network: bytes, asn: int,

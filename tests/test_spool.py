@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.points import LineEncoder, Point
-from agent.spool import HEADER_BYTES, Spool, SpoolRecord
+from agent.spool import Spool
+from agent.spool_format import HEADER_BYTES, SpoolRecord
 
 
 def batch(start: int, n: int = 10) -> SpoolRecord:

@@ -36,7 +36,8 @@ from agent.outputs.base import Output, OutputWorker
 from agent.pipeline import Pipeline
 from agent.points import Point
 from agent.scheduler import Scheduler
-from agent.spool import Spool, SpoolRecord
+from agent.spool import Spool
+from agent.spool_format import SpoolRecord
 from tests.agentproc import influx_times, spool_points, timestamps
 from tests.test_daemon_lifecycle import Daemon, Notifications, config_text, wait_until
 from tests.test_scheduler import make_ctx

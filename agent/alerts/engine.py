@@ -2,7 +2,7 @@
 
 The engine is an observer of the pipeline (agent/pipeline.py): it sees every batch once
 it is durable, on the event loop, and looks at a point only when a condition asked for
-its measurement (one dict lookup per point). Conditions (agent/alerts/conditions.py) call
+its measurement (one dict lookup per point). Conditions (agent/alerts/conditions/) call
 `set_active(...)` with what they see; the engine owns the life cycle:
 
     inactive -> pending (condition true; `for` running) -> firing -> resolved
@@ -17,6 +17,9 @@ Every firing and resolved transition becomes an `alert` point (labels as tags, p
 outputs (agent/outputs/alertmanager.py, webhook.py) deliver it from their own cursors.
 Firing alerts are kept in `<data_dir>/alerts/state.json` (rewritten on each transition),
 so after a restart a firing alert is still firing and is not announced again.
+
+One file (~440 lines): the life cycle, its queries and its state file all work on the one
+table of alerts; the conditions are in agent/alerts/conditions/.
 """
 
 from __future__ import annotations

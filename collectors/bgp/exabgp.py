@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import Config
-from collectors.bgp.state import Prefix, Session
+from collectors.bgp.prefixes import Prefix
+from collectors.bgp.session import Session
 
 BRIDGE = Path(__file__).with_name("bridge.py")
 BRIDGE_EXECUTABLE = Path(__file__).with_name("egress-agent-bridge")  # built from _bridge.c

@@ -7,19 +7,35 @@ Hot path: each announced or withdrawn prefix costs one parse, one dict write and
 two set probes ("does it touch one of ours or a watched destination?"); only prefixes that
 do touch them reach the detectors. Our prefixes' more-specifics are found by probing the
 prefix's leading bits against the shortest of our lengths (a hash LPM), never by scanning.
+
+This module reads the stream, keeps the sessions' life cycle and applies UPDATEs (the hot
+path). The rest lives beside it: prefixes.py (our prefixes, watched destinations and the
+index of which routes touch them), session.py, detectors.py, events.py (`bgp_event`),
+commands.py (`bgp.withdraw`/`bgp.announce`), points.py (`bgp_session`, `bgp_prefix`),
+status.py (`status`, `bgp.lookup`), reader_stats.py. What stays (~430 lines) is the input
+side: the stream, the sessions' life cycle and `_apply`, whose per-prefix loops inline the
+parse and the index probe because they are the agent's hot path.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Config
-from agent.points import FieldValue, Point
+from agent.points import Point
+from collectors.bgp import points as bgp_points
+from collectors.bgp import status as bgp_status
+from collectors.bgp.commands import OperatorCommands
+from collectors.bgp.detectors import Detectors
+from collectors.bgp.events import (
+    EVENT_OWN_MISSING,
+    EVENT_SESSION_DOWN,
+    EVENT_SESSION_UP,
+    EventLog,
+)
 from collectors.bgp.parser import (
     FAMILIES,
     KIND_ACK,
@@ -35,115 +51,17 @@ from collectors.bgp.parser import (
     loads,
     parse_line,
 )
-from collectors.bgp.rib import (
-    FAMILY_BITS,
-    V4,
-    V6,
-    Attrs,
-    CarrierRib,
-    Interner,
-    format_prefix,
-    parse_address,
-    parse_prefix,
-)
+from collectors.bgp.prefixes import Prefix, PrefixIndex
+from collectors.bgp.reader_stats import ReaderStats
+from collectors.bgp.rib import V4, V6, Interner
 from collectors.bgp.rpki.validation import RovState
+from collectors.bgp.session import Session
 
 _MASKS4 = {n: ((1 << n) - 1) << (32 - n) for n in range(33)}
 _MASKS6 = {n: ((1 << n) - 1) << (128 - n) for n in range(129)}
 _PTON = {V4: (socket.AF_INET, _MASKS4), V6: (socket.AF_INET6, _MASKS6)}
 inet_pton = socket.inet_pton
 _NO_ATTRIBUTES: dict[str, Any] = {}
-
-EVENT_SESSION_UP = "session_up"
-EVENT_SESSION_DOWN = "session_down"
-EVENT_OWN_MISSING = "own_prefix_missing"
-EVENT_ORIGIN_MISMATCH = "origin_mismatch"
-EVENT_MORE_SPECIFIC = "more_specific"
-EVENT_PATH_CHANGE = "path_change"
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """One of ours or a watched destination."""
-
-    text: str
-    family: int
-    network: int
-    length: int
-
-    @property
-    def key(self) -> int:
-        return (self.network << 8) | self.length
-
-    @classmethod
-    def parse(cls, text: str) -> Prefix:
-        family, network, length = parse_prefix(text)
-        return cls(format_prefix(family, (network << 8) | length), family, network, length)
-
-    def contains(self, family: int, network: int, length: int) -> bool:
-        if family != self.family or length < self.length:
-            return False
-        shift = FAMILY_BITS[family] - self.length
-        return (network >> shift) == (self.network >> shift)
-
-
-@dataclass
-class Session:
-    carrier: str
-    peer: str
-    peer_as: int
-    local_address: str
-    state: str = "idle"
-    up: bool = False
-    up_since_s: float = 0.0
-    down_since_s: float = 0.0
-    flaps: int = 0
-    updates: int = 0
-    withdrawals: int = 0
-    last_reason: str = ""
-    last_notification: str = ""
-    converge_s: dict[int, float] = field(default_factory=dict)  # family → End-of-RIB delay
-    rib: CarrierRib = field(default_factory=CarrierRib)
-    withdrawn_by_operator: set[str] = field(default_factory=set)
-    refused: set[str] = field(default_factory=set)  # ExaBGP answered `error`
-    watch_best: dict[int, tuple[int, Attrs] | None] = field(default_factory=dict)
-
-    def announceable(self, prefix: Prefix) -> str:
-        """'' when ExaBGP can send `prefix` on this session, else why not."""
-        session_family = V6 if ":" in self.local_address else V4
-        if prefix.family != session_family:
-            names = {V4: "IPv4", V6: "IPv6"}
-            return (f"{names[prefix.family]} prefix on an {names[session_family]} session: "
-                    "no next hop to announce it with")
-        if prefix.text in self.withdrawn_by_operator:
-            return "withdrawn by operator (bgp.withdraw)"
-        if prefix.text in self.refused:
-            return "ExaBGP refused to announce it"
-        return ""
-
-
-@dataclass
-class ReaderStats:
-    lines: int = 0
-    bad_lines: int = 0
-    bad_prefixes: int = 0
-    unknown_family: int = 0
-    unknown_peer: int = 0
-    acks: int = 0
-    ack_errors: int = 0
-    last_bad: deque[str] = field(default_factory=lambda: deque(maxlen=5))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "lines": self.lines,
-            "bad_lines": self.bad_lines,
-            "bad_prefixes": self.bad_prefixes,
-            "unknown_family": self.unknown_family,
-            "unknown_peer": self.unknown_peer,
-            "acks": self.acks,
-            "ack_errors": self.ack_errors,
-            "last_bad": list(self.last_bad),
-        }
 
 
 class BgpState:
@@ -155,8 +73,10 @@ class BgpState:
         self.by_peer: dict[str, Session] = {}
         self.own: list[Prefix] = []
         self.watch: list[Prefix] = []
-        self.events: deque[dict[str, Any]] = deque(maxlen=20)
-        self.pending: deque[tuple[str, str, str]] = deque()  # (action, carrier, prefix)
+        self.log = EventLog()
+        self.events = self.log.events
+        self.commands = OperatorCommands(self.log, self.stats, clock)
+        self.pending = self.commands.pending
         self.exabgp_version = ""
         self.rov: RovState | None = None  # RPKI validation, when [bgp.rpki] is set
         self.reconfigure(config)
@@ -184,8 +104,9 @@ class BgpState:
                 sessions[carrier.name] = Session(carrier.name, peer, carrier.bgp.peer_as, local)
         for name, old in self.sessions.items():
             if sessions.get(name) is not old and old.up:
-                points.append(self._event(old, EVENT_SESSION_DOWN, now,
-                                          detail="session removed or changed in the config"))
+                points.append(self.log.event(
+                    old, EVENT_SESSION_DOWN, now,
+                    detail="session removed or changed in the config"))
         fresh = {name for name, s in sessions.items() if self.sessions.get(name) is not s}
         self.sessions = sessions
         self.by_peer = {s.peer: s for s in sessions.values()}
@@ -200,34 +121,11 @@ class BgpState:
                        if i < len(old_watch)}
             session.watch_best = {i: by_text[w.text] for i, w in enumerate(self.watch)
                                   if w.text in by_text}
-        # Interest: exact keys of ours, every ancestor of a watched prefix, and the
-        # leading bits of ours at our shortest length (more-specific candidates).
-        self._own_by_key: dict[int, dict[int, Prefix]] = {V4: {}, V6: {}}
-        self._watch_by_ancestor: dict[int, dict[int, list[int]]] = {V4: {}, V6: {}}
-        self._interest: dict[int, set[int]] = {V4: set(), V6: set()}
-        self._own_shift: dict[int, int] = {}
-        self._own_tops: dict[int, set[int]] = {V4: set(), V6: set()}
-        for prefix in self.own:
-            self._own_by_key[prefix.family][prefix.key] = prefix
-            self._interest[prefix.family].add(prefix.key)
-        for family in (V4, V6):
-            lengths = [p.length for p in self.own if p.family == family]
-            if lengths:
-                shift = FAMILY_BITS[family] - min(lengths)
-                self._own_shift[family] = shift
-                self._own_tops[family] = {
-                    p.network >> shift for p in self.own if p.family == family
-                }
-        for index, prefix in enumerate(self.watch):
-            bits = FAMILY_BITS[prefix.family]
-            for length in range(prefix.length + 1):
-                shift = bits - length
-                key = (((prefix.network >> shift) << shift) << 8) | length
-                self._watch_by_ancestor[prefix.family].setdefault(key, []).append(index)
-                self._interest[prefix.family].add(key)
+        self.index = PrefixIndex(self.own, self.watch)
+        self.detectors = Detectors(self.index, self.local_as, self.log)
         for session in sessions.values():
             if session.up:
-                points.extend(self._recheck_watches(session, now))
+                points.extend(self.detectors.recheck_watches(session, now))
         points.extend(self._rov_reconfigure(fresh))
         return points
 
@@ -313,7 +211,7 @@ class BgpState:
         if message.version:
             self.exabgp_version = message.version
         if kind == KIND_ACK:
-            return self._ack(message.ack_ok)
+            return self.commands.ack(self.sessions, message.ack_ok)
         if kind not in (KIND_UPDATE, KIND_STATE, KIND_EOR, KIND_NOTIFICATION):
             return []
         session = self.by_peer.get(message.peer)
@@ -350,12 +248,13 @@ class BgpState:
             session.up = True
             session.up_since_s = now
             session.converge_s = {}
-            points = [self._event(session, EVENT_SESSION_UP, now, detail=f"peer {session.peer}")]
+            points = [self.log.event(session, EVENT_SESSION_UP, now,
+                                     detail=f"peer {session.peer}")]
             for prefix in self.own:
                 why = session.announceable(prefix)
                 if why:
-                    points.append(self._event(session, EVENT_OWN_MISSING, now,
-                                              prefix=prefix.text, detail=why))
+                    points.append(self.log.event(session, EVENT_OWN_MISSING, now,
+                                                 prefix=prefix.text, detail=why))
             return points
         if state == "down":
             session.state = "down"
@@ -375,8 +274,8 @@ class BgpState:
         session.rib.clear()  # ExaBGP sends no withdraws for a session that went down
         if self.rov is not None:
             self.rov.dropped(session.carrier)
-        points = [self._event(session, EVENT_SESSION_DOWN, now, detail=reason)]
-        points.extend(self._recheck_watches(session, now))
+        points = [self.log.event(session, EVENT_SESSION_DOWN, now, detail=reason)]
+        points.extend(self.detectors.recheck_watches(session, now))
         self.interner.sweep()
         return points
 
@@ -407,6 +306,7 @@ class BgpState:
         points: list[Point] = []
         rib = session.rib
         stats = self.stats
+        index = self.index
         rov = self.rov if self.rov is not None and self.rov.index is not None else None
         if announce:
             path, origin_as, path_len = as_path_of(raw)
@@ -426,9 +326,9 @@ class BgpState:
                 length_counts = table.length_counts
                 count16 = table.count16
                 af, masks = _PTON[family]
-                interest = self._interest[family]
-                shift = self._own_shift.get(family, -1)
-                tops = self._own_tops[family]
+                interest = index.interest[family]
+                shift = index.own_shift.get(family, -1)
+                tops = index.own_tops[family]
                 count = 0
                 # RPKI: routes new here (or with a new origin) and the ones they replace
                 rov_new: list[int] | None = [] if rov is not None else None
@@ -460,7 +360,7 @@ class BgpState:
                         rov_gone.append((key, old.origin_as))
                     count += 1
                     if key in interest or (shift >= 0 and (network >> shift) in tops):
-                        points.extend(self._changed(session, family, network, length,
+                        points.extend(self.detectors.changed(session, family, network, length,
                                                     old, attrs, now))
                 session.updates += count
                 if rov_new:
@@ -471,9 +371,9 @@ class BgpState:
         for family, items in withdraw:
             table = rib.v4 if family == V4 else rib.v6
             af, masks = _PTON[family]
-            interest = self._interest[family]
-            shift = self._own_shift.get(family, -1)
-            tops = self._own_tops[family]
+            interest = index.interest[family]
+            shift = index.own_shift.get(family, -1)
+            tops = index.own_tops[family]
             count = 0
             rov_withdrawn: list[tuple[int, int]] | None = [] if rov is not None else None
             for item in items:
@@ -493,7 +393,7 @@ class BgpState:
                 if old is not None and (
                     key in interest or (shift >= 0 and (network >> shift) in tops)
                 ):
-                    points.extend(self._changed(session, family, network, length,
+                    points.extend(self.detectors.changed(session, family, network, length,
                                                 old, None, now))
             session.withdrawals += count
             if rov_withdrawn:
@@ -501,214 +401,30 @@ class BgpState:
                 rov.removed(session.carrier, family, rov_withdrawn)
         return points
 
-    def _changed(self, session: Session, family: int, network: int, length: int,
-                 old: Attrs | None, new: Attrs | None, now: float) -> list[Point]:
-        """A prefix touching ours or a watched destination changed in one carrier."""
-        points: list[Point] = []
-        key = (network << 8) | length
-        text = format_prefix(family, key)
-        own = self._own_by_key[family].get(key)
-        if own is not None:
-            if new is not None and new.origin_as != self.local_as and (
-                old is None or old.origin_as != new.origin_as
-            ):
-                points.append(self._event(
-                    session, EVENT_ORIGIN_MISMATCH, now, prefix=text, attrs=new,
-                    detail=f"our prefix originated by AS{new.origin_as}, expected "
-                           f"AS{self.local_as}"))
-        elif new is not None and (old is None or old.origin_as != new.origin_as):
-            for mine in self.own:
-                if mine.length < length and mine.contains(family, network, length):
-                    points.append(self._event(
-                        session, EVENT_MORE_SPECIFIC, now, prefix=text, attrs=new,
-                        detail=f"more-specific of our {mine.text} originated by "
-                               f"AS{new.origin_as}"))
-                    break
-        watchers = self._watch_by_ancestor[family].get(key)
-        if watchers:
-            points.extend(self._recheck_watches(session, now, watchers))
-        return points
-
-    def _recheck_watches(self, session: Session, now: float,
-                         indexes: list[int] | None = None) -> list[Point]:
-        points: list[Point] = []
-        for index in indexes if indexes is not None else range(len(self.watch)):
-            watch = self.watch[index]
-            best = session.rib.table(watch.family).lookup(watch.network, watch.length)
-            before = session.watch_best.get(index)
-            session.watch_best[index] = best
-            if _same_path(before, best):
-                continue
-            was = f"{format_prefix(watch.family, before[0])} [{before[1].as_path}]" \
-                if before else "no route"
-            now_text = f"{format_prefix(watch.family, best[0])} [{best[1].as_path}]" \
-                if best else "no route"
-            points.append(self._event(session, EVENT_PATH_CHANGE, now, prefix=watch.text,
-                                      attrs=best[1] if best else None,
-                                      detail=f"{was} -> {now_text}"))
-        return points
-
     # ------------------------------------------------------------ operator commands
 
     def command_for(self, action: str, carrier: str, prefix_text: str) -> tuple[str, list[Point]]:
-        """`bgp.withdraw` / `bgp.announce` of one of ours toward one carrier.
-
-        Returns the ExaBGP API command to send (its ack is matched in order) and events.
-        Raises ValueError for an unknown carrier or a prefix that is not ours.
-        """
-        session = self.sessions.get(carrier)
-        if session is None:
-            raise ValueError(f"unknown carrier {carrier!r}")
-        prefix = Prefix.parse(prefix_text)
-        if prefix not in self.own:
-            raise ValueError(f"{prefix.text} is not in bgp.announce")
-        now = self.clock()
-        points: list[Point] = []
-        if action == "withdraw":
-            session.withdrawn_by_operator.add(prefix.text)
-            command = f"neighbor {session.peer} withdraw route {prefix.text} next-hop self"
-            if session.up:
-                points.append(self._event(session, EVENT_OWN_MISSING, now, prefix=prefix.text,
-                                          detail=session.announceable(prefix)))
-        elif action == "announce":
-            session.withdrawn_by_operator.discard(prefix.text)
-            session.refused.discard(prefix.text)
-            command = f"neighbor {session.peer} announce route {prefix.text} next-hop self"
-        else:
-            raise ValueError(f"unknown action {action!r}")
-        self.pending.append((action, carrier, prefix.text))
-        return command, points
-
-    def _ack(self, ok: bool) -> list[Point]:
-        self.stats.acks += 1
-        if not self.pending:
-            return []
-        action, carrier, prefix = self.pending.popleft()
-        if ok:
-            return []
-        self.stats.ack_errors += 1
-        session = self.sessions[carrier]
-        if action == "announce":
-            session.refused.add(prefix)
-            if session.up:
-                return [self._event(session, EVENT_OWN_MISSING, self.clock(), prefix=prefix,
-                                    detail="ExaBGP refused to announce it")]
-        return []
+        """`bgp.withdraw` / `bgp.announce` (collectors/bgp/commands.py)."""
+        return self.commands.command_for(self.sessions, self.own, action, carrier, prefix_text)
 
     # ------------------------------------------------------------ output
 
-    def _event(self, session: Session, kind: str, now: float, prefix: str = "",
-               attrs: Attrs | None = None, detail: str = "") -> Point:
-        fields: dict[str, FieldValue] = {
-            "prefix": prefix,
-            "as_path": attrs.as_path if attrs else "",
-            "origin_as": attrs.origin_as if attrs else 0,
-            "detail": detail,
-        }
-        self.events.append({"time": now, "carrier": session.carrier, "kind": kind, **fields})
-        return Point("bgp_event", {"carrier": session.carrier, "kind": kind}, fields,
-                     int(now * 1e9))
-
     def session_points(self) -> list[Point]:
-        now = self.clock()
-        points = []
-        for session in self.sessions.values():
-            fields: dict[str, FieldValue] = {
-                "state": session.state,
-                "up": session.up,
-                "uptime_s": round(now - session.up_since_s, 3) if session.up else 0.0,
-                "flaps": session.flaps,
-                "prefixes_v4": len(session.rib.v4),
-                "prefixes_v6": len(session.rib.v6),
-                "updates": session.updates,
-                "withdrawals": session.withdrawals,
-            }
-            for family, name in ((V4, "converge_v4_s"), (V6, "converge_v6_s")):
-                if family in session.converge_s:
-                    fields[name] = round(session.converge_s[family], 3)
-            if self.rov is not None:
-                fields.update(self.rov.session_fields(session.carrier))
-            points.append(Point("bgp_session", {"carrier": session.carrier,
-                                                "peer": session.peer,
-                                                "peer_as": str(session.peer_as)}, fields))
-        return points
+        return bgp_points.session_points(self.sessions.values(), self.rov, self.clock())
 
     def prefix_points(self) -> list[Point]:
-        points = []
-        for session in self.sessions.values():
-            for prefix in self.own:
-                attrs = session.rib.table(prefix.family).routes.get(prefix.key)
-                fields: dict[str, FieldValue] = {
-                    "visible": attrs is not None,
-                    "announced": session.up and not session.announceable(prefix),
-                    "origin_as": attrs.origin_as if attrs else 0,
-                    "as_path": attrs.as_path if attrs else "",
-                    "as_path_len": attrs.path_len if attrs else 0,
-                    "next_hop": attrs.next_hop if attrs else "",
-                }
-                if self.rov is not None:
-                    fields.update(self.rov.prefix_fields(prefix.text))
-                points.append(Point("bgp_prefix", {"carrier": session.carrier,
-                                                   "prefix": prefix.text}, fields))
-        return points
+        return bgp_points.prefix_points(self.sessions.values(), self.own, self.rov)
 
     def lookup(self, address_text: str) -> dict[str, Any]:
         """Per carrier: the longest-prefix route for an address (traceroute annotation)."""
-        family, address = parse_address(address_text)
-        result: dict[str, Any] = {}
-        for session in self.sessions.values():
-            found = session.rib.table(family).lookup(address)
-            if found is None:
-                result[session.carrier] = None
-                continue
-            key, attrs = found
-            result[session.carrier] = route_dict(family, key, attrs)
-        return result
+        return bgp_status.lookup(self.sessions.values(), address_text)
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        sessions = []
-        for session in self.sessions.values():
-            sessions.append({
-                "carrier": session.carrier,
-                "peer": session.peer,
-                "peer_as": session.peer_as,
-                "state": session.state,
-                "up": session.up,
-                "uptime_s": round(now - session.up_since_s, 1) if session.up else 0.0,
-                "flaps": session.flaps,
-                "prefixes_v4": len(session.rib.v4),
-                "prefixes_v6": len(session.rib.v6),
-                "updates": session.updates,
-                "withdrawals": session.withdrawals,
-                "converge_s": {("v4" if f == V4 else "v6"): round(s, 3)
-                               for f, s in session.converge_s.items()},
-                "last_reason": session.last_reason,
-                "withdrawn_by_operator": sorted(session.withdrawn_by_operator),
-            })
         return {
             "exabgp_version": self.exabgp_version,
-            "sessions": sessions,
+            "sessions": [bgp_status.session_status(s, now) for s in self.sessions.values()],
             "attribute_sets": len(self.interner),
             "reader": self.stats.as_dict(),
             "last_events": list(self.events),
         }
-
-
-def route_dict(family: int, key: int, attrs: Attrs) -> dict[str, Any]:
-    return {
-        "prefix": format_prefix(family, key),
-        "origin_as": attrs.origin_as,
-        "as_path": attrs.as_path,
-        "next_hop": attrs.next_hop,
-        "communities": attrs.communities,
-        "large_communities": attrs.large_communities,
-        "med": attrs.med if attrs.med >= 0 else None,
-        "local_pref": attrs.local_pref if attrs.local_pref >= 0 else None,
-    }
-
-
-def _same_path(a: tuple[int, Attrs] | None, b: tuple[int, Attrs] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a[0] == b[0] and a[1].as_path == b[1].as_path

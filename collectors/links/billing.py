@@ -29,7 +29,7 @@ from agent.collector import CollectorContext, PolledCollector
 from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.netlink import RtNetlink
-from collectors.links.rates import billing_rate, counter_delta, percentile_95
+from collectors.links.rates import billing_rate, percentile_95, rate_bps, utilization
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +204,10 @@ class BillingCollector(PolledCollector):
                 continue  # still inside the slot: keep accumulating
             elapsed = now - prev.time_s
             capacity = carrier.committed_mbps * 1e6 * 10 if carrier.committed_mbps else None
-            rx_delta = counter_delta(prev.rx_bytes, rx_bytes, elapsed, capacity)
-            tx_delta = counter_delta(prev.tx_bytes, tx_bytes, elapsed, capacity)
+            rx_bps = rate_bps(prev.rx_bytes, rx_bytes, elapsed, capacity)
+            tx_bps = rate_bps(prev.tx_bytes, tx_bytes, elapsed, capacity)
             slots = this_slot - first_slot
-            if rx_delta is not None and tx_delta is not None and slots <= MAX_GAP_SLOTS:
-                rx_bps = rx_delta * 8.0 / elapsed
-                tx_bps = tx_delta * 8.0 / elapsed
+            if rx_bps is not None and tx_bps is not None and slots <= MAX_GAP_SLOTS:
                 for slot in range(first_slot, this_slot):
                     store.append(int(slot * period), rx_bps, tx_bps)
             self._set_snapshot(carrier.name, current)
@@ -235,8 +233,9 @@ class BillingCollector(PolledCollector):
             if carrier.committed_mbps:
                 committed_bps = carrier.committed_mbps * 1e6
                 fields["committed_bps"] = committed_bps
-                if p95 is not None:
-                    fields["p95_util"] = p95 / committed_bps
+                p95_util = utilization(p95, carrier.committed_mbps, None)
+                if p95_util is not None:
+                    fields["p95_util"] = p95_util
             points.append(Point("billing", {"carrier": carrier.name,
                                             "interface": carrier.interface}, fields, time_ns))
         return points

@@ -1,7 +1,7 @@
 """The uplinks' carrier bits, read cheaply enough to poll every 50 ms.
 
 The link events collector polls the uplinks because linkwatch announces a carrier change
-up to a second late (collector.py, `_carrier_thread`). Asking netlink for three links
+up to a second late (events.py, `_carrier_thread`). Asking netlink for three links
 twenty times a second cost 0.8 % of a core; `/sys/class/net/NAME/carrier` is the same
 `netif_carrier_ok()` the netlink answer carries, current at once, and an open sysfs
 attribute re-reads with one `pread`. So the poll reads these files and asks netlink only

@@ -18,7 +18,8 @@ from agent.config import Config
 from agent.points import Point
 from collectors.bgp.rislive import metrics  # noqa: F401  (declares bgp_visibility, bgp_feed)
 from collectors.bgp.rislive.client import RisLiveClient
-from collectors.bgp.rislive.view import RisView, ViewSettings
+from collectors.bgp.rislive.settings import ViewSettings
+from collectors.bgp.rislive.view import RisView
 
 
 def interval_s(config: Config) -> float:

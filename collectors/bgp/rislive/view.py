@@ -28,21 +28,33 @@ carriers by at least `hijack_min_peers`); visibility via a carrier (or `any`) be
 `drop_fraction` of its usual level (the highest count in the last `baseline`) and
 restored when back at that share of the level it fell from. Lost/restored are judged only
 when the caller says the feed is trustworthy (connected, past warm-up).
+
+The message format is checked in messages.py, the settings in settings.py, the counters and
+records in records.py. RisView stays one class in one file (~430 lines): its input, counts,
+events and judgement all read and write the same per-prefix, per-peer routes.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import Config
 from agent.points import FieldValue, Point
-from collectors.bgp.rib import FAMILY_BITS, format_prefix, parse_prefix
-from collectors.bgp.state import Prefix
+from collectors.bgp.prefixes import Prefix
+from collectors.bgp.rib import FAMILY_BITS, format_prefix
+from collectors.bgp.rislive.messages import (
+    UPSTREAM_NONE,
+    UPSTREAM_SET,
+    BadMessage,
+    Route,
+    _peer,
+    _prefix,
+    parse_path,
+)
+from collectors.bgp.rislive.records import Counts, FeedStats, Series
+from collectors.bgp.rislive.settings import ViewSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,150 +69,8 @@ EVENT_FEED_RESTORED = "ris_feed_restored"
 
 VIA_ANY = "any"
 VIA_OTHER = "other"
-UPSTREAM_NONE = 0  # the vantage point is in our own AS
-UPSTREAM_SET = -1  # an AS_SET just before our AS
 
-_MAX_ASN = 4294967295
 _MAX_TEXT = 1 << 20  # a frame longer than this is not a RIS Live message we can use
-
-
-class BadMessage(ValueError):
-    """A frame or a part of it that does not follow RIS Live's documented format."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    origin_as: int  # 0 when the path ends in an AS_SET without our AS, or is empty
-    ours: bool  # originated by bgp.local_as
-    upstream: int  # AS just before ours (ours only); UPSTREAM_NONE / UPSTREAM_SET
-    path: str  # "3356 4134 64512", an AS_SET as "{1,2}"
-
-
-@dataclass(frozen=True)
-class ViewSettings:
-    local_as: int
-    own: tuple[Prefix, ...]
-    watch: tuple[Prefix, ...] = ()
-    carriers: tuple[tuple[str, int], ...] = ()  # (name, peer_as)
-    hijack_min_peers: int = 3
-    drop_fraction: float = 0.5
-    min_usual_peers: int = 3
-    baseline_s: float = 3600.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> ViewSettings:
-        if config.bgp is None or config.bgp.ris_live is None:
-            raise ValueError("no [bgp.ris_live] table")
-        ris = config.bgp.ris_live
-        own = tuple(dict.fromkeys(Prefix.parse(str(p)) for p in config.bgp.announce))
-        own_texts = {p.text for p in own}
-        watch = tuple(dict.fromkeys(Prefix.parse(str(p)) for p in config.bgp.watch
-                                    if str(p) not in own_texts))
-        return cls(
-            local_as=config.bgp.local_as, own=own, watch=watch,
-            carriers=tuple((c.name, c.bgp.peer_as) for c in config.carriers if c.bgp),
-            hijack_min_peers=ris.hijack_min_peers, drop_fraction=ris.drop_fraction,
-            min_usual_peers=ris.min_usual_peers, baseline_s=ris.baseline_s,
-        )
-
-    def subscriptions(self) -> list[str]:
-        """The prefixes to subscribe to (each with its more-specifics)."""
-        return [p.text for p in (*self.own, *self.watch)]
-
-
-@dataclass
-class FeedStats:
-    """Counters of what came in (the client adds the connection's own)."""
-
-    messages: int = 0  # every frame received
-    bad_messages: int = 0  # frames not in RIS Live's format (nothing of them applied)
-    updates: int = 0  # ris_message UPDATEs applied
-    announcements: int = 0  # prefixes announced in them that concern us
-    withdrawals: int = 0  # prefixes withdrawn in them that concern us
-    unrelated: int = 0  # prefixes in them outside our subscriptions (ignored)
-    peer_states: int = 0
-    pongs: int = 0
-    ris_errors: int = 0
-    subscribe_ok: int = 0
-    last_bad: deque[str] = field(default_factory=lambda: deque(maxlen=5))
-    last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, deque) else v) for k, v in self.__dict__.items()}
-
-
-@dataclass
-class Series:
-    """One (prefix, via) count over time, for the lost/restored judgement."""
-
-    history: deque[tuple[float, int]] = field(default_factory=deque)
-    lost: bool = False
-    lost_from: int = 0  # the usual level it fell from (frozen while lost)
-    last: int = 0
-    usual: int = 0
-
-
-@dataclass
-class Counts:
-    any: int = 0
-    carriers: dict[str, int] = field(default_factory=dict)
-    other: int = 0
-    foreign_origin: int = 0
-    more_specific: int = 0
-
-
-def _asn(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_ASN:
-        raise BadMessage(f"not an AS number: {value!r}"[:120])
-    return value
-
-
-def parse_path(path: Any, local_as: int) -> Route:
-    """RIS Live's `path` (ASNs, an AS_SET as a list of ASNs) → Route. BadMessage else."""
-    if not isinstance(path, list) or not path or len(path) > 1000:
-        raise BadMessage("path: expected a non-empty list of AS numbers")
-    elements: list[int | frozenset[int]] = []
-    for item in path:
-        if isinstance(item, list):
-            if not item or len(item) > 1000:
-                raise BadMessage("path: an empty or huge AS_SET")
-            elements.append(frozenset(_asn(a) for a in item))
-        else:
-            elements.append(_asn(item))
-    text = " ".join(str(e) if isinstance(e, int) else
-                    "{" + ",".join(map(str, sorted(e))) + "}" for e in elements)
-    last = elements[-1]
-    ours = last == local_as if isinstance(last, int) else local_as in last
-    origin = last if isinstance(last, int) else (local_as if ours else 0)
-    upstream = UPSTREAM_NONE
-    if ours:
-        i = len(elements) - 1
-        if not isinstance(elements[i], int):
-            i -= 1  # the origin AS_SET that holds our AS
-        while i >= 0 and elements[i] == local_as:
-            i -= 1  # our prepends
-        if i >= 0:
-            before = elements[i]
-            upstream = before if isinstance(before, int) else UPSTREAM_SET
-    return Route(origin, ours, upstream, text)
-
-
-def _peer(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadMessage("peer: expected an IP address")
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise BadMessage(f"peer: not an IP address: {value[:64]!r}") from None
-
-
-def _prefix(value: Any) -> tuple[int, int, int]:
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadMessage("prefix: expected a string")
-    try:
-        return parse_prefix(value)
-    except ValueError:
-        raise BadMessage(f"not a prefix: {value[:64]!r}") from None
 
 
 class RisView:
@@ -560,4 +430,3 @@ class RisView:
             "messages": self.stats.as_dict(),
             "last_events": list(self.events),
         }
-
