@@ -12,8 +12,6 @@ import email.utils
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -159,6 +157,11 @@ class UrlSource(JsonSource):
             headers["If-None-Match"] = self._etag
         if self._last_modified:
             headers["If-Modified-Since"] = self._last_modified
+        # Imported here: urllib.request (and the email package under it) is 1.7 MB of RSS
+        # that an agent without a VRP URL would carry for nothing.
+        import urllib.error
+        import urllib.request
+
         # the URL is http(s) only (config.py checks it)
         request = urllib.request.Request(self.url, headers=headers)  # noqa: S310
         try:
@@ -175,7 +178,7 @@ class UrlSource(JsonSource):
     async def check(self) -> None:
         try:
             raw = await asyncio.to_thread(self._fetch)
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # urllib's URLError and HTTPError included
             self.connected = False
             self._failed(f"fetch failed: {exc}")
             return
