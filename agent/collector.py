@@ -5,6 +5,8 @@ Threads and asyncio, decided here once:
 - A polled collector's `collect()` is blocking by default and runs in the loop's worker
   thread pool (netlink dumps, psutil, file reads), so a slow source never stalls the loop.
   Set `blocking = False` for a collect() that only reads memory (it then runs on the loop).
+- An async polled collector is scheduled the same way, but its `collect()` is a coroutine
+  on the loop (probe rounds: mostly waiting for answers on sockets).
 - A streaming collector is a coroutine that lives as long as the agent; it awaits its
   source (sockets, a child process) and calls `ctx.emit` when something happens. Blocking
   calls inside it go through `asyncio.to_thread` or a dedicated thread of its own.
@@ -52,13 +54,18 @@ class CollectorContext:
 class Collector(abc.ABC):
     """Common base: a name for logs, metrics and `status`."""
 
-    name: ClassVar[str] = "collector"
+    name: str = "collector"  # a class default; one instance per config entry sets its own
 
     def __init__(self, ctx: CollectorContext) -> None:
         self.ctx = ctx
 
     def close(self) -> None:
         """Release sockets or children; called once when the agent stops or reloads."""
+
+    def overran(self, ticks: int) -> None:
+        """Told by the scheduler, which counts overruns (`status` → `collectors`), that a
+        run made it skip `ticks` ticks; for a collector that also shows them in a section
+        of its own."""
 
     # Optional: `async def reconfigure(self, config: Config) -> bool` applies a changed
     # config in place on reload (return False to be restarted instead). Set `self.ctx.config`
@@ -86,3 +93,17 @@ class StreamingCollector(Collector):
     @abc.abstractmethod
     async def run(self) -> None:
         """Never returns normally; raising gets it restarted with back-off."""
+
+
+class AsyncPolledCollector(Collector):
+    """Polled like PolledCollector (aligned ticks, overruns counted, points stamped with the
+    tick), but `collect()` is a coroutine run on the loop: for sources that await sockets
+    for most of a run (probe rounds), which would otherwise hold a pool thread throughout."""
+
+    @property
+    def interval_s(self) -> float:
+        return self.ctx.config.agent.interval_s
+
+    @abc.abstractmethod
+    async def collect(self) -> list[Point]:
+        """This interval's points; raising is logged and counted, never fatal."""

@@ -1,0 +1,72 @@
+"""PROBERS (one prober per method kind, one signature), the one method parser and the one
+target resolver, through real sockets on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from collectors.probes.engine import ProbeEngine
+from collectors.probes.methods import METHOD_KINDS, parse_method
+from collectors.probes.probers import PROBERS
+from collectors.probes.resolve import ResolveError, pick_address, resolve
+from collectors.probes.sockets import DEFAULT_BINDING, Binding
+
+V4, V6 = socket.AF_INET, socket.AF_INET6
+
+
+def test_every_method_kind_has_one_prober() -> None:
+    assert tuple(PROBERS) == METHOD_KINDS
+    for text in ("icmp", "tcp:443", "dns", "dns:example.org", "http", "http:/x"):
+        assert parse_method(text).kind in PROBERS
+
+
+def test_pick_address_prefers_the_carriers_family_then_ipv4() -> None:
+    both = [(V6, "2001:db8::1"), (V4, "192.0.2.1"), (V6, "2001:db8::2")]
+    assert pick_address(both, None) == "192.0.2.1"
+    assert pick_address(both, V6) == "2001:db8::1"
+    assert pick_address(both, V4) == "192.0.2.1"
+    assert pick_address([(V6, "2001:db8::1")], V4) == "2001:db8::1"
+    assert pick_address([], None) is None
+
+
+def test_resolve_literals_names_and_failures() -> None:
+    v6_only = Binding("c", "eth9", None, "2001:db8::9")
+    assert asyncio.run(resolve("192.0.2.1")) == "192.0.2.1"
+    assert asyncio.run(resolve("2001:DB8::1", v6_only)) == "2001:db8::1"
+    assert asyncio.run(resolve("localhost")) == "127.0.0.1"  # /etc/hosts, IPv4 preferred
+    with pytest.raises(ResolveError) as raised:
+        asyncio.run(resolve("no-such-host.invalid"))
+    assert str(raised.value).startswith("cannot resolve target 'no-such-host.invalid': ")
+
+
+def test_engine_dispatches_tcp_and_icmp_rounds_by_kind() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+
+    async def rounds() -> list[tuple[str, int, int, str | None]]:
+        engine = ProbeEngine()
+        try:
+            results = await asyncio.gather(
+                engine.run_round(DEFAULT_BINDING, "127.0.0.1", f"tcp:{port}", 3, 0.01, 1.0),
+                engine.run_round(DEFAULT_BINDING, "localhost", "icmp", 3, 0.01, 1.0),
+                engine.run_round(DEFAULT_BINDING, "no-such-host.invalid", "icmp", 2, 0.01,
+                                 0.1),
+            )
+        finally:
+            engine.close()
+        return [(r.method, r.stats.sent, r.stats.received, r.round.error) for r in results]
+
+    try:
+        tcp, icmp, unresolved = asyncio.run(rounds())
+    finally:
+        listener.close()
+    assert tcp == (f"tcp:{port}", 3, 3, None)
+    assert icmp == ("icmp", 3, 3, None)
+    _method, sent, received, error = unresolved
+    assert (sent, received) == (0, 0)  # nothing left: send errors, not loss
+    assert error is not None and error.startswith("cannot resolve target")
