@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from agent.collector import AsyncPolledCollector, Collector, CollectorContext
 from agent.config import ProbeConfig
@@ -133,14 +133,25 @@ class ProbeSet:
         self.engine.close()
 
 
-class ProbeRounds(AsyncPolledCollector):
-    """The rounds of one `[[probes]]` entry, at its interval."""
+class _EntryCollector(AsyncPolledCollector):
+    """A collector of one `[[probes]]` entry, named `PREFIX:ENTRY` in status and alerts."""
+
+    prefix: ClassVar[str]
 
     def __init__(self, ctx: CollectorContext, probes: ProbeSet, probe: ProbeConfig) -> None:
         super().__init__(ctx)
-        self.name = f"probes:{probe.name}"
+        self.name = f"{self.prefix}:{probe.name}"
         self.probes = probes
         self.probe = probe
+
+    def close(self) -> None:
+        self.probes.close()  # the group stops as a whole; closing twice is harmless
+
+
+class ProbeRounds(_EntryCollector):
+    """The rounds of one `[[probes]]` entry, at its interval."""
+
+    prefix = "probes"
 
     @property
     def interval_s(self) -> float:
@@ -160,18 +171,11 @@ class ProbeRounds(AsyncPolledCollector):
     def overran(self, ticks: int) -> None:
         self.probes.counters[self.probe.name]["overruns"] += ticks
 
-    def close(self) -> None:
-        self.probes.close()  # the group stops as a whole; closing twice is harmless
 
-
-class TraceRounds(AsyncPolledCollector):
+class TraceRounds(_EntryCollector):
     """The traceroutes of one entry with `traceroute = true`, at `[traceroute].interval`."""
 
-    def __init__(self, ctx: CollectorContext, probes: ProbeSet, probe: ProbeConfig) -> None:
-        super().__init__(ctx)
-        self.name = f"traceroute:{probe.name}"
-        self.probes = probes
-        self.probe = probe
+    prefix = "traceroute"
 
     @property
     def interval_s(self) -> float:
@@ -179,9 +183,6 @@ class TraceRounds(AsyncPolledCollector):
 
     async def collect(self) -> list[Point]:
         return await self.probes.trace_once(self.probe)
-
-    def close(self) -> None:
-        self.probes.close()
 
 
 def create(ctx: CollectorContext) -> list[Collector]:
