@@ -164,6 +164,7 @@ class Scheduler:
             await asyncio.sleep(max(0.0, (tick_ns - time.time_ns()) / 1e9))
             self.heartbeat_s = time.monotonic()
             started = time.monotonic()
+            warned = False
             try:
                 if isinstance(collector, AsyncPolledCollector):
                     points = await collector.collect()  # on the loop; its own timeouts
@@ -176,8 +177,8 @@ class Scheduler:
                     done, _ = await asyncio.wait({future}, timeout=interval_s)
                     if done:
                         points = future.result()
-                    else:
-                        stats.overruns += 1
+                    else:  # said now, in case it never returns; counted below
+                        warned = True
                         log.warning("collector %s: overran its %.1fs interval",
                                     collector.name, interval_s)
                         points = await future  # late points still count; next tick skipped
@@ -202,7 +203,7 @@ class Scheduler:
             tick_ns, skipped = after_run(tick_ns, time.time_ns(), interval_ns)
             if skipped:
                 stats.overruns += skipped
-                if isinstance(collector, AsyncPolledCollector):
+                if not warned:
                     log.warning("collector %s: overran its %.1fs interval (%d ticks skipped)",
                                 collector.name, interval_s, skipped)
                 collector.overran(skipped)

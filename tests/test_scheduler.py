@@ -42,10 +42,14 @@ class Broken(PolledCollector):
 
 class Slow(PolledCollector):
     name = "slow"
+    told: list[int] = []
 
     def collect(self) -> list[Point]:
         time.sleep(0.5)
         return [Point("slow", {}, {"v": 1})]
+
+    def overran(self, ticks: int) -> None:
+        self.told.append(ticks)
 
 
 class Flaky(StreamingCollector):
@@ -84,6 +88,7 @@ def test_collectors_fail_independently(tmp_path: Path) -> None:
         assert "source unreadable" in stats["broken"].last_error
         assert stats["good"].runs >= 5 and stats["good"].errors == 0
         assert stats["slow"].overruns >= 1
+        assert stats["slow"].overruns == sum(Slow.told)  # counted once, where ticks are skipped
         # 0.5, 1.0 s back-off after 0 and 1 failures: at least two restarts in 1.6 s
         assert 2 <= stats["flaky"].restarts <= 4
         return result

@@ -78,7 +78,7 @@ def parse_method(text: str) -> Method:
     if kind == "icmp" and not sep:
         return Method("icmp")
     if kind == "tcp":
-        if not arg.isdigit() or not 1 <= int(arg) <= 65535:
+        if not (arg.isascii() and arg.isdigit()) or not 1 <= int(arg) <= 65535:
             raise ValueError(f"tcp needs a port 1-65535: {text!r}")
         return Method("tcp", port=int(arg))
     if kind == "dns":
