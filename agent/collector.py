@@ -59,13 +59,13 @@ class Collector(abc.ABC):
     def __init__(self, ctx: CollectorContext) -> None:
         self.ctx = ctx
 
-    def close(self) -> None:
-        """Release sockets or children; called once when the agent stops or reloads."""
-
     def overran(self, ticks: int) -> None:
         """Told by the scheduler, which counts overruns (`status` → `collectors`), that a
         run made it skip `ticks` ticks; for a collector that also shows them in a section
         of its own."""
+
+    def close(self) -> None:
+        """Release sockets or children; called once when the agent stops or reloads."""
 
     # Optional: `async def reconfigure(self, config: Config) -> bool` applies a changed
     # config in place on reload (return False to be restarted instead). Set `self.ctx.config`
