@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.collector import (
     AsyncPolledCollector,
     CollectorContext,
@@ -136,6 +138,7 @@ class AsyncSlow(AsyncPolledCollector):
         self.told.append(ticks)
 
 
+@pytest.mark.schema_free  # made-up measurements (the marker comes with the schema check)
 def test_async_polled_collectors_run_on_ticks_and_overruns_are_counted_once(
         tmp_path: Path) -> None:
     async def scenario() -> tuple[list[Point], dict[str, Any], list[int]]:
