@@ -28,7 +28,6 @@ from agent.tables import table
 
 log = logging.getLogger("egress-agent")
 COMMANDS_GROUP = "egress_agent.commands"  # entry points: add_commands(subparsers)
-CORE_COMMANDS = frozenset({"run", "check-config", "report", "status", "reload", "alerts"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -286,6 +285,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser(with_contributed: bool = True) -> argparse.ArgumentParser:
+    parser, sub = _core_parser()
+    if with_contributed:
+        for add_commands in contributed_commands():
+            add_commands(sub)
+    return parser
+
+
+def _core_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The parser with the core's commands, and its subparsers (for contributed ones)."""
     parser = _Parser(prog="egress-agent", description="Monitoring agent for multi-homed hosts "
                      "(docs/cli.md).")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
@@ -330,10 +338,7 @@ def build_parser(with_contributed: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_alerts)
 
-    if with_contributed:
-        for add_commands in contributed_commands():
-            add_commands(sub)
-    return parser
+    return parser, sub
 
 
 def contributed_commands() -> list[Callable[[Any], None]]:
@@ -361,8 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(argv if argv is not None else sys.argv[1:])
     debug = "--debug" in words
     try:
-        core_only = _command_of(words) in CORE_COMMANDS
-        args = build_parser(with_contributed=not core_only).parse_args(words)
+        parser, sub = _core_parser()
+        if _command_of(words) not in sub.choices:  # not the core's: look the others up
+            for add_commands in contributed_commands():
+                add_commands(sub)
+        args = parser.parse_args(words)
         code: int = args.func(args)
         return code
     except UsageError as exc:
