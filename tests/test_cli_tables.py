@@ -15,7 +15,7 @@ import time
 import pytest
 
 from agent.cli import main, render_alerts, render_status
-from agent.config import QualityConfig
+from agent.config import parse_config
 from agent.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from agent.tables import table
 from collectors.probes.cli import render_table, render_traces
@@ -61,7 +61,8 @@ def test_probe_table_keeps_its_layout() -> None:
     results = [result("telecom", [10.0, 11.5, None, 10.25]),
                result("unicom-backup", [30.0, 31.0, 29.5, 30.5]),
                result("mobile", [None, None, None, None])]
-    qualities = assess("example.net", {r.carrier: r.stats for r in results}, QualityConfig())
+    qualities = assess("example.net", {r.carrier: r.stats for r in results},
+                       parse_config({}).quality)
     assert render_table("example.net", "192.0.2.7", "icmp", results, qualities) == PROBE_TABLE
 
 

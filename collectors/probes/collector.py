@@ -179,7 +179,8 @@ class TraceRounds(_EntryCollector):
 
     @property
     def interval_s(self) -> float:
-        return self.ctx.config.traceroute.interval_s
+        interval_s: float = self.ctx.config.traceroute.interval_s
+        return interval_s
 
     async def collect(self) -> list[Point]:
         return await self.probes.trace_once(self.probe)
