@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.collector import CollectorContext
+from agent.config import parse_config
+from agent.pipeline import Pipeline
+from agent.points import Point
+from agent.scheduler import Scheduler
+from agent.spool import Spool
+from collectors.probes.collector import create
 from collectors.probes.engine import ProbeEngine
 from collectors.probes.methods import METHOD_KINDS, parse_method
 from collectors.probes.probers import PROBERS
@@ -70,3 +79,46 @@ def test_engine_dispatches_tcp_and_icmp_rounds_by_kind() -> None:
     _method, sent, received, error = unresolved
     assert (sent, received) == (0, 0)  # nothing left: send errors, not loss
     assert error is not None and error.startswith("cannot resolve target")
+
+
+def test_probe_group_under_the_scheduler_on_loopback(tmp_path: Path) -> None:
+    """One entry (and its traceroute) through the default route to 127.0.0.1 under the
+    real scheduler: points on aligned ticks, and stopping the group closes the raw sockets
+    once, on the loop, though both collectors are closed at the same time from threads."""
+    config = parse_config({
+        "agent": {"data_dir": str(tmp_path)},
+        "probes": [{"name": "lo", "target": "127.0.0.1", "methods": ["icmp"],
+                    "interval": "500ms", "count": 2, "timeout": "100ms",
+                    "traceroute": True}],
+        "traceroute": {"interval": "1s", "max_hops": 2, "timeout": "100ms"},
+    })
+    loop_errors: list[dict[str, Any]] = []
+    import scapy.layers.inet  # noqa: F401  (traceroute imports it on the loop at its first run)
+
+    async def scenario() -> tuple[list[Point], list[Any], dict[str, Any]]:
+        asyncio.get_running_loop().set_exception_handler(lambda _l, c: loop_errors.append(c))
+        pipeline = Pipeline(Spool(tmp_path / "spool"), "h")
+        pipeline.bind_loop(asyncio.get_running_loop())
+        scheduler = Scheduler(pipeline)
+        ctx = CollectorContext(config=config, emit=pipeline.emit, data_dir=tmp_path)
+        collectors = create(ctx)
+        for collector in collectors:
+            scheduler.start(collector)
+        await asyncio.sleep(2.2)
+        probes = collectors[0].probes  # type: ignore[attr-defined]
+        sockets = list(probes.engine.icmp._probers.values())
+        section = probes.status()
+        await scheduler.stop_all()
+        scheduler.shutdown()
+        return list(pipeline._take_batch()), sockets, section
+
+    points, sockets, section = asyncio.run(scenario())
+    kinds = {p.measurement for p in points}
+    assert kinds == {"probe", "quality", "traceroute"}
+    assert all(p.time_ns % 500_000_000 == 0 for p in points)
+    assert all(p.fields["received"] == 2 for p in points if p.measurement == "probe")
+    traces = [p.fields["reached"] for p in points if p.measurement == "traceroute"]
+    assert traces and all(traces)
+    assert section["probes"]["lo"]["rounds"] >= 3
+    assert sockets and all(s.closed for s in sockets)
+    assert loop_errors == []

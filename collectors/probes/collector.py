@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any, ClassVar
 
 from agent.collector import AsyncPolledCollector, Collector, CollectorContext
@@ -82,6 +83,9 @@ class ProbeSet:
         self.tracker = QualityTracker(log)
         self.counters: dict[str, dict[str, Any]] = {p.name: _counters()
                                                     for p in ctx.config.probes}
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the sockets are watched
+        self._close_lock = threading.Lock()
+        self._closed = False
 
     def status(self) -> dict[str, Any]:
         return {"probes": self.counters}
@@ -102,6 +106,7 @@ class ProbeSet:
 
     async def probe_once(self, probe: ProbeConfig, time_ns: int = 0) -> list[Point]:
         """One round of one entry: every (carrier, method); returns its points."""
+        self._loop = asyncio.get_running_loop()
         spacing = spacing_s(probe.interval_s, probe.count)
         jobs = [
             self.engine.run_round(b, probe.target, m, probe.count, spacing, probe.timeout_s)
@@ -120,6 +125,7 @@ class ProbeSet:
         return points
 
     async def trace_once(self, probe: ProbeConfig, time_ns: int = 0) -> list[Point]:
+        self._loop = asyncio.get_running_loop()
         cfg = self.ctx.config.traceroute
         jobs = [
             traceroute(b, probe.target, cfg.method, cfg.max_hops, cfg.timeout_s,
@@ -130,7 +136,25 @@ class ProbeSet:
         return [traceroute_point(r, time_ns) for r in results]
 
     def close(self) -> None:
-        self.engine.close()
+        """Once for the group, though each of its collectors calls it (the scheduler closes
+        them at the same time, each from a thread of its own). The raw sockets are
+        unwatched and closed on the loop that watches them."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        loop = self._loop
+        if loop is None or not loop.is_running() or _on_loop(loop):
+            self.engine.close()
+        else:
+            loop.call_soon_threadsafe(self.engine.close)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class _EntryCollector(AsyncPolledCollector):
@@ -145,7 +169,7 @@ class _EntryCollector(AsyncPolledCollector):
         self.probe = probe
 
     def close(self) -> None:
-        self.probes.close()  # the group stops as a whole; closing twice is harmless
+        self.probes.close()  # the group stops as a whole; the first close does it
 
 
 class ProbeRounds(_EntryCollector):
