@@ -543,7 +543,7 @@ def test_collector_traceroute_points_with_and_without_as(lab: Any, tmp_path: Pat
                                 "as_path": [4134, 64496]}}
         return {}
 
-    collector.ctx.register_control("bgp.lookup", lookup)
+    collector.ctx.control_handlers = {"bgp.lookup": lookup}
     annotated = in_agent_ns(lab, lambda: asyncio.run(collector.trace_once(probe_cfg, 6)))
     for point in annotated:
         assert point.fields["as_path"] == "64496"

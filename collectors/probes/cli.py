@@ -18,14 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.config import (
-    AgentConfig,
-    Config,
-    ConfigError,
-    QualityConfig,
-    TracerouteConfig,
-    load_config,
-)
+from agent.config import AgentConfig, Config, ConfigError, load_config
+from collectors.probes.config import QualityConfig, TracerouteConfig
 from collectors.probes.engine import ProbeEngine, ProbeResult
 from collectors.probes.methods import parse_method
 from collectors.probes.quality import Quality, assess

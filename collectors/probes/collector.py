@@ -19,9 +19,9 @@ import logging
 import time
 from typing import Any
 
-from agent.collector import Collector, CollectorContext, StreamingCollector
-from agent.config import ProbeConfig
+from agent.collector import Built, CollectorContext, StreamingCollector
 from agent.points import FieldValue, Point
+from collectors.probes.config import ProbeConfig, probe_carriers
 from collectors.probes.engine import ProbeEngine, ProbeResult
 from collectors.probes.quality import QualityTracker, assess
 from collectors.probes.sockets import DEFAULT_BINDING, Binding
@@ -89,10 +89,9 @@ class ProbesCollector(StreamingCollector):
         self.engine: ProbeEngine | None = None
         self.tracker = QualityTracker(log)
         self.counters: dict[str, dict[str, Any]] = {}
-        ctx.register_status("probes", self.status)
 
     def bindings(self, probe: ProbeConfig) -> list[Binding]:
-        carriers = self.ctx.config.probe_carriers(probe)
+        carriers = probe_carriers(self.ctx.config, probe)
         if not carriers and not self.ctx.config.carriers:
             return [DEFAULT_BINDING]
         return [Binding.from_carrier(c) for c in carriers]
@@ -205,8 +204,9 @@ class ProbesCollector(StreamingCollector):
             tick_ns = next_tick_ns(time.time_ns(), interval_s)
 
 
-def create(ctx: CollectorContext) -> list[Collector]:
+def create(ctx: CollectorContext) -> Built:
     """Registry factory: nothing to do without `[[probes]]`."""
     if not ctx.config.probes:
-        return []
-    return [ProbesCollector(ctx)]
+        return Built()
+    collector = ProbesCollector(ctx)
+    return Built([collector], status={"probes": collector.status})

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent.config import QualityConfig
+from collectors.probes.config import QualityConfig
 from collectors.probes.stats import RttStats
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,88 @@
+"""Where plugins tell the core what they bring: collector groups and their config tables.
+
+The core never imports a collector. A plugin package (today one, `collectors`, whose
+`__init__` is the only list of collectors) calls `register()` when imported; `load_plugins()`
+imports the packages named in PLUGINS once, before the first config is read. The root
+config model is then composed from the core's tables and the registered ones
+(agent/config/root.py), and the daemon builds each group through its factory.
+
+PLUGINS names the packages instead of discovering them through packaging entry points:
+`importlib.metadata` costs 4.6 MB RSS and 50 ms at start (measured), for a list of one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.collector import Built, CollectorContext
+    from agent.config import Config
+
+PLUGINS = ("collectors",)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One entry of the collector registry."""
+
+    factory: str  # "module:function", called with a CollectorContext, returns a Built
+    # The parts of the config the group reads, as attribute paths ("carriers",
+    # "agent.control_socket"): its reload slice. A reload keeps the group running while
+    # these are unchanged (BGP sessions are not reset, probe series go on).
+    reads: tuple[str, ...] = ("agent.interval_s",)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A top-level config table a plugin owns: its pydantic type and its value when the file
+    does not have it (an instance, None, or () for an array of tables)."""
+
+    annotation: Any
+    default: Any
+
+
+GROUPS: dict[str, Group] = {}
+TABLES: dict[str, Table] = {}
+_loaded = False
+
+
+def register(groups: Mapping[str, Group], tables: Mapping[str, Table]) -> None:
+    GROUPS.update(groups)
+    TABLES.update(tables)
+
+
+def load_plugins() -> None:
+    """Import the plugin packages once (each registers itself)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in PLUGINS:
+            importlib.import_module(name)
+
+
+def collector_names() -> tuple[str, ...]:
+    load_plugins()
+    return tuple(GROUPS)
+
+
+def config_slice(name: str, config: Config) -> tuple[Any, ...]:
+    """What the group `name` reads of `config` (compared across a reload)."""
+    values = []
+    for path in GROUPS[name].reads:
+        value: Any = config
+        for attribute in path.split("."):
+            value = getattr(value, attribute)
+        values.append(value)
+    return tuple(values)
+
+
+def build_group(name: str, ctx: CollectorContext) -> Built:
+    """What the registry entry `name` makes of ctx.config (nothing when the config gives it
+    nothing to do, e.g. `bgp` without a `[bgp]` table)."""
+    module_name, _, function = GROUPS[name].factory.partition(":")
+    factory: Callable[[CollectorContext], Built] = getattr(
+        importlib.import_module(module_name), function)
+    return factory(ctx)
