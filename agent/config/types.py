@@ -192,8 +192,9 @@ def to_prefixes(value: Any) -> tuple[IPNetwork, ...]:
         if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
             prefixes.append(item)
             continue
+        text = to_str(item)
         try:
-            prefixes.append(ipaddress.ip_network(to_str(item), strict=True))
+            prefixes.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
             raise ValueError(f"bad prefix {item!r}: {exc}") from None
     return tuple(prefixes)
