@@ -23,6 +23,7 @@ from agent.config.types import (
     toml_value,
     valid_target,
 )
+from agent.registry import Table
 
 RIS_LIVE_DEFAULT_URL = "wss://ris-live.ripe.net/v1/ws/?client=egress-agent"
 
@@ -149,3 +150,8 @@ class BgpConfig(Section):
     rpki: RpkiConfig | None = None
 
 
+
+
+# The table this package owns, and what its group reads (its reload slice).
+TABLES = {"bgp": Table(BgpConfig | None, None)}
+READS = ("agent.interval_s", "bgp", "carriers")

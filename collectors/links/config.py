@@ -6,6 +6,7 @@ from typing import Annotated
 
 from agent.config.base import Section
 from agent.config.types import StrList, choice, duration
+from agent.registry import Table
 
 
 class LinksConfig(Section):
@@ -17,3 +18,12 @@ class LinksConfig(Section):
 class BillingConfig(Section):
     rate: Annotated[str, choice("max", "rx", "tx")] = "max"
     interval_s: Annotated[float, duration(1, 86400)] = 300.0  # how often `billing` is written
+
+
+# The tables this package owns, and what each of its groups reads (its reload slice).
+TABLES = {
+    "links": Table(LinksConfig, LinksConfig()),
+    "billing": Table(BillingConfig, BillingConfig()),
+}
+LINKS_READS = ("agent.interval_s", "carriers", "links")
+BILLING_READS = ("agent.interval_s", "carriers", "billing")

@@ -22,6 +22,7 @@ from agent.config.types import (
     int_range,
     to_str_list,
 )
+from agent.registry import Table
 
 
 def to_methods(value: Any) -> tuple[str, ...]:
@@ -100,3 +101,13 @@ def probe_carriers(config: Config, probe: ProbeConfig) -> tuple[CarrierConfig, .
     if "*" in probe.carriers:
         return config.carriers
     return tuple(c for c in config.carriers if c.name in probe.carriers)
+
+
+# The tables this package owns, and what its group reads (its reload slice).
+TABLES = {
+    "probes": Table(Probes, ()),
+    "quality": Table(QualityConfig, QualityConfig()),
+    "traceroute": Table(TracerouteConfig, TracerouteConfig()),
+}
+READS = ("agent.interval_s", "agent.control_socket", "carriers", "probes", "quality",
+         "traceroute")
