@@ -33,20 +33,28 @@ def refused_secret(key: str, where: str) -> PlainValidator:
     return PlainValidator(refuse)
 
 
-class InfluxDBConfig(Section):
+class _Retried(Section):
+    """Keys every output that sends requests shares."""
+
+    timeout_s: Timeout = 10.0
+    max_retry_delay_s: RetryDelay = 60.0
+
+
+class _Batched(_Retried):
+    batch_size: Annotated[int, int_range(1, 1_000_000)] = 5000
+
+
+class InfluxDBConfig(_Batched):
     url: Url
     org: NonEmptyStr
     bucket: NonEmptyStr
     token: Annotated[None, refused_secret("token", "token_file or $INFLUX_TOKEN")] = Field(
         default=None, exclude=True, repr=False)
     token_file: FilePath | None = None
-    batch_size: Annotated[int, int_range(1, 1_000_000)] = 5000
     gzip: Bool = True
-    timeout_s: Timeout = 10.0
-    max_retry_delay_s: RetryDelay = 60.0
 
 
-class InfluxDBv1Config(Section):
+class InfluxDBv1Config(_Batched):
     url: Url
     database: NonEmptyStr
     retention_policy: NonEmptyStr | None = None
@@ -54,28 +62,21 @@ class InfluxDBv1Config(Section):
     password: Annotated[None, refused_secret("password", "password_file")] = Field(
         default=None, exclude=True, repr=False)
     password_file: FilePath | None = None
-    batch_size: Annotated[int, int_range(1, 1_000_000)] = 5000
     gzip: Bool = False
-    timeout_s: Timeout = 10.0
-    max_retry_delay_s: RetryDelay = 60.0
 
 
 class PrometheusConfig(Section):
     listen: Listen = "127.0.0.1:9273"
 
 
-class AlertmanagerConfig(Section):
+class AlertmanagerConfig(_Retried):
     urls: UrlList
     resend_interval_s: Annotated[float, duration(1, 3600)] = 60.0
-    timeout_s: Timeout = 10.0
-    max_retry_delay_s: RetryDelay = 60.0
 
 
-class WebhookConfig(Section):
+class WebhookConfig(_Retried):
     url: Url
     receiver: NonEmptyStr = "egress-agent"
-    timeout_s: Timeout = 10.0
-    max_retry_delay_s: RetryDelay = 60.0
 
 
 class OutputsConfig(Section):
