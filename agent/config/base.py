@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 def toml_key(name: str) -> str:
@@ -47,6 +48,22 @@ class Problems(ValueError):
 
 def problem(key: str, reason: str) -> Problems:
     return Problems([(key, reason)])
+
+
+def validate_with(handler: Any, data: Any, problems: list[tuple[str, str]]) -> Any:
+    """For a wrap model validator: the table validated by `handler`, with `problems` (found
+    on the raw table, as (key, reason)) reported beside whatever else is wrong with it."""
+    details = [InitErrorDetails(type=PydanticCustomError("table", reason),
+                                loc=(key,) if key else (), input=data)
+               for key, reason in problems]
+    try:
+        model = handler(data)
+    except ValidationError as exc:
+        errors: list[Any] = exc.errors()
+        raise ValidationError.from_exception_data(exc.title, [*errors, *details]) from None
+    if details:
+        raise ValidationError.from_exception_data(type(model).__name__, details)
+    return model
 
 
 def from_toml(info: ValidationInfo) -> bool:

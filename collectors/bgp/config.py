@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import model_validator
 
-from agent.config import Section, problem
-from agent.config.base import Problems
+from agent.config import Section
+from agent.config.base import Problems, validate_with
 from agent.config.types import (
     IPV4,
     FilePath,
@@ -129,13 +129,17 @@ class RpkiConfig(Section):
     stale_after_s: Annotated[float, duration(60, 30 * 86400)] = 7200.0
     timeout_s: Annotated[float, duration(0.1, 600)] = 10.0  # RTR connect, URL fetch
 
-    @model_validator(mode="after")
-    def _a_source(self) -> RpkiConfig:
-        if not (self.rtr or self.vrp_file or self.vrp_url):
-            if "rtr" in self.model_fields_set:
-                raise problem("rtr", "empty, and no vrp_file or vrp_url either")
-            raise problem("", "needs a VRP source: rtr, vrp_file or vrp_url")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _a_source(cls, data: Any, handler: Any) -> Any:
+        """Judged on the table as written, so it is reported whatever else is wrong."""
+        problems = []
+        if isinstance(data, dict) and not any(k in data for k in ("rtr", "vrp_file", "vrp_url")):
+            problems.append(("", "needs a VRP source: rtr, vrp_file or vrp_url"))
+        elif isinstance(data, dict) and data.get("rtr") == [] and not (
+                data.get("vrp_file") or data.get("vrp_url")):
+            problems.append(("rtr", "empty, and no vrp_file or vrp_url either"))
+        return validate_with(handler, data, problems)
 
 
 class BgpConfig(Section):
