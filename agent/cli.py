@@ -2,11 +2,11 @@
 agent/exitcodes.py (0 ok, 1 runtime failure, 2 usage or config error); errors are one line
 on stderr unless --debug.
 
-Collector packages add their own subcommands (`probe`, `traceroute`) the way the registry
-adds collectors, by name and not by import: each is an entry point of the group
-`egress_agent.commands` (pyproject.toml) naming a function that adds subparsers. They are
+Collector packages add their own subcommands (`probe`, `traceroute`) the way they add
+collectors: they register "module:function" names with agent/registry.py (COMMANDS), and
+the core imports a function by its name, never a collector module by its own. They are
 looked up only when the command is not one of the core's, so `run` (the daemon) never
-reads the package metadata nor imports a collector's CLI.
+imports a collector's CLI.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from agent.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from agent.tables import table
 
 log = logging.getLogger("egress-agent")
-COMMANDS_GROUP = "egress_agent.commands"  # entry points: add_commands(subparsers)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -342,11 +341,15 @@ def _core_parser() -> tuple[argparse.ArgumentParser, Any]:
 
 
 def contributed_commands() -> list[Callable[[Any], None]]:
-    """The subcommand adders registered under COMMANDS_GROUP, in name order."""
-    from importlib.metadata import entry_points
+    """The subcommand adders the plugins registered (agent/registry.py), in name order."""
+    from agent import registry
 
-    found = sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name)
-    return [ep.load() for ep in found]
+    registry.load_plugins()
+    adders = []
+    for _name, target in sorted(registry.COMMANDS.items()):
+        module_name, _, function = target.partition(":")
+        adders.append(getattr(importlib.import_module(module_name), function))
+    return adders
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

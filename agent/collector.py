@@ -18,7 +18,7 @@ Collectors never encode, batch, retry, timestamp-align or write: the core does.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,27 +28,32 @@ from agent.points import Point
 
 Emit = Callable[[Iterable[Point]], None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
+StatusProvider = Callable[[], Any]
 
 
 @dataclass
 class CollectorContext:
-    """What the core lends a collector."""
+    """What the core lends a collector (one per collector group, for the group's life)."""
 
     config: Config
     emit: Emit
     data_dir: Path
-    control_handlers: dict[str, ControlHandler] = field(default_factory=dict)
-    status_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # The control commands answering now (read-only: a collector may call another group's
+    # command, e.g. the probes call `bgp.lookup`; its own come back in its Built).
+    control_handlers: Mapping[str, ControlHandler] = field(default_factory=dict)
     # The core's own counters, for the `agent` self-metrics collector only.
     core_stats: Callable[[], dict[str, Any]] | None = None
 
-    def register_control(self, command: str, handler: ControlHandler) -> None:
-        """Answer `command` on the control socket (e.g. `bgp.lookup`)."""
-        self.control_handlers[command] = handler
 
-    def register_status(self, name: str, provider: Callable[[], Any]) -> None:
-        """Add a section to `egress-agent status` output."""
-        self.status_providers[name] = provider
+@dataclass
+class Built:
+    """What a registry factory made: the collectors the core schedules, the commands the
+    control socket answers (e.g. `bgp.lookup`) and the sections of `egress-agent status`.
+    The core adds them when the group starts and removes them when it stops."""
+
+    collectors: list[Collector] = field(default_factory=list)
+    controls: dict[str, ControlHandler] = field(default_factory=dict)
+    status: dict[str, StatusProvider] = field(default_factory=dict)
 
 
 class Collector(abc.ABC):
@@ -67,10 +72,13 @@ class Collector(abc.ABC):
     def close(self) -> None:
         """Release sockets or children; called once when the agent stops or reloads."""
 
-    # Optional: `async def reconfigure(self, config: Config) -> bool` applies a changed
-    # config in place on reload (return False to be restarted instead). Set `self.ctx.config`
-    # yourself when you accept it. Without it, a changed slice of the config restarts the
-    # collector's group (collectors/__init__.py: _SLICES).
+    async def reconfigure(self, config: Config) -> bool:
+        """Apply a changed config in place on reload (SIGHUP) and return True; False (the
+        default) restarts the collector's group. Only called when the group's slice of the
+        config changed (collectors/__init__.py). `self.ctx.config` is still the old config
+        here (compare with it); the core sets it to the new one once every collector of the
+        group has returned True."""
+        return False
 
 
 class PolledCollector(Collector):

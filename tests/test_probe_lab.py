@@ -538,7 +538,7 @@ def test_collector_traceroute_points_with_and_without_as(lab: Any, tmp_path: Pat
                                 "as_path": [4134, 64496]}}
         return {}
 
-    collector.ctx.register_control("bgp.lookup", lookup)
+    collector.ctx.control_handlers = {"bgp.lookup": lookup}
     annotated = in_agent_ns(lab, lambda: asyncio.run(collector.trace_once(probe_cfg, 6)))
     for point in annotated:
         assert point.fields["as_path"] == "64496"
@@ -685,11 +685,12 @@ traceroute = true
         pipeline.bind_loop(asyncio.get_running_loop())
         scheduler = Scheduler(pipeline)
         ctx = CollectorContext(config=config, emit=pipeline.emit, data_dir=tmp_path)
-        for collector in create(ctx):
+        built = create(ctx)
+        for collector in built.collectors:
             scheduler.start(collector)
         await asyncio.sleep(2.3)
         stats = {s["name"]: s for s in scheduler.status()}
-        section = ctx.status_providers["probes"]()
+        section = built.status["probes"]()
         engine = next(iter(scheduler.stats)).probes.engine  # type: ignore[attr-defined]
         sockets = list(engine.icmp._probers.values())
         await scheduler.stop_all()

@@ -101,13 +101,13 @@ def test_probe_group_under_the_scheduler_on_loopback(tmp_path: Path) -> None:
         pipeline.bind_loop(asyncio.get_running_loop())
         scheduler = Scheduler(pipeline)
         ctx = CollectorContext(config=config, emit=pipeline.emit, data_dir=tmp_path)
-        collectors = create(ctx)
-        for collector in collectors:
+        built = create(ctx)
+        for collector in built.collectors:
             scheduler.start(collector)
         await asyncio.sleep(2.2)
-        probes = collectors[0].probes  # type: ignore[attr-defined]
+        probes = built.collectors[0].probes  # type: ignore[attr-defined]
         sockets = list(probes.engine.icmp._probers.values())
-        section = probes.status()
+        section = built.status["probes"]()
         await scheduler.stop_all()
         scheduler.shutdown()
         return list(pipeline._take_batch()), sockets, section

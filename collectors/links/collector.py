@@ -21,7 +21,7 @@ import time
 from collections.abc import KeysView
 from typing import Any
 
-from agent.collector import CollectorContext, PolledCollector, StreamingCollector
+from agent.collector import Built, CollectorContext, PolledCollector, StreamingCollector
 from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.carrier import CarrierFiles, StopSignal
@@ -518,15 +518,14 @@ class LinkEventCollector(StreamingCollector):
                 "uplinks": {n: v[1] for n, v in self.verdicts.items()}}
 
 
-def create_links(ctx: CollectorContext) -> list[PolledCollector | StreamingCollector]:
+def create_links(ctx: CollectorContext) -> Built:
     """The registry's factory: the polled `link` collector, plus the event collector when
     there are carrier uplinks to watch. Both share one routing monitor."""
     routing = RoutingMonitor(ctx.config.carriers) if ctx.config.carriers else None
     polled = LinksCollector(ctx, routing=routing)
-    ctx.register_status("links", polled.status)
-    collectors: list[PolledCollector | StreamingCollector] = [polled]
+    built = Built([polled], status={"links": polled.status})
     if ctx.config.carriers:
         events = LinkEventCollector(ctx, routing=routing)
-        collectors.append(events)
-        ctx.register_status("link_events", events.status)
-    return collectors
+        built.collectors.append(events)
+        built.status["link_events"] = events.status
+    return built

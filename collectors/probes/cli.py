@@ -1,7 +1,7 @@
 """`egress-agent probe` and `egress-agent traceroute` (docs/cli.md): on demand, no daemon needed.
 
-Contributed to the `egress-agent` command line through the `egress_agent.commands` entry
-point (pyproject.toml), so the core never imports this package.
+Registered as `egress-agent` subcommands in collectors/__init__.py (COMMANDS), so the core
+never imports this package by its name.
 Carriers: with `-c FILE` (or `--carrier NAME`, which reads the default config) probes go
 through the config's carriers, each on sockets bound to its uplink and source; with
 neither, through the default route as one carrier named "default".
@@ -19,16 +19,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.config import (
-    AgentConfig,
-    Config,
-    ConfigError,
-    QualityConfig,
-    TracerouteConfig,
-    load_config,
-)
+from agent.config import AgentConfig, Config, ConfigError, load_config
 from agent.exitcodes import EXIT_FAILURE, EXIT_OK, UsageError
 from agent.tables import table
+from collectors.probes.config import QualityConfig, TracerouteConfig
 from collectors.probes.engine import ProbeEngine
 from collectors.probes.methods import parse_method
 from collectors.probes.quality import Quality, assess

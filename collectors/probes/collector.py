@@ -21,9 +21,9 @@ import logging
 import threading
 from typing import Any, ClassVar
 
-from agent.collector import AsyncPolledCollector, Collector, CollectorContext
-from agent.config import ProbeConfig
+from agent.collector import AsyncPolledCollector, Built, Collector, CollectorContext
 from agent.points import FieldValue, Point
+from collectors.probes.config import ProbeConfig, probe_carriers
 from collectors.probes.engine import ProbeEngine
 from collectors.probes.quality import QualityTracker, assess, judged_stats, quality_point
 from collectors.probes.rounds import ProbeResult
@@ -91,7 +91,7 @@ class ProbeSet:
         return {"probes": self.counters}
 
     def bindings(self, probe: ProbeConfig) -> list[Binding]:
-        carriers = self.ctx.config.probe_carriers(probe)
+        carriers = probe_carriers(self.ctx.config, probe)
         if not carriers and not self.ctx.config.carriers:
             return [DEFAULT_BINDING]
         return [Binding.from_carrier(c) for c in carriers]
@@ -210,15 +210,14 @@ class TraceRounds(_EntryCollector):
         return await self.probes.trace_once(self.probe)
 
 
-def create(ctx: CollectorContext) -> list[Collector]:
+def create(ctx: CollectorContext) -> Built:
     """Registry factory: nothing to do without `[[probes]]`."""
     if not ctx.config.probes:
-        return []
+        return Built()
     probes = ProbeSet(ctx)
-    ctx.register_status("probes", probes.status)
     collectors: list[Collector] = []
     for probe in ctx.config.probes:
         collectors.append(ProbeRounds(ctx, probes, probe))
         if probe.traceroute:
             collectors.append(TraceRounds(ctx, probes, probe))
-    return collectors
+    return Built(collectors, status={"probes": probes.status})

@@ -25,8 +25,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.config import QualityConfig
 from agent.points import Point
+from collectors.probes.config import QualityConfig
 from collectors.probes.rounds import ProbeResult
 from collectors.probes.stats import RttStats
 
