@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +49,16 @@ class PipelineStats:
     queue_dropped: int = 0
 
 
+def _schema_check() -> Callable[[Sequence[Point]], None] | None:
+    """Only where EGRESS_AGENT_SCHEMA_CHECK is set (the tests): the schema is not imported
+    otherwise."""
+    if not os.environ.get("EGRESS_AGENT_SCHEMA_CHECK"):
+        return None
+    from agent.schema import point_check_from_env
+
+    return point_check_from_env()
+
+
 class Pipeline:
     def __init__(
         self,
@@ -73,6 +84,8 @@ class Pipeline:
         self.encoder_v1 = LineEncoder(version=1)
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()  # keeps batches in emit order
+        # The test suite's schema check of every point (agent/schema.py); None in use.
+        self._schema_check = _schema_check()
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -141,9 +154,11 @@ class Pipeline:
     def _stamped(self, parts: list[_Chunk]) -> list[Point]:
         for part in parts:
             stamp_points(part.points, part.emitted_ns, self.hostname)
-        if len(parts) == 1:
-            return parts[0].points
-        return [point for part in parts for point in part.points]
+        batch = parts[0].points if len(parts) == 1 else [
+            point for part in parts for point in part.points]
+        if self._schema_check is not None:
+            self._schema_check(batch)
+        return batch
 
     def _take_batch(self) -> list[Point]:
         return self._stamped(self._take_parts())

@@ -21,6 +21,7 @@ import psutil
 
 from agent.collector import Built, CollectorContext, PolledCollector
 from agent.points import FieldValue, Point
+from collectors import host_metrics  # noqa: F401  (declares host, disk)
 
 SNMP_PATH = "/proc/thread-self/net/snmp"
 SOCKSTAT_PATH = "/proc/thread-self/net/sockstat"

@@ -1,15 +1,21 @@
-"""Shared pytest fixtures: real servers and the lab (see tests/lab/README.md)."""
+"""Shared pytest fixtures: real servers and the lab (see tests/lab/README.md), and the
+schema check of every point the product makes during the tests (below)."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent import schema
+from agent.points import Point
 from tests.lab.servers import (
     ALERTMANAGER,
     INFLUXD,
@@ -145,3 +151,67 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long (e.g. the full MRT table); deselect with "
                             "-m 'not slow'")
+    config.addinivalue_line("markers", "schema_free: sends made-up points through a "
+                            "pipeline on purpose (the schema check does not count them)")
+
+
+# ------------------------------------------------------------------ the schema check
+#
+# Every point the product makes while the suite runs is checked against the measurement
+# schema (agent/schema.py): an unknown measurement, tag or field, a field of the wrong
+# type, a missing tag or a tag value outside its declared set fails the test during which
+# it was made. Two checks, both writing to one file:
+# - the pipeline's (EGRESS_AGENT_SCHEMA_CHECK, inherited by every agent the tests start,
+#   in-process or as a subprocess, namespaces included): each point that enters the core,
+#   complete with its host tag and whatever its producer added after building it;
+# - a Point built by code under agent/ or collectors/ (not from line protocol or a spool
+#   record), when it is built: this covers the unit tests that call a collector, a state
+#   machine or a point builder directly. The host tag is the pipeline's, so it is not
+#   required here.
+# A test that sends made-up points through a pipeline on purpose says so with
+# `@pytest.mark.schema_free`; its problems are then not counted.
+
+schema.load_declarations(Path(__file__).resolve().parents[1], ("agent", "collectors"))
+_SCHEMA_LOG = os.environ.setdefault(
+    schema.SCHEMA_CHECK_ENV,
+    str(Path(tempfile.mkdtemp(prefix="egress-schema-")) / "problems.log"))
+_PRODUCT = tuple(str(Path(__file__).resolve().parents[1] / d) + os.sep
+                 for d in ("agent", "collectors"))
+_CONVERTERS = tuple(str(Path(__file__).resolve().parents[1] / "agent" / f)
+                    for f in ("points.py", "lineproto.py"))
+_point_init = Point.__init__
+
+
+def _checked_init(self: Point, *args: Any, **kwargs: Any) -> None:
+    _point_init(self, *args, **kwargs)
+    caller = sys._getframe(1).f_code.co_filename
+    if caller.startswith(_PRODUCT) and not caller.startswith(_CONVERTERS):
+        problems = [p for p in schema.check_point(
+            self.measurement, {"host": "-", **self.tags}, self.fields)
+            if not p.endswith(": no field")]  # fields may be added after it is built
+        if problems:
+            with open(_SCHEMA_LOG, "a", encoding="utf-8") as out:
+                out.write("".join(f"built in {caller}: {p}\n" for p in problems))
+
+
+Point.__init__ = _checked_init  # type: ignore[method-assign]
+
+
+def _schema_problems_since(offset: int) -> tuple[list[str], int]:
+    try:
+        with open(_SCHEMA_LOG, encoding="utf-8") as log:
+            log.seek(offset)
+            text = log.read()
+            return text.splitlines(), offset + len(text.encode())
+    except FileNotFoundError:
+        return [], offset
+
+
+@pytest.fixture(autouse=True)
+def _points_follow_the_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    _, start = _schema_problems_since(0)
+    yield
+    problems, _ = _schema_problems_since(start)
+    if problems and not request.node.get_closest_marker("schema_free"):
+        pytest.fail("points that do not follow the schema (agent/schema.py):\n"
+                    + "\n".join(sorted(set(problems))[:20]), pytrace=False)

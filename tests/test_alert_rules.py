@@ -8,7 +8,7 @@
   agent/outputs/prometheus.py;
 - every rule has a severity, a summary and a description, and a test case where it fires
   and one where it does not;
-- every series a rule reads is a numeric field of docs/metrics.md, and every label it
+- every series a rule reads is a numeric field of the schema (agent/schema.py), and every label it
   matches or groups on is a documented tag (or one the rule makes itself).
 
 The lab test (real agent, VictoriaMetrics and vmalert) is tests/test_alert_rules_lab.py.

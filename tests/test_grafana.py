@@ -2,10 +2,11 @@
 
 - every dashboard is valid JSON with a uid, unique panel ids, no overlapping panels, and is
   exactly what config/grafana/generate.py writes;
-- docs/metrics.md (parsed) documents exactly the measurements the code emits
-  (`Point("name", ...)` in agent/ and collectors/), each field with its type;
-- every InfluxQL query names only measurements, fields and tags that docs/metrics.md
-  documents; GROUP BY names only tags;
+- the measurement schema (agent/schema.py, from which docs/metrics.md is generated)
+  declares exactly the measurements the code emits (`Point("name", ...)` in agent/ and
+  collectors/), each field with its type;
+- every InfluxQL query names only measurements, fields and tags that the schema declares;
+  GROUP BY names only tags;
 - every template variable referenced is defined; every datasource reference is the uid of
   the provisioned datasource;
 - with InfluxDB 1.6.7 installed, every query (template variables expanded the way Grafana
@@ -25,11 +26,12 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.grafana_names import names
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "config" / "grafana"
@@ -37,7 +39,6 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCES_YAML = GRAFANA / "provisioning" / "datasources" / "egress.yaml"
 PROVIDERS_YAML = GRAFANA / "provisioning" / "dashboards" / "egress.yaml"
 ENV_DEFAULTS = GRAFANA / "grafana-server.env"
-METRICS_DOC = REPO / "docs" / "metrics.md"
 SOURCES = [REPO / "agent", REPO / "collectors"]
 MEASUREMENTS = {"link", "link_event", "host", "disk", "billing", "bgp_session", "bgp_event",
                 "bgp_prefix", "probe", "traceroute", "quality", "agent", "agent_output",
@@ -126,38 +127,14 @@ def test_yaml_reader_rejects_what_it_does_not_understand() -> None:
 
 # ------------------------------------------------------------------ the data model
 
-
-@dataclass
-class Measurement:
-    tags: set[str] = field(default_factory=lambda: {"host"})
-    fields: dict[str, str] = field(default_factory=dict)  # name -> type ("" unknown)
-
-
+Measurement = names.Names
 Schema = dict[str, Measurement]
 
-_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 
-
-def _names(cell: str) -> list[str]:
-    """Identifiers of a table cell: "`a`, `b`" or "a, b (bool)" → [a, b]."""
-    cell = re.sub(r"\([^)]*\)", "", cell)
-    names = [part.strip().strip("`").strip() for part in cell.split(",")]
-    return [n for n in names if _IDENT.fullmatch(n)]
-
-
-def _rows(lines: list[str], start: int) -> tuple[list[str], list[list[str]], int]:
-    """A markdown table at lines[start]: header cells, body rows, index after it."""
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-
-    header = [c.strip("`").lower() for c in cells(lines[start])]
-    i = start + 2  # skip the | --- | line
-    body = []
-    while i < len(lines) and lines[i].lstrip().startswith("|"):
-        body.append(cells(lines[i]))
-        i += 1
-    return header, body, i
+def documented_schema() -> Schema:
+    """The data model as the declarations (agent/schema.py) give it; docs/metrics.md is
+    generated from them (tests/test_schema.py checks it is not stale)."""
+    return names.declared()
 
 
 def emitted_measurements() -> set[str]:
@@ -170,55 +147,7 @@ def emitted_measurements() -> set[str]:
     return names
 
 
-def parse_metrics_doc(text: str, known: set[str]) -> Schema:
-    """Measurements, tags and fields of docs/metrics.md. A measurement is named by a
-    heading ("### `probe` — ...", "## host, disk (...)") or a line starting with it
-    ("`agent` — tags: `host`. ..."); the field and tag tables after it belong to it."""
-    schema: Schema = {}
-    current: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-            quoted = re.findall(r"`([a-z_][a-z0-9_]*)`", heading)
-            if quoted:
-                current = quoted
-            else:
-                before = heading.split("(")[0]
-                current = [n for n in _names(before) if n in known] or current
-        elif m := re.match(r"`([a-z_][a-z0-9_]*)`\s*(\u2014|-|\u2013)", line):
-            current = [m.group(1)]
-            if tags := re.search(r"tags:\s*(.*?)(\.\s|\.$|$)", line):
-                for name in current:
-                    schema.setdefault(name, Measurement()).tags |= set(
-                        _names(re.sub(r"\([^)]*\)", "", tags.group(1))))
-        elif line.lstrip().startswith("|") and i + 1 < len(lines) and "---" in lines[i + 1]:
-            header, body, i = _rows(lines, i)
-            kind = header[0]
-            for name in current:
-                m = schema.setdefault(name, Measurement())
-                for row in body:
-                    names = _names(row[0])
-                    if kind in ("field", "fields"):
-                        typ = row[header.index("type")].strip("` ").lower() \
-                            if "type" in header else ""
-                        for f in names:
-                            m.fields[f] = typ
-                    elif kind in ("tag", "tags"):
-                        m.tags |= set(names)
-            continue
-        i += 1
-    return schema
-
-
-def documented_schema() -> Schema:
-    """The data model as docs/metrics.md documents it."""
-    return parse_metrics_doc(METRICS_DOC.read_text(), MEASUREMENTS)
-
-
-def test_metrics_doc_documents_exactly_the_measurements_the_code_emits() -> None:
+def test_the_schema_declares_exactly_the_measurements_the_code_emits() -> None:
     assert emitted_measurements() == MEASUREMENTS
     schema = documented_schema()
     assert set(schema) == MEASUREMENTS
@@ -228,89 +157,17 @@ def test_metrics_doc_documents_exactly_the_measurements_the_code_emits() -> None
     assert schema["probe"].tags == {"host", "carrier", "target", "method"}
     assert "rx_bps" in schema["link"].fields and "rx_bps" not in schema["billing"].fields
     for name, m in schema.items():
-        assert m.fields, f"{name}: no fields documented"
+        assert m.fields, f"{name}: no fields declared"
         for f, typ in m.fields.items():
             _field_type(f, typ)  # raises for a field without a known type
 
 
-def test_metrics_doc_parser_reads_the_documented_shapes() -> None:
-    doc = parse_metrics_doc(
-        "## host, disk (collectors/host.py)\n\n"
-        "`agent_output` — tags: `host`, `output` (`influxdb`). One per output.\n\n"
-        "| field | type | unit |\n| --- | --- | --- |\n| lag_points | int | points |\n\n"
-        "### `link` — every interface\n\n| tag | value |\n| --- | --- |\n| carrier | x |\n\n"
-        "| field | type | meaning |\n| --- | --- | --- |\n"
-        "| `route_ok`, `gateway_ok` | bool | checks |\n",
-        {"host", "disk", "link"})
-    assert doc["agent_output"].tags == {"host", "output"}
-    assert doc["agent_output"].fields == {"lag_points": "int"}
-    assert doc["link"].fields == {"route_ok": "bool", "gateway_ok": "bool"}
-    assert "carrier" in doc["link"].tags
-
-
 # ------------------------------------------------------------------ InfluxQL names
 
-_KEYWORDS = {
-    "select", "from", "where", "and", "or", "group", "by", "fill", "null", "previous",
-    "linear", "none", "order", "asc", "desc", "limit", "slimit", "offset", "soffset", "as",
-    "true", "false", "show", "tag", "values", "with", "key", "in", "measurements",
-    "measurement", "field", "keys", "series", "tz", "not", "time",
-}
-_VAR = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-
-
-def _mask(query: str) -> str:
-    """Regex and string literals and template variables replaced by a number."""
-    query = re.sub(r"([=!]~)\s*/(?:\\.|[^/\\])*/", r"\1 0", query)
-    query = re.sub(r"'(?:\\.|[^'\\])*'", "0", query)
-    return _VAR.sub("0", query)
-
-
-def check_query(query: str, schema: Schema) -> list[str]:
-    """Names in one InfluxQL query that the data model does not have (empty: fine)."""
-    text = _mask(query)
-    problems: list[str] = []
-    show = re.match(r'\s*SHOW\s+TAG\s+VALUES\s+(?:FROM\s+"(\w+)"\s+)?WITH\s+KEY\s*=\s*"(\w+)"'
-                    r"(.*)$", text, re.I | re.S)
-    if show:
-        name, key, rest = show.groups()
-        if name is not None and name not in schema:
-            return [f"unknown measurement {name!r}"]
-        pool = [schema[name]] if name else list(schema.values())
-        tags = set().union(*(m.tags for m in pool))
-        problems += [f"{n!r} is not a tag" for n in [key, *re.findall(r'"(\w+)"', rest)]
-                     if n not in tags]
-        return problems
-    if re.match(r"\s*SHOW\b", text, re.I):
-        return problems
-    if re.search(r"\bFROM\s*\(", text, re.I):
-        return ["subquery: this check (and generate.py) supports one measurement per query"]
-    source = re.search(r'\bFROM\s+("(\w+)"|\S+)\s*(,)?', text, re.I)
-    if not source or source.group(2) is None:
-        return ["FROM must name one double-quoted measurement"]
-    if source.group(3):
-        return ["FROM names several measurements"]
-    name = source.group(2)
-    if name not in schema:
-        return [f"unknown measurement {name!r}"]
-    m = schema[name]
-    known = m.tags | set(m.fields) | {"time"}
-    body = text[: source.start()] + text[source.end():]
-    body = re.sub(r'\bAS\s+("[^"]*"|\w+)', "", body, flags=re.I)
-    for ident in re.findall(r'"([^"]*)"', body):
-        if ident not in known:
-            problems.append(f"{name}: no field or tag {ident!r}")
-    bare = re.sub(r'"[^"]*"', "0", body)
-    for word in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\b(?!\s*\()", bare):
-        if word.lower() not in _KEYWORDS and word not in known:
-            problems.append(f"{name}: no field or tag {word!r} (unquoted)")
-    group = re.search(r"\bGROUP\s+BY\s+(.*?)(\bfill\s*\(|\bORDER\b|\bLIMIT\b|\bSLIMIT\b|$)",
-                      text, re.I | re.S)
-    if group:
-        for ident in re.findall(r'"([^"]*)"', group.group(1)):
-            if ident not in m.tags:
-                problems.append(f"{name}: GROUP BY {ident!r} is not a tag")
-    return problems
+# check_query lives with the generator (config/grafana/dashgen/names.py), which runs it on
+# every query it builds; here it runs on the committed JSON, and is itself tested below.
+check_query = names.check_query
+_VAR = names._VAR
 
 
 # ------------------------------------------------------------------ dashboards
@@ -609,22 +466,25 @@ def test_check_reports_a_misspelt_field_tag_or_measurement() -> None:
     assert any("rx_bpz" in p for p in problems), problems
 
 
-def test_check_reports_a_dashboard_name_the_metrics_doc_does_not_document(
+def test_check_reports_a_dashboard_name_the_schema_does_not_declare(
         dashboards: dict[str, Json]) -> None:
-    """The dashboards are checked against the doc itself: drop a documented field, tag or
-    measurement from docs/metrics.md and the queries that use it are reported."""
-    text = METRICS_DOC.read_text()
+    """The dashboards are checked against the declarations themselves: drop a declared
+    field, tag or measurement and the queries that use it are reported."""
 
-    def problems_without(line_start: str) -> list[str]:
-        line = next(x for x in text.splitlines() if x.startswith(line_start))
-        schema = parse_metrics_doc(text.replace(line + "\n", ""), MEASUREMENTS)
+    def problems_without(measurement: str, name: str = "") -> list[str]:
+        schema = documented_schema()
+        if not name:
+            del schema[measurement]
+        else:
+            schema[measurement].fields.pop(name, None)
+            schema[measurement].tags.discard(name)
         return [p for d in dashboards.values() for _, q in queries(d)
                 for p in check_query(q, schema)]
 
-    assert any("'rx_bps'" in p for p in problems_without("| rx_bps, tx_bps |"))
+    assert any("'rx_bps'" in p for p in problems_without("link", "rx_bps"))
     assert any("billing: GROUP BY 'carrier'" in p
-               for p in problems_without("| carrier | carrier name |"))
-    assert any("unknown measurement 'disk'" in p for p in problems_without("`disk` — tags:"))
+               for p in problems_without("billing", "carrier"))
+    assert any("unknown measurement 'disk'" in p for p in problems_without("disk"))
 
 
 def test_check_reports_undefined_variables_foreign_datasources_and_duplicate_ids() -> None:
@@ -664,12 +524,12 @@ _VARIABLES = {"host": "edge-1", "carrier": "(telecom|unicom)", "target": "203.0.
 
 
 def _field_type(name: str, typ: str) -> str:
-    """int, float, bool or string: the type docs/metrics.md gives the field."""
+    """int, float, bool or string: the type the schema gives the field."""
     for prefix, kind in (("int", "int"), ("uint", "int"), ("float", "float"),
                          ("bool", "bool"), ("str", "string")):
         if typ.startswith(prefix):
             return kind
-    raise AssertionError(f"docs/metrics.md gives field {name!r} no known type: {typ!r}")
+    raise AssertionError(f"the schema gives field {name!r} no known type: {typ!r}")
 
 
 def _escape(value: str, is_tag: bool) -> str:
@@ -755,3 +615,15 @@ def test_influxdb_check_catches_a_wrong_type_and_a_wrong_name(influxdb_v1: Any) 
     with pytest.raises(Exception, match="InfluxQL error"):
         influxdb_v1.query(expand(base.replace("last(", "mean(")), db=db)  # mean of a bool
     assert influxdb_v1.query(expand(base.replace("oper_up", "oper_upp")), db=db) == []
+
+
+def test_the_generator_refuses_a_name_the_schema_does_not_declare() -> None:
+    parts = importlib.import_module("dashgen.parts")
+    assert parts.q('SELECT last("rx_bps") FROM "link" WHERE $timeFilter')["query"]
+    for bad in ('SELECT last("rx_bpz") FROM "link" WHERE $timeFilter',
+                'SELECT last("rx_bps") FROM "links" WHERE $timeFilter',
+                'SELECT last("rx_bps") FROM "billing" WHERE $timeFilter'):
+        with pytest.raises(ValueError, match=r"rx_bp|links"):
+            parts.q(bad)
+    with pytest.raises(ValueError, match="undeclared bgp_event kinds"):
+        names.kinds("session_up", "session_upp")

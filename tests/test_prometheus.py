@@ -198,3 +198,18 @@ def test_naming_and_listen_parsing() -> None:
     for bad in ("127.0.0.1", "host:port", "::1:9273", "1.2.3.4:70000", "[zz]:1"):
         with pytest.raises(ValueError):
             parse_listen(bad)
+
+
+def test_help_and_type_come_from_the_schema(exporter: PrometheusExporter) -> None:
+    exporter.observe([link_point("eth1", 1000, True),
+                      Point("undeclared", {"host": "edge-1"}, {"n": 1})])
+    host, port = exporter.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert ("# HELP egress_link_rx_bytes link.rx_bytes: cumulative bytes (64-bit kernel "
+            "counters, RTM_GETSTATS) [bytes] (a counter, exposed as a gauge)\n") in text
+    assert "# TYPE egress_link_rx_bytes gauge\n" in text
+    assert ("# HELP egress_link_oper_up link.oper_up: admin up, carrier on, and not "
+            "dormant/testing/notpresent\n") in text
+    assert "# HELP egress_undeclared_n Latest value of field 'n' of 'undeclared'.\n" in text
+    assert "# TYPE egress_undeclared_n gauge\n" in text

@@ -70,6 +70,7 @@ def test_next_tick_is_exact_multiple() -> None:
     assert next_tick_ns(11_000_000_000, 1_000_000_000) == 12_000_000_000
 
 
+@pytest.mark.schema_free  # toy collectors with made-up measurements
 def test_collectors_fail_independently(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[Point], Scheduler]:
         spool = Spool(tmp_path)

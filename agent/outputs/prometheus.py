@@ -6,8 +6,10 @@ the core calls `observe()` with every batch it flushes and Prometheus does the r
 
 Names: measurement `link`, field `rx_bytes` → metric `egress_link_rx_bytes`, tags → labels,
 both sanitised to Prometheus' character sets. Booleans are 0/1; string fields have no
-Prometheus form and are skipped. Every metric is a gauge (a latest value): counters such
-as `rx_bytes` keep their cumulative meaning, so `rate()` works on them.
+Prometheus form and are skipped. HELP and TYPE come from the measurement schema
+(agent/schema.py): the field's meaning, unit and kind. Every metric is a gauge (a latest
+value): counters such as `rx_bytes` keep their cumulative meaning, so `rate()` works on
+them, but a TYPE counter would rename their samples `..._total` (see agent/schema.py).
 
 The number of series is bounded (`max_series`): a new series beyond it is left out and
 counted in `egress_exporter_samples_dropped_total`; a series not updated for
@@ -33,6 +35,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent.points import Point
+from agent.schema import registry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,21 @@ Labels = tuple[tuple[str, str], ...]
 def metric_name(measurement: str, field: str) -> str:
     """`egress_<measurement>_<field>` with every character outside [a-zA-Z0-9_:] as `_`."""
     return _METRIC_INVALID.sub("_", f"{METRIC_PREFIX}{measurement}_{field}")
+
+
+def help_and_type(measurement: str, field: str) -> tuple[str, str]:
+    """HELP text and TYPE of a metric, from the field's declaration; a generic help and
+    gauge for a field the schema does not declare."""
+    declared = registry().measurements.get(measurement)
+    f = next((f for f in declared.fields if f.name == field), None) if declared else None
+    if f is None:
+        return f"Latest value of field {field!r} of {measurement!r}.", "gauge"
+    text = f"{measurement}.{field}: {f.description.replace('`', '')}"
+    if f.unit:
+        text += f" [{f.unit}]"
+    if f.kind == "counter":
+        text += " (a counter, exposed as a gauge)"
+    return text, f.prometheus_type
 
 
 def label_name(tag: str) -> str:
@@ -93,7 +111,7 @@ class _LatestValues(Collector):
     def __init__(self, max_series: int, stale_after_s: float) -> None:
         self._lock = threading.Lock()
         self._series: dict[str, dict[Labels, _Sample]] = {}
-        self._help: dict[str, str] = {}
+        self._help: dict[str, tuple[str, str]] = {}  # metric name -> HELP, TYPE
         self._count = 0
         self._dropped = 0
         self._last_expiry_s = 0.0
@@ -110,7 +128,8 @@ class _LatestValues(Collector):
             if len(self._metric_names) >= _NAME_CACHE_MAX:
                 self._metric_names.clear()
             self._metric_names[key] = name
-            self._help.setdefault(name, f"Latest value of field {field!r} of {measurement!r}.")
+            if name not in self._help:
+                self._help[name] = help_and_type(measurement, field)
         return name
 
     def _labels(self, tags: dict[str, str]) -> Labels:
@@ -175,7 +194,9 @@ class _LatestValues(Collector):
             if not per_metric:
                 del self._series[name]
 
-    def snapshot(self) -> tuple[dict[str, list[tuple[Labels, float]]], dict[str, str], int, int]:
+    def snapshot(
+        self,
+    ) -> tuple[dict[str, list[tuple[Labels, float]]], dict[str, tuple[str, str]], int, int]:
         with self._lock:
             self._expire(time.monotonic(), force=True)
             series = {
@@ -187,7 +208,8 @@ class _LatestValues(Collector):
     def collect(self) -> Iterable[Metric]:
         series, help_texts, count, dropped = self.snapshot()
         for name in sorted(series):
-            metric = Metric(name, help_texts.get(name, "Latest value."), "gauge")
+            help_text, kind = help_texts.get(name, ("Latest value.", "gauge"))
+            metric = Metric(name, help_text, kind)
             for labels, value in series[name]:
                 metric.add_sample(name, dict(labels), value)
             yield metric
@@ -222,6 +244,7 @@ class PrometheusExporter:
             raise ValueError("stale_after_s must be a positive number of seconds")
         self.listen = listen
         self._host, self._port = parse_listen(listen)
+        registry()  # the core's declarations now; collectors register theirs as they load
         self._values = _LatestValues(max_series, stale_after_s)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self._values)

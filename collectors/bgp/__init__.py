@@ -25,6 +25,7 @@ from typing import Any
 from agent.collector import Built, CollectorContext, PolledCollector, StreamingCollector
 from agent.config import Config
 from agent.points import Point
+from collectors.bgp import metrics  # noqa: F401  (declares bgp_session, bgp_event, bgp_prefix)
 from collectors.bgp.config import BgpConfig, RpkiConfig
 from collectors.bgp.rpki import RpkiManager
 from collectors.bgp.state import BgpState

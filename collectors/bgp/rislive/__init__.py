@@ -17,6 +17,7 @@ from agent.collector import Built, CollectorContext, PolledCollector, StreamingC
 from agent.config import Config
 from agent.points import Point
 from collectors.bgp.config import BgpConfig
+from collectors.bgp.rislive import metrics  # noqa: F401  (declares bgp_visibility, bgp_feed)
 from collectors.bgp.rislive.client import RisLiveClient
 from collectors.bgp.rislive.view import RisView, ViewSettings
 

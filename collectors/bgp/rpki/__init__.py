@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.points import FieldValue, Point
 from collectors.bgp.config import RpkiConfig
+from collectors.bgp.rpki import metrics  # noqa: F401  (declares bgp_rpki)
 from collectors.bgp.rpki.rtr import RtrClient
 from collectors.bgp.rpki.sources import FileSource, UrlSource
 from collectors.bgp.rpki.validation import RovState
