@@ -1,5 +1,13 @@
-"""The `egress-agent` command line (docs/cli.md): parse, call, print. Exit 0 ok, 1 runtime
-failure, 2 usage or config error; errors are one line on stderr unless --debug."""
+"""The `egress-agent` command line (docs/cli.md): parse, call, print. Exit codes from
+agent/exitcodes.py (0 ok, 1 runtime failure, 2 usage or config error); errors are one line
+on stderr unless --debug.
+
+Collector packages add their own subcommands (`probe`, `traceroute`) the way they add
+collectors: they register "module:function" names with agent/registry.py (COMMANDS), and
+the core imports a function by its name, never a collector module by its own. They are
+looked up only when the command is not one of the core's, so `run` (the daemon) never
+imports a collector's CLI.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +18,15 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agent.config import Config, ConfigError, load_config, parse_duration
+from agent.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
+from agent.tables import table
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("egress-agent")
-
-
-class UsageError(Exception):
-    """A bad argument: exit 2 with one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,17 +95,22 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def render_alerts(alerts: list[dict[str, Any]]) -> str:
+    """Two lines per alert: state, severity, name, labels and since (aligned in columns
+    across the alerts), then its summary."""
     if not alerts:
         return "no active alerts"
-    lines = []
+    rows = []
     for alert in alerts:
         labels = alert.get("labels", {})
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
             alert.get("fired_at") or alert.get("active_at") or 0))
         where = " ".join(f"{k}={v}" for k, v in sorted(labels.items())
                          if k not in ("alertname", "severity", "host"))
-        lines.append(f"{alert.get('state', ''):<8} {labels.get('severity', ''):<8} "
-                     f"{labels.get('alertname', '')}  {where}  since {since}")
+        rows.append([alert.get("state", ""), labels.get("severity", ""),
+                     labels.get("alertname", ""), where, f"since {since}"])
+    lines = []
+    for line, alert in zip(table(rows), alerts, strict=True):
+        lines.append(line)
         lines.append(f"    {alert.get('annotations', {}).get('summary', '')}")
     return "\n".join(lines)
 
@@ -147,21 +157,22 @@ def render_status(status: dict[str, Any]) -> str:
         f"queue {status.get('queue_points')} points, spool {status['spool']['bytes']} bytes",
         "collectors:",
     ]
+    rows = []
     for c in status.get("collectors", []):
         last = time.strftime("%H:%M:%S", time.localtime(c["last_run_ns"] / 1e9)) \
             if c.get("last_run_ns") else "-"
-        lines.append(
-            f"  {c['name']:<12} {c['kind']:<9} last {last}  runs {c['runs']}  "
-            f"errors {c['errors']}  overruns {c['overruns']}  restarts {c['restarts']}"
-            + (f"  ({c['last_error']})" if c.get("last_error") else "")
-        )
+        rows.append([c["name"], c["kind"], f"last {last}", f"runs {c['runs']}",
+                     f"errors {c['errors']}", f"overruns {c['overruns']}",
+                     f"restarts {c['restarts']}",
+                     f"({c['last_error']})" if c.get("last_error") else ""])
+    lines.extend(table(rows, indent="  "))
     lines.append("outputs:")
+    rows = []
     for name, o in status.get("outputs", {}).items():
-        lines.append(
-            f"  {name:<12} written {o['points_written']}  lag {o['lag_points']} points  "
-            f"write_errors {o['write_errors']}  retries {o['retries']}"
-            + (f"  last error: {o['last_error']}" if o.get("last_error") else "")
-        )
+        rows.append([name, f"written {o['points_written']}", f"lag {o['lag_points']} points",
+                     f"write_errors {o['write_errors']}", f"retries {o['retries']}",
+                     f"last error: {o['last_error']}" if o.get("last_error") else ""])
+    lines.extend(table(rows, indent="  "))
     alerts = status.get("alerts")
     if isinstance(alerts, dict):
         lines.append(f"alerts: {alerts.get('firing', 0)} firing, {alerts.get('pending', 0)} "
@@ -239,9 +250,9 @@ def render_rpki_status(rpki: dict[str, Any]) -> list[str]:
             + (f", RTR v{source['version']}" if "version" in source else "")
             + (f"; last error: {source['last_errors'][-1]}" if source.get("last_errors")
                else ""))
-    for carrier, c in rpki.get("carriers", {}).items():
-        lines.append(f"  {carrier:<12} valid {c['valid']}  invalid {c['invalid']}  "
-                     f"not found {c['not_found']}")
+    lines.extend(table([[carrier, f"valid {c['valid']}", f"invalid {c['invalid']}",
+                         f"not found {c['not_found']}"]
+                        for carrier, c in rpki.get("carriers", {}).items()], indent="  "))
     for prefix, own in rpki.get("own", {}).items():
         expires = own.get("roa_expires")
         lines.append(f"  own {prefix}: {own['state']}"
@@ -272,8 +283,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="egress-agent", description=__doc__)
+def build_parser(with_contributed: bool = True) -> argparse.ArgumentParser:
+    parser, sub = _core_parser()
+    if with_contributed:
+        for add_commands in contributed_commands():
+            add_commands(sub)
+    return parser
+
+
+def _core_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The parser with the core's commands, and its subparsers (for contributed ones)."""
+    parser = _Parser(prog="egress-agent", description="Monitoring agent for multi-homed hosts "
+                     "(docs/cli.md).")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -316,13 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_alerts)
 
-    try:
-        probes_cli = importlib.import_module("collectors.probes.cli")
-    except ImportError:
-        probes_cli = None
-    if probes_cli is not None and hasattr(probes_cli, "add_commands"):
-        probes_cli.add_commands(sub)
-    return parser
+    return parser, sub
+
+
+def contributed_commands() -> list[Callable[[Any], None]]:
+    """The subcommand adders the plugins registered (agent/registry.py), in name order."""
+    from agent import registry
+
+    registry.load_plugins()
+    adders = []
+    for _name, target in sorted(registry.COMMANDS.items()):
+        module_name, _, function = target.partition(":")
+        adders.append(getattr(importlib.import_module(module_name), function))
+    return adders
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (its first word that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _print_error(text: str) -> None:
@@ -334,9 +366,14 @@ def _print_error(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from agent.control import ControlError
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    words = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in words
     try:
-        args = build_parser().parse_args(argv)
+        parser, sub = _core_parser()
+        if _command_of(words) not in sub.choices:  # not the core's: look the others up
+            for add_commands in contributed_commands():
+                add_commands(sub)
+        args = parser.parse_args(words)
         code: int = args.func(args)
         return code
     except UsageError as exc:

@@ -5,6 +5,8 @@ Threads and asyncio, decided here once:
 - A polled collector's `collect()` is blocking by default and runs in the loop's worker
   thread pool (netlink dumps, psutil, file reads), so a slow source never stalls the loop.
   Set `blocking = False` for a collect() that only reads memory (it then runs on the loop).
+- An async polled collector is scheduled the same way, but its `collect()` is a coroutine
+  on the loop (probe rounds: mostly waiting for answers on sockets).
 - A streaming collector is a coroutine that lives as long as the agent; it awaits its
   source (sockets, a child process) and calls `ctx.emit` when something happens. Blocking
   calls inside it go through `asyncio.to_thread` or a dedicated thread of its own.
@@ -16,7 +18,7 @@ Collectors never encode, batch, retry, timestamp-align or write: the core does.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,44 +28,57 @@ from agent.points import Point
 
 Emit = Callable[[Iterable[Point]], None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
+StatusProvider = Callable[[], Any]
 
 
 @dataclass
 class CollectorContext:
-    """What the core lends a collector."""
+    """What the core lends a collector (one per collector group, for the group's life)."""
 
     config: Config
     emit: Emit
     data_dir: Path
-    control_handlers: dict[str, ControlHandler] = field(default_factory=dict)
-    status_providers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # The control commands answering now (read-only: a collector may call another group's
+    # command, e.g. the probes call `bgp.lookup`; its own come back in its Built).
+    control_handlers: Mapping[str, ControlHandler] = field(default_factory=dict)
     # The core's own counters, for the `agent` self-metrics collector only.
     core_stats: Callable[[], dict[str, Any]] | None = None
 
-    def register_control(self, command: str, handler: ControlHandler) -> None:
-        """Answer `command` on the control socket (e.g. `bgp.lookup`)."""
-        self.control_handlers[command] = handler
 
-    def register_status(self, name: str, provider: Callable[[], Any]) -> None:
-        """Add a section to `egress-agent status` output."""
-        self.status_providers[name] = provider
+@dataclass
+class Built:
+    """What a registry factory made: the collectors the core schedules, the commands the
+    control socket answers (e.g. `bgp.lookup`) and the sections of `egress-agent status`.
+    The core adds them when the group starts and removes them when it stops."""
+
+    collectors: list[Collector] = field(default_factory=list)
+    controls: dict[str, ControlHandler] = field(default_factory=dict)
+    status: dict[str, StatusProvider] = field(default_factory=dict)
 
 
 class Collector(abc.ABC):
     """Common base: a name for logs, metrics and `status`."""
 
-    name: ClassVar[str] = "collector"
+    name: str = "collector"  # a class default; one instance per config entry sets its own
 
     def __init__(self, ctx: CollectorContext) -> None:
         self.ctx = ctx
 
+    def overran(self, ticks: int) -> None:
+        """Told by the scheduler, which counts overruns (`status` → `collectors`), that a
+        run made it skip `ticks` ticks; for a collector that also shows them in a section
+        of its own."""
+
     def close(self) -> None:
         """Release sockets or children; called once when the agent stops or reloads."""
 
-    # Optional: `async def reconfigure(self, config: Config) -> bool` applies a changed
-    # config in place on reload (return False to be restarted instead). Set `self.ctx.config`
-    # yourself when you accept it. Without it, a changed slice of the config restarts the
-    # collector's group (collectors/__init__.py: _SLICES).
+    async def reconfigure(self, config: Config) -> bool:
+        """Apply a changed config in place on reload (SIGHUP) and return True; False (the
+        default) restarts the collector's group. Only called when the group's slice of the
+        config changed (collectors/__init__.py). `self.ctx.config` is still the old config
+        here (compare with it); the core sets it to the new one once every collector of the
+        group has returned True."""
+        return False
 
 
 class PolledCollector(Collector):
@@ -86,3 +101,17 @@ class StreamingCollector(Collector):
     @abc.abstractmethod
     async def run(self) -> None:
         """Never returns normally; raising gets it restarted with back-off."""
+
+
+class AsyncPolledCollector(Collector):
+    """Polled like PolledCollector (aligned ticks, overruns counted, points stamped with the
+    tick), but `collect()` is a coroutine run on the loop: for sources that await sockets
+    for most of a run (probe rounds), which would otherwise hold a pool thread throughout."""
+
+    @property
+    def interval_s(self) -> float:
+        return self.ctx.config.agent.interval_s
+
+    @abc.abstractmethod
+    async def collect(self) -> list[Point]:
+        """This interval's points; raising is logged and counted, never fatal."""

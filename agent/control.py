@@ -2,7 +2,7 @@
 
 Request `{"command": "status", "args": {...}}` → `{"ok": true, "result": ...}` or
 `{"ok": false, "error": "..."}`. Collectors add commands (e.g. `bgp.lookup`) through
-CollectorContext.register_control. The socket's directory is made 0750 and the socket 0660
+a collector group's Built.controls. The socket's directory is made 0750 and the socket 0660
 so only the agent's user and group can talk to it.
 """
 

@@ -17,13 +17,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import registry
 from agent.alerts.engine import AlertEngine, LagTracker
-from agent.collector import Collector, CollectorContext, ControlHandler
+from agent.collector import Built, Collector, CollectorContext, ControlHandler, StatusProvider
 from agent.config import (
     Config,
     ConfigError,
@@ -37,7 +36,6 @@ from agent.pipeline import Pipeline
 from agent.scheduler import Scheduler
 from agent.sdnotify import Heartbeat, SystemdNotifier, watchdog_loop
 from agent.spool import Spool
-from collectors import REGISTRY, build_group, config_slice
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +74,6 @@ def build_outputs(config: Config) -> list[Output]:
     return outputs
 
 
-@dataclass
-class _Registrations:
-    """What one collector group registered on the context."""
-
-    controls: dict[str, ControlHandler]
-    status: dict[str, Callable[[], Any]]
-
-    def add_to(self, ctx: CollectorContext) -> None:
-        ctx.control_handlers.update(self.controls)
-        ctx.status_providers.update(self.status)
-
-    def remove_from(self, ctx: CollectorContext) -> None:
-        for command, handler in self.controls.items():
-            if ctx.control_handlers.get(command) is handler:
-                del ctx.control_handlers[command]
-        for section, provider in self.status.items():
-            if ctx.status_providers.get(section) is provider:
-                del ctx.status_providers[section]
-
-
 def _unusable(config: Config, key: str, path: Path, exc: OSError) -> ConfigError:
     """A directory or socket the agent cannot use is a config error (exit 2): a restart
     would fail the same way, so systemd must not loop on it (RestartPreventExitStatus=2)."""
@@ -121,11 +99,17 @@ class Agent:
         self.pipeline = Pipeline(self.spool, config.agent.hostname)
         self.scheduler = Scheduler(self.pipeline)
         self.workers: dict[str, tuple[OutputWorker, asyncio.Task[None]]] = {}
-        self.groups: dict[str, list[Collector]] = {}
-        # What each collector group registered (control commands, status sections): kept
-        # across a reload with the group, dropped with it.
-        self._registered: dict[str, _Registrations] = {}
-        self.ctx = self._context(config)
+        # The running collector groups: the context each was lent and what its factory
+        # built (collectors, control commands, status sections), kept across a reload.
+        self.groups: dict[str, tuple[CollectorContext, Built]] = {}
+        # The commands the control socket answers: the core's, then those of the groups.
+        self.controls: dict[str, ControlHandler] = {
+            "status": lambda _args: self.status(),
+            "ping": lambda _args: "pong",
+            "reload": self._control_reload,
+            "alerts": lambda _args: self.alerts_list(),
+        }
+        self.status_providers: dict[str, StatusProvider] = {}
         self.control: ControlServer | None = None
         self.prometheus: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,21 +130,18 @@ class Agent:
     # ------------------------------------------------------------ wiring
 
     def _context(self, config: Config) -> CollectorContext:
-        ctx = CollectorContext(
+        """What a collector group is lent when it is built (it keeps it for its life)."""
+        return CollectorContext(
             config=config,
             emit=self.pipeline.emit,
             data_dir=config.agent.data_dir,
+            control_handlers=self.controls,
             core_stats=self.core_stats,
         )
-        ctx.register_control("status", lambda _args: self.status())
-        ctx.register_control("ping", lambda _args: "pong")
-        ctx.register_control("reload", self._control_reload)
-        ctx.register_control("alerts", lambda _args: self.alerts_list())
-        return ctx
 
     def _bgp_lookup(self, args: dict[str, Any]) -> Any:
         """For the alert engine: the BGP collector's `bgp.lookup`, when it runs."""
-        handler = self.ctx.control_handlers.get("bgp.lookup")
+        handler = self.controls.get("bgp.lookup")
         if handler is None:
             raise LookupError("no BGP collector")
         return handler(args)
@@ -233,7 +214,7 @@ class Agent:
                 **worker.stats.__dict__,
             }
         sections: dict[str, Any] = {}
-        for name, provider in self.ctx.status_providers.items():
+        for name, provider in self.status_providers.items():
             try:
                 sections[name] = provider()
             except Exception as exc:
@@ -341,28 +322,28 @@ class Agent:
             self.prometheus = None
 
     def _start_group(self, name: str) -> None:
-        controls_before = dict(self.ctx.control_handlers)
-        status_before = dict(self.ctx.status_providers)
+        ctx = self._context(self.config)
         try:
-            group = build_group(name, self.ctx)
+            built = registry.build_group(name, ctx)
         except Exception as exc:
             log.error("collector %s could not start: %s", name, exc)
             return
-        self._registered[name] = _Registrations(
-            {k: v for k, v in self.ctx.control_handlers.items()
-             if controls_before.get(k) is not v},
-            {k: v for k, v in self.ctx.status_providers.items() if status_before.get(k) is not v},
-        )
-        self.groups[name] = group
-        for collector in group:
+        self.groups[name] = (ctx, built)
+        self.controls.update(built.controls)
+        self.status_providers.update(built.status)
+        for collector in built.collectors:
             self.scheduler.start(collector)
 
     async def _stop_group(self, name: str) -> None:
-        for collector in self.groups.pop(name, []):
+        if name not in self.groups:
+            return
+        _, built = self.groups.pop(name)
+        for collector in built.collectors:
             await self.scheduler.stop(collector)
-        registered = self._registered.pop(name, None)
-        if registered is not None:
-            registered.remove_from(self.ctx)
+        for command in built.controls:
+            self.controls.pop(command, None)
+        for section in built.status:
+            self.status_providers.pop(section, None)
 
     # ------------------------------------------------------------ life cycle
 
@@ -377,7 +358,7 @@ class Agent:
         # ExaBGP child to leave behind): a secret file this user cannot read, an unusable
         # control socket path. Both are config errors, so systemd does not restart in a loop.
         outputs = self._build_outputs_or_refuse(self.config)
-        self.control = ControlServer(self.config.agent.control_socket, self.ctx.control_handlers)
+        self.control = ControlServer(self.config.agent.control_socket, self.controls)
         try:
             await self.control.start()
         except OSError as exc:
@@ -389,8 +370,7 @@ class Agent:
         # The alert engine watches every durable batch (agent/alerts/engine.py).
         self.pipeline.observers.append(self.alerts.observe)
         for name in self.config.agent.collectors:
-            if name in REGISTRY:
-                self._start_group(name)
+            self._start_group(name)
         self._tasks = [
             asyncio.create_task(self.pipeline.run_flusher(), name="flusher"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
@@ -462,9 +442,6 @@ class Agent:
         self.spool.retention_s = new.agent.retention_s
         self.spool.fsync_policy = new.agent.fsync
         self.spool.fsync_interval_s = new.agent.fsync_interval_s
-        self.ctx = self._context(new)
-        for registered in self._registered.values():  # groups dropped below take theirs away
-            registered.add_to(self.ctx)
         await self.pipeline.flush_all()
         if outputs is not None:
             await self._stop_outputs(drain_s=0)
@@ -481,19 +458,16 @@ class Agent:
         kept: list[str] = []
         for name in list(self.groups):
             wanted = name in new.agent.collectors
-            group = self.groups[name]
-            unchanged = config_slice(name, new) == config_slice(name, old)
-            if wanted and (unchanged or await self._reconfigure_in_place(group, new)):
+            ctx, built = self.groups[name]
+            unchanged = registry.config_slice(name, new) == registry.config_slice(name, old)
+            if wanted and (unchanged or await self._reconfigure_in_place(built.collectors, new)):
+                ctx.config = new  # once every collector of the group has taken it
                 kept.append(name)
-                for collector in group:
-                    collector.ctx = self.ctx
                 continue
             await self._stop_group(name)
         for name in new.agent.collectors:
-            if name in REGISTRY and name not in self.groups:
+            if name not in self.groups:
                 self._start_group(name)
-        if self.control is not None:
-            self.control.handlers = self.ctx.control_handlers
         self.reloads += 1
         log.info("reloaded %s (kept: %s)", new.path, ", ".join(kept) or "none")
         self.notifier.ready(self.status_line())
@@ -501,12 +475,13 @@ class Agent:
 
     async def _reconfigure_in_place(self, group: list[Collector], new: Config) -> bool:
         """A collector that can apply a new config without a restart (BGP: only changed
-        sessions are touched) says so by returning True from `reconfigure`."""
-        if not group or not all(hasattr(c, "reconfigure") for c in group):
+        sessions are touched) says so by returning True from `reconfigure`; the first that
+        returns False has the group restarted."""
+        if not group:
             return False
         for collector in group:
             try:
-                applied = await collector.reconfigure(new)  # type: ignore[attr-defined]
+                applied = await collector.reconfigure(new)
             except Exception as exc:
                 log.warning("collector %s: reconfigure failed (%s); restarting it",
                             collector.name, exc)

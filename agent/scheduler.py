@@ -1,9 +1,11 @@
-"""Runs collectors: polled ones on aligned ticks, streaming ones for the agent's life.
+"""Runs collectors: polled ones (sync or async) on aligned ticks, streaming ones for the
+agent's life.
 
 A polled collector's points are stamped with the tick they belong to (aligned to its
 interval: 10 s collectors stamp :00, :10, ...), so points of one interval line up across
 collectors and hosts, and a re-sent batch overwrites rather than duplicates. A collect()
-still running at the next tick is an overrun: that tick is skipped and counted. A streaming
+still running at the next tick is an overrun: that tick is skipped and counted (here, the
+one place; the collector is told through `overran`). A streaming
 collector that raises is restarted with exponential back-off (reset after a minute of health).
 """
 
@@ -18,7 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agent.collector import Collector, PolledCollector, StreamingCollector
+from agent.collector import (
+    AsyncPolledCollector,
+    Collector,
+    PolledCollector,
+    StreamingCollector,
+)
 from agent.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,19 @@ def next_tick_ns(now_ns: int, interval_ns: int) -> int:
     return (now_ns // interval_ns + 1) * interval_ns
 
 
+def after_run(tick_ns: int, now_ns: int, interval_ns: int) -> tuple[int, int]:
+    """The tick to run next once the run of `tick_ns` ended at `now_ns`, and how many ticks
+    that run made it skip (its overruns)."""
+    following = tick_ns + interval_ns
+    if following > now_ns:
+        return following, 0
+    return next_tick_ns(now_ns, interval_ns), (now_ns - following) // interval_ns + 1
+
+
+def interval_ns_of(interval_s: float) -> int:
+    return max(1, round(interval_s * 1e9))
+
+
 class Scheduler:
     def __init__(self, pipeline: Pipeline, max_workers: int = 4) -> None:
         self.pipeline = pipeline
@@ -62,7 +82,7 @@ class Scheduler:
         self.heartbeat_s = time.monotonic()
 
     def start(self, collector: Collector) -> None:
-        if isinstance(collector, PolledCollector):
+        if isinstance(collector, PolledCollector | AsyncPolledCollector):
             stats = CollectorStats(collector.name, "polled", collector.interval_s)
             coro = self._run_polled(collector, stats)
         elif isinstance(collector, StreamingCollector):
@@ -134,17 +154,21 @@ class Scheduler:
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run_polled(self, collector: PolledCollector, stats: CollectorStats) -> None:
+    async def _run_polled(self, collector: PolledCollector | AsyncPolledCollector,
+                          stats: CollectorStats) -> None:
         loop = asyncio.get_running_loop()
         interval_s = collector.interval_s
-        interval_ns = round(interval_s * 1e9)
+        interval_ns = interval_ns_of(interval_s)
         tick_ns = next_tick_ns(time.time_ns(), interval_ns)
         while True:
             await asyncio.sleep(max(0.0, (tick_ns - time.time_ns()) / 1e9))
             self.heartbeat_s = time.monotonic()
             started = time.monotonic()
+            warned = False
             try:
-                if collector.blocking:
+                if isinstance(collector, AsyncPolledCollector):
+                    points = await collector.collect()  # on the loop; its own timeouts
+                elif collector.blocking:
                     future = loop.run_in_executor(self.executor, collector.collect)
                     # asyncio.wait, not wait_for(shield(...)): on Python 3.11 wait_for
                     # returns the result instead of raising CancelledError when the
@@ -153,8 +177,8 @@ class Scheduler:
                     done, _ = await asyncio.wait({future}, timeout=interval_s)
                     if done:
                         points = future.result()
-                    else:
-                        stats.overruns += 1
+                    else:  # said now, in case it never returns; counted below
+                        warned = True
                         log.warning("collector %s: overran its %.1fs interval",
                                     collector.name, interval_s)
                         points = await future  # late points still count; next tick skipped
@@ -176,11 +200,13 @@ class Scheduler:
             if points:
                 stats.points += len(points)
                 self.pipeline.emit(points)
-            now_ns = time.time_ns()
-            tick_ns += interval_ns
-            if tick_ns <= now_ns:
-                stats.overruns += (now_ns - tick_ns) // interval_ns + 1
-                tick_ns = next_tick_ns(now_ns, interval_ns)
+            tick_ns, skipped = after_run(tick_ns, time.time_ns(), interval_ns)
+            if skipped:
+                stats.overruns += skipped
+                if not warned:
+                    log.warning("collector %s: overran its %.1fs interval (%d ticks skipped)",
+                                collector.name, interval_s, skipped)
+                collector.overran(skipped)
 
     async def _run_streaming(self, collector: StreamingCollector, stats: CollectorStats) -> None:
         attempt = 0

@@ -292,7 +292,7 @@ def role_agent(spec: dict[str, Any], exabgp: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-bgp-agent-"))
     events: list[Any] = []
     ctx = CollectorContext(config, events.extend, work)
-    collectors = create(ctx)
+    collectors = create(ctx).collectors
     stream = next(c for c in collectors if isinstance(c, BgpStreamCollector))
     rpki = next(c for c in collectors if isinstance(c, RpkiCollector))
     state = stream.state

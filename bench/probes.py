@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collectors.probes.engine import ProbeEngine  # noqa: E402
-from collectors.probes.icmp import RoundResult  # noqa: E402
+from collectors.probes.rounds import RoundResult  # noqa: E402
 from collectors.probes.sockets import Binding  # noqa: E402
 
 RATES = (80_000, 60_000, 50_000, 40_000, 30_000, 20_000, 15_000, 12_000, 10_000, 7_500,

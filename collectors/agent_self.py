@@ -17,7 +17,7 @@ import time
 
 import psutil
 
-from agent.collector import Collector, CollectorContext, PolledCollector
+from agent.collector import Built, CollectorContext, PolledCollector
 from agent.points import Point
 
 # A process is known by (pid, create time), so a recycled pid is a new process.
@@ -133,5 +133,5 @@ class AgentCollector(PolledCollector):
         return points
 
 
-def create(ctx: CollectorContext) -> list[Collector]:
-    return [AgentCollector(ctx)]
+def create(ctx: CollectorContext) -> Built:
+    return Built([AgentCollector(ctx)])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.collector import Collector, CollectorContext, PolledCollector
+from agent.collector import Built, CollectorContext, PolledCollector
 from agent.points import FieldValue, Point
 from collectors import host_metrics  # noqa: F401  (declares host, disk)
 
@@ -110,9 +110,9 @@ class DiskCollector(PolledCollector):
         return points
 
 
-def create_host(ctx: CollectorContext) -> list[Collector]:
-    return [HostCollector(ctx)]
+def create_host(ctx: CollectorContext) -> Built:
+    return Built([HostCollector(ctx)])
 
 
-def create_disk(ctx: CollectorContext) -> list[Collector]:
-    return [DiskCollector(ctx)]
+def create_disk(ctx: CollectorContext) -> Built:
+    return Built([DiskCollector(ctx)])

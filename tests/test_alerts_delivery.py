@@ -93,7 +93,7 @@ def test_link_down_reaches_alertmanager_and_resolves(
             assert [a["labels"]["alertname"] for a in listed] == ["UplinkDown"]
             await asyncio.to_thread(main, ["alerts", "--socket", socket])
             text = capsys.readouterr().out
-            assert text.startswith("firing   critical UplinkDown  carrier=telecom interface=eth1")
+            assert text.startswith("firing  critical  UplinkDown  carrier=telecom interface=eth1")
             assert "    uplink eth1 of telecom is down: carrier lost" in text
             await asyncio.to_thread(main, ["status", "--socket", socket])
             assert "alerts: 1 firing, 0 pending" in capsys.readouterr().out

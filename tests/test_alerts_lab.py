@@ -41,7 +41,7 @@ async def start_agent_in_lab(lab: Any, config: Any) -> tuple[Agent, Any]:
 
     agent = Agent(config)
     await agent.start()
-    collector = LinkEventCollector(agent.ctx, netns=lab.agent_ns)
+    collector = LinkEventCollector(agent._context(config), netns=lab.agent_ns)
     agent.scheduler.start(collector)
     for _ in range(300):  # watching the namespace's links
         if collector._nl is not None and collector.verdicts:
@@ -143,7 +143,7 @@ def test_bgp_session_and_hijack_alerts(
         agent = Agent(config)
         await agent.start()
         try:
-            state = agent.groups["bgp"][0].state  # type: ignore[attr-defined]
+            state = agent.groups["bgp"][1].collectors[0].state  # type: ignore[attr-defined]
 
             def all_up() -> bool:
                 return all(p.fields["up"] for p in state.session_points())

@@ -72,7 +72,8 @@ class AgentBgp:
         self.points: list[tuple[float, Point]] = []
         self.lock = threading.Lock()
         self.ctx = CollectorContext(self.config, self._emit, workdir / "data")
-        collectors = create(self.ctx)
+        self.built = create(self.ctx)
+        collectors = self.built.collectors
         self.stream = next(c for c in collectors if isinstance(c, BgpStreamCollector))
         self.polled = next(c for c in collectors if isinstance(c, BgpSessionCollector))
         self.rpki = next(c for c in collectors if isinstance(c, RpkiCollector))
@@ -102,7 +103,7 @@ class AgentBgp:
         return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(30)
 
     def control(self, command: str, **args: Any) -> Any:
-        return self.call(lambda: self.ctx.control_handlers[command](args))
+        return self.call(lambda: self.built.controls[command](args))
 
     def events(self, kind: str, carrier: str | None = None,
                since: float = 0.0) -> list[tuple[float, Point]]:
@@ -128,7 +129,7 @@ class AgentBgp:
             if result:
                 return result
             if time.monotonic() > deadline:
-                status = self.call(self.ctx.status_providers["bgp"])
+                status = self.call(self.built.status["bgp"])
                 raise AssertionError(f"timed out waiting for {what}; bgp status: {status}")
             time.sleep(0.05)
 
@@ -307,7 +308,7 @@ def test_exabgp_killed_is_restarted_with_exact_counts(
     after = {name: (f["prefixes_v4"], f["prefixes_v6"]) for name, f in agent.sessions().items()}
     assert after == before  # no double counting
     assert len(agent.events("session_up", since=killed)) == 3
-    status = agent.call(agent.ctx.status_providers["bgp"])
+    status = agent.call(agent.built.status["bgp"])
     assert status["exabgp"]["restarts"] == 1 and status["exabgp"]["generation"] == 2
     assert "code -9" in status["exabgp"]["last_exit"]
 
@@ -439,7 +440,7 @@ def test_reload_touches_only_changed_sessions(
     assert all(not agent.events("session_down", name, since=reloaded) for name in unchanged)
     # ExaBGP resets the neighbor whose definition changed (hold time), and only that one
     assert len(agent.events("session_down", changed, since=reloaded)) == 1
-    status = agent.call(agent.ctx.status_providers["bgp"])
+    status = agent.call(agent.built.status["bgp"])
     assert status["exabgp"]["restarts"] == 0 and status["exabgp"]["reloads"] == 1
     assert {p for (_, p) in agent.prefixes()} == {*ANNOUNCE, extra}
     # and back: the prefix is withdrawn from every carrier

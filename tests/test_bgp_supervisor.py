@@ -44,7 +44,7 @@ def test_crashing_exabgp_is_restarted_with_back_off(tmp_path: Path) -> None:
         'echo "configuration error" ; exit 3\n')
     stand_in.chmod(0o755)
     ctx = make_ctx(tmp_path, str(stand_in))
-    stream = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector))
+    stream = next(c for c in create(ctx).collectors if isinstance(c, BgpStreamCollector))
 
     seen: dict[str, object] = {}
 
@@ -93,7 +93,7 @@ def test_leftover_exabgp_of_a_killed_agent_is_stopped(tmp_path: Path) -> None:
             time.sleep(0.01)
         (run_dir / "exabgp.pid").write_text(f"{leftover.pid}\n")
         ctx = make_ctx(tmp_path, "/bin/false")
-        stream = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector))
+        stream = next(c for c in create(ctx).collectors if isinstance(c, BgpStreamCollector))
         stream.supervisor.run_dir = run_dir
         stream.supervisor._stop_leftover()
         assert leftover.wait(5) is not None
@@ -115,7 +115,7 @@ def test_lines_of_a_finished_run_are_never_applied(tmp_path: Path) -> None:
     from collectors.bgp.supervisor import Supervisor, _BridgeProtocol
 
     ctx = make_ctx(tmp_path, "/bin/false")
-    state = next(c for c in create(ctx) if isinstance(c, BgpStreamCollector)).state
+    state = next(c for c in create(ctx).collectors if isinstance(c, BgpStreamCollector)).state
     emitted: list[object] = []
     supervisor = Supervisor(ctx.config, state, emitted.extend, tmp_path)
     peer = '{"address": {"peer": "192.0.2.1"}'

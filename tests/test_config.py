@@ -162,3 +162,53 @@ def test_units() -> None:
         parse_duration("-1s")
     with pytest.raises(ConfigError):
         load_config("/nonexistent/agent.toml")
+
+
+def test_toml_keys_are_the_aliases_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key is read by its TOML name (`interval`); the Python name is an unknown key, and a
+    number where a duration is due is refused (only Python code passes seconds)."""
+    path = write(tmp_path, GOOD.replace('interval = "10s"', 'interval_s = 10.0'))
+    code, err = run_check(path, capsys)
+    assert code == 2 and err.strip() == f"{path}: agent.interval_s: unknown key"
+    from collectors.probes.config import TracerouteConfig
+
+    assert TracerouteConfig(timeout_s=0.5).timeout_s == 0.5  # from Python: converted values
+
+
+def test_collector_tables_are_the_collectors_models() -> None:
+    from collectors.bgp.config import BgpConfig
+    from collectors.probes.config import ProbeConfig, QualityConfig
+
+    config = load_config(ROOT / "config" / "egress-agent.example.toml")
+    assert isinstance(config.bgp, BgpConfig)
+    assert all(isinstance(p, ProbeConfig) for p in config.probes)
+    assert config.quality == QualityConfig()  # absent keys: the model's one default each
+    assert config.agent.collectors == ("agent", "host", "disk", "links", "billing", "bgp",
+                                       "probes")
+
+
+def test_the_core_imports_no_collector() -> None:
+    """agent/ reads configs and runs the daemon without importing collectors/ itself: the
+    plugins are loaded by name once, before the first config is read (agent/registry.py)."""
+    code = ("import sys, agent.config, agent.daemon, agent.collector, agent.scheduler\n"
+            "assert not [m for m in sys.modules if m.startswith('collectors')], 'imported'\n"
+            "from agent import registry\n"
+            "registry.load_plugins()\n"
+            "assert 'bgp' in registry.GROUPS and 'probes' in registry.TABLES\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_reload_slices_come_from_the_registry(tmp_path: Path) -> None:
+    import tomllib
+
+    from agent.config import parse_config
+    from agent.registry import GROUPS, config_slice
+
+    old = parse_config(tomllib.loads(GOOD))
+    new = parse_config(tomllib.loads(GOOD + "\n[quality]\nrtt_degraded_ms = 50\n"))
+    changed = {name for name in GROUPS if config_slice(name, old) != config_slice(name, new)}
+    assert changed == {"probes"}
+    faster = parse_config(tomllib.loads(GOOD.replace('interval = "10s"', 'interval = "5s"')))
+    assert {n for n in GROUPS if config_slice(n, old) != config_slice(n, faster)} == set(GROUPS)

@@ -404,7 +404,7 @@ def test_lost_notifications_are_recovered_by_a_resync(scratch: Scratch, tmp_path
 def test_registry_builds_links_and_billing(scratch: Scratch, tmp_path: Path) -> None:
     """The registry's factories, as the daemon calls them (inside the namespace)."""
     from agent.config import parse_config
-    from collectors import build_collectors
+    from agent.registry import build_group
     from collectors.links.billing import BillingCollector
 
     config = parse_config({
@@ -413,13 +413,16 @@ def test_registry_builds_links_and_billing(scratch: Scratch, tmp_path: Path) -> 
                       "source": AGENT_ADDR}],
     })
     ctx = make_ctx(config, tmp_path)
-    built = in_netns(scratch.ns, lambda: build_collectors(ctx))
+    groups = in_netns(scratch.ns, lambda: [build_group(name, ctx)
+                                           for name in config.agent.collectors])
+    built = [c for group in groups for c in group.collectors]
+    status_providers = {k: v for group in groups for k, v in group.status.items()}
     try:
         assert [type(c) for c in built] == [LinksCollector, LinkEventCollector,
                                             BillingCollector]
-        assert set(ctx.status_providers) == {"links", "link_events", "billing"}
+        assert set(status_providers) == {"links", "link_events", "billing"}
         built[0].collect()  # type: ignore[attr-defined]
-        status = ctx.status_providers["links"]()
+        status = status_providers["links"]()
         assert status["routing"]["telecom"]["route_ok"] is True
     finally:
         for collector in built:

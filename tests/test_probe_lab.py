@@ -25,8 +25,9 @@ import pytest
 from agent.collector import CollectorContext
 from agent.config import load_config
 from agent.points import LineEncoder, Point
-from collectors.probes.collector import ProbesCollector
-from collectors.probes.engine import ProbeEngine, ProbeResult
+from collectors.probes.collector import ProbeSet
+from collectors.probes.engine import ProbeEngine
+from collectors.probes.rounds import ProbeResult
 from collectors.probes.sockets import Binding
 from collectors.probes.stats import compute_stats
 from collectors.probes.traceroute import TraceResult, traceroute
@@ -432,7 +433,7 @@ def test_traceroute_not_reached_through_the_wrong_carrier(lab: Any) -> None:
 # ---------------------------------------------------------------- collector
 
 
-def make_collector(lab: Any, tmp_path: Path, probes_toml: str) -> tuple[ProbesCollector,
+def make_collector(lab: Any, tmp_path: Path, probes_toml: str) -> tuple[ProbeSet,
                                                                       list[Point]]:
     path = tmp_path / "agent.toml"
     path.write_text(lab_toml(lab, probes_toml))
@@ -440,7 +441,7 @@ def make_collector(lab: Any, tmp_path: Path, probes_toml: str) -> tuple[ProbesCo
     points: list[Point] = []
     ctx = CollectorContext(config=config, emit=lambda batch: points.extend(batch),
                            data_dir=tmp_path)
-    return ProbesCollector(ctx), points
+    return ProbeSet(ctx), points
 
 
 PROBES_TOML = """
@@ -463,13 +464,10 @@ def test_collector_round_emits_probe_and_quality(lab: Any, tmp_path: Path) -> No
     probe_cfg = collector.ctx.config.probes[0]
 
     async def go() -> list[Point]:
-        from collectors.probes.engine import ProbeEngine
-
-        collector.engine = ProbeEngine()
         try:
             return await collector.probe_once(probe_cfg, 1_700_000_000_000_000_000)
         finally:
-            collector.engine.close()
+            collector.close()
 
     points = in_agent_ns(lab, lambda: asyncio.run(go()))
     probes = {(p.tags["carrier"], p.tags["method"]): p for p in points
@@ -496,16 +494,13 @@ def test_collector_best_carrier_moves_when_one_degrades(lab: Any, tmp_path: Path
     probe_cfg = collector.ctx.config.probes[0]
 
     async def rounds() -> list[list[Point]]:
-        from collectors.probes.engine import ProbeEngine
-
-        collector.engine = ProbeEngine()
         out = []
         try:
             out.append(await collector.probe_once(probe_cfg, 1))
             await asyncio.to_thread(lab.set_delay, "telecom", None, None, 100.0)
             out.append(await collector.probe_once(probe_cfg, 2))
         finally:
-            collector.engine.close()
+            collector.close()
         return out
 
     caplog.set_level("INFO")
@@ -543,7 +538,7 @@ def test_collector_traceroute_points_with_and_without_as(lab: Any, tmp_path: Pat
                                 "as_path": [4134, 64496]}}
         return {}
 
-    collector.ctx.register_control("bgp.lookup", lookup)
+    collector.ctx.control_handlers = {"bgp.lookup": lookup}
     annotated = in_agent_ns(lab, lambda: asyncio.run(collector.trace_once(probe_cfg, 6)))
     for point in annotated:
         assert point.fields["as_path"] == "64496"
@@ -663,7 +658,16 @@ def test_cli_traceroute(lab: Any, lab_config: Path) -> None:
 
 
 def test_collector_runs_on_aligned_ticks(lab: Any, tmp_path: Path) -> None:
-    collector, points = make_collector(lab, tmp_path, """
+    """The factory's collectors under the real scheduler: one per entry (and one for its
+    traceroute), rounds on aligned ticks, stamped with the tick, counted under `probes` in
+    status as the scheduler counts them; the engine's sockets are closed with the group."""
+    from agent.pipeline import Pipeline
+    from agent.scheduler import Scheduler
+    from agent.spool import Spool
+    from collectors.probes.collector import create
+
+    path = tmp_path / "agent.toml"
+    path.write_text(lab_toml(lab, """
 [[probes]]
 name = "fast"
 target = "203.0.113.10"
@@ -672,13 +676,32 @@ interval = "500ms"
 count = 5
 timeout = "200ms"
 carriers = ["telecom", "unicom"]
-""")
+traceroute = true
+"""))
+    config = load_config(path)
 
-    async def go() -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(collector.run(), 2.3)
+    async def go() -> tuple[list[Point], dict[str, Any], dict[str, Any], list[Any]]:
+        pipeline = Pipeline(Spool(tmp_path / "spool"), "lab-agent")
+        pipeline.bind_loop(asyncio.get_running_loop())
+        scheduler = Scheduler(pipeline)
+        ctx = CollectorContext(config=config, emit=pipeline.emit, data_dir=tmp_path)
+        built = create(ctx)
+        for collector in built.collectors:
+            scheduler.start(collector)
+        await asyncio.sleep(2.3)
+        stats = {s["name"]: s for s in scheduler.status()}
+        section = built.status["probes"]()
+        engine = next(iter(scheduler.stats)).probes.engine  # type: ignore[attr-defined]
+        sockets = list(engine.icmp._probers.values())
+        await scheduler.stop_all()
+        scheduler.shutdown()
+        return list(pipeline._take_batch()), stats, section, sockets
 
-    in_agent_ns(lab, lambda: asyncio.run(go()))
+    points, stats, section, sockets = in_agent_ns(lab, lambda: asyncio.run(go()))
+    assert set(stats) == {"probes:fast", "traceroute:fast"}
+    assert stats["probes:fast"]["kind"] == "polled"
+    assert stats["probes:fast"]["interval_s"] == 0.5
+    assert stats["traceroute:fast"]["interval_s"] == 300.0  # [traceroute].interval default
     probe_points = [p for p in points if p.measurement == "probe"]
     ticks = sorted({p.time_ns for p in probe_points})
     assert len(ticks) >= 3
@@ -686,9 +709,12 @@ carriers = ["telecom", "unicom"]
     assert all(b - a == 500_000_000 for a, b in itertools.pairwise(ticks))
     assert {p.tags["carrier"] for p in probe_points} == {"telecom", "unicom"}
     assert all(p.fields["received"] == 5 for p in probe_points)
-    status = collector.status()["probes"]["fast"]
-    assert status["rounds"] >= 3 and status["last_error"] == ""
-    assert collector.engine is None  # sockets released when the task ends
+    assert {p.time_ns for p in points if p.measurement == "quality"} == set(ticks)
+    status = section["probes"]["fast"]
+    assert status["rounds"] == len(ticks) == stats["probes:fast"]["runs"]
+    assert status["last_error"] == ""
+    assert status["overruns"] == stats["probes:fast"]["overruns"] == 0
+    assert len(sockets) == 2 and all(s.closed for s in sockets)  # released with the group
 
 
 @pytest.mark.parametrize("method", ["icmp", "udp"])

@@ -127,9 +127,10 @@ def test_parse_method(text: str, expected: Method) -> None:
     assert parse_method(text).text == text
 
 
-@pytest.mark.parametrize("text", ["tcp", "tcp:0", "tcp:70000", "udp:53", "http:x", "icmp:1", ""])
+@pytest.mark.parametrize("text", ["tcp", "tcp:0", "tcp:70000", "udp:53", "http:x", "icmp:1", "",
+                                  "tcp:\u00b2", "dns:", "http:/a b"])
 def test_parse_method_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"tcp needs a port|DNS query name|HTTP path|unknown"):
         parse_method(text)
 
 

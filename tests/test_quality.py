@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import QualityConfig
+from collectors.probes.config import QualityConfig
 from collectors.probes.quality import QualityTracker, assess, score_of, status_of
 from collectors.probes.stats import compute_stats
 

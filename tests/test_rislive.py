@@ -36,7 +36,8 @@ class Harness:
     def __init__(self, config: Config) -> None:
         self.points: list[Point] = []
         self.ctx = CollectorContext(config, self.points.extend, Path("/nonexistent"))
-        collectors = create(self.ctx)
+        self.built = create(self.ctx)
+        collectors = self.built.collectors
         assert [c.name for c in collectors] == ["ris_live", "bgp_visibility"]
         self.stream = collectors[0]
         self.poll = collectors[1]
@@ -67,7 +68,7 @@ class Harness:
                 and (kind is None or p.tags["kind"] == kind)]
 
     def status(self) -> dict[str, Any]:
-        return self.ctx.status_providers["ris_live"]()
+        return self.built.status["ris_live"]()
 
 
 async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:

@@ -184,7 +184,7 @@ def test_status_text_of_the_rpki_section() -> None:
                           "spool": {"bytes": 0}, "rpki": section})
     assert "rpki: 1 VRPs in force (v4 1, v6 0) from test" in text
     assert "  * rtr://127.0.0.1:3323: 1 VRPs, serial 7, last update never, RTR v1" in text
-    assert "  telecom      valid 0  invalid 1  not found 0" in text
+    assert "  telecom  valid 0  invalid 1  not found 0" in text
     assert "  own 198.51.100.0/24: valid" in text
 
 

@@ -1,6 +1,6 @@
 """The built-in alert conditions: names, defaults and the range of every tunable key.
 
-Light on purpose (no imports from the engine): agent/config.py validates `[alerts]` with
+Light on purpose (no imports from the engine): agent/config/alerts.py makes `[alerts]` from
 it, docs/configuration.md documents the same table. A key's kind is one of `pct` (a
 number in [lo, hi]), `number`, `int`, `duration` (a string such as `5m`) or `choice`.
 """

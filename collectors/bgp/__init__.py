@@ -22,18 +22,20 @@ import asyncio
 import contextlib
 from typing import Any
 
-from agent.collector import Collector, CollectorContext, PolledCollector, StreamingCollector
-from agent.config import Config, RpkiConfig
+from agent.collector import Built, CollectorContext, PolledCollector, StreamingCollector
+from agent.config import Config
 from agent.points import Point
 from collectors.bgp import metrics  # noqa: F401  (declares bgp_session, bgp_event, bgp_prefix)
+from collectors.bgp.config import BgpConfig, RpkiConfig
 from collectors.bgp.rpki import RpkiManager
 from collectors.bgp.state import BgpState
 from collectors.bgp.supervisor import Supervisor
 
 
 def _interval_s(config: Config) -> float:
-    if config.bgp is not None and config.bgp.interval_s is not None:
-        return config.bgp.interval_s
+    bgp: BgpConfig | None = config.bgp
+    if bgp is not None and bgp.interval_s is not None:
+        return bgp.interval_s
     return config.agent.interval_s
 
 
@@ -144,8 +146,7 @@ class RpkiCollector(StreamingCollector):
 
     async def reconfigure(self, new: Config) -> bool:
         if _rpki_config(new) != _rpki_config(self.ctx.config):
-            self.ctx.config = new
-            self._changed.set()
+            self._changed.set()  # read once the core has set ctx.config to the new one
         return True
 
     def status(self) -> dict[str, Any]:
@@ -197,27 +198,28 @@ class BgpControl:
         return {"exabgp": self.stream.supervisor.status(), **self.state.status()}
 
 
-def create(ctx: CollectorContext) -> list[Collector]:
+def create(ctx: CollectorContext) -> Built:
     config = ctx.config
     if config.bgp is None:
-        return []
+        return Built()
     if not any(c.bgp for c in config.carriers):
         return _ris_live(ctx)  # RIS Live works without sessions of our own
     state = BgpState(config)
     stream = BgpStreamCollector(ctx, state)
     control = BgpControl(state, stream)
-    ctx.register_control("bgp.lookup", control.lookup)
-    ctx.register_control("bgp.withdraw", control.withdraw)
-    ctx.register_control("bgp.announce", control.announce)
-    ctx.register_status("bgp", control.status)
     rpki = RpkiCollector(ctx, state)  # idles without [bgp.rpki]; a reload may add it
-    ctx.register_status("rpki", rpki.status)
-    return [rpki, stream, BgpSessionCollector(ctx, state, rpki), *_ris_live(ctx)]
+    ris_live = _ris_live(ctx)
+    return Built(
+        [rpki, stream, BgpSessionCollector(ctx, state, rpki), *ris_live.collectors],
+        controls={"bgp.lookup": control.lookup, "bgp.withdraw": control.withdraw,
+                  "bgp.announce": control.announce},
+        status={"bgp": control.status, "rpki": rpki.status, **ris_live.status},
+    )
 
 
 # ---- [bgp.ris_live]: RIPE RIS Live vantage points (collectors/bgp/rislive)
 
-def _ris_live(ctx: CollectorContext) -> list[Collector]:
+def _ris_live(ctx: CollectorContext) -> Built:
     from collectors.bgp import rislive
 
     return rislive.create(ctx)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.collector import CollectorContext, PolledCollector
+from agent.collector import Built, CollectorContext, PolledCollector
 from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.netlink import RtNetlink
@@ -155,7 +155,7 @@ class BillingCollector(PolledCollector):
         super().__init__(ctx)
         self.sample_period_s = sample_period_s
         self.mode = ctx.config.billing.rate
-        self.write_interval_s = ctx.config.billing.interval_s
+        self.write_interval_s: float = ctx.config.billing.interval_s
         self.carriers: tuple[CarrierConfig, ...] = ctx.config.carriers
         self.nl = RtNetlink(netns)
         self.stores = {
@@ -258,9 +258,8 @@ class BillingCollector(PolledCollector):
         return points
 
 
-def create_billing(ctx: CollectorContext) -> list[BillingCollector]:
+def create_billing(ctx: CollectorContext) -> Built:
     if not any(c.interface for c in ctx.config.carriers):
-        return []
+        return Built()
     collector = BillingCollector(ctx)
-    ctx.register_status("billing", collector.status)
-    return [collector]
+    return Built([collector], status={"billing": collector.status})

@@ -11,7 +11,7 @@ import fnmatch
 import time
 from typing import Any
 
-from agent.collector import CollectorContext, PolledCollector, StreamingCollector
+from agent.collector import Built, CollectorContext, PolledCollector
 from agent.config import CarrierConfig
 from agent.points import FieldValue, Point
 from collectors.links.cache import LinkCache
@@ -174,17 +174,14 @@ class LinksCollector(PolledCollector):
                 if c.name in self.routing.results}
 
 
-
-
-def create_links(ctx: CollectorContext) -> list[PolledCollector | StreamingCollector]:
+def create_links(ctx: CollectorContext) -> Built:
     """The registry's factory: the polled `link` collector, plus the event collector when
     there are carrier uplinks to watch. Both share one routing monitor."""
     routing = RoutingMonitor(ctx.config.carriers) if ctx.config.carriers else None
     polled = LinksCollector(ctx, routing=routing)
-    ctx.register_status("links", polled.status)
-    collectors: list[PolledCollector | StreamingCollector] = [polled]
+    built = Built([polled], status={"links": polled.status})
     if ctx.config.carriers:
         events = LinkEventCollector(ctx, routing=routing)
-        collectors.append(events)
-        ctx.register_status("link_events", events.status)
-    return collectors
+        built.collectors.append(events)
+        built.status["link_events"] = events.status
+    return built

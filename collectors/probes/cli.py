@@ -1,38 +1,36 @@
 """`egress-agent probe` and `egress-agent traceroute` (docs/cli.md): on demand, no daemon needed.
 
+Registered as `egress-agent` subcommands in collectors/__init__.py (COMMANDS), so the core
+never imports this package by its name.
 Carriers: with `-c FILE` (or `--carrier NAME`, which reads the default config) probes go
 through the config's carriers, each on sockets bound to its uplink and source; with
 neither, through the default route as one carrier named "default".
-Exit codes: 0 when at least one reply came back (probe) or one carrier reached the target
-(traceroute), 1 when none did or probing itself failed, 2 for bad arguments or config.
+Exit codes (agent/exitcodes.py): 0 when at least one reply came back (probe) or one carrier
+reached the target (traceroute), 1 when none did or probing itself failed, 2 for bad
+arguments or config.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
-import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.config import (
-    AgentConfig,
-    Config,
-    ConfigError,
-    QualityConfig,
-    TracerouteConfig,
-    load_config,
-)
-from collectors.probes.engine import ProbeEngine, ProbeResult
+from agent.config import AgentConfig, Config, ConfigError, load_config
+from agent.exitcodes import EXIT_FAILURE, EXIT_OK, UsageError
+from agent.tables import table
+from collectors.probes.config import QualityConfig, TracerouteConfig
+from collectors.probes.engine import ProbeEngine
 from collectors.probes.methods import parse_method
 from collectors.probes.quality import Quality, assess
+from collectors.probes.resolve import ResolveError, resolve
+from collectors.probes.rounds import ProbeResult
 from collectors.probes.sockets import DEFAULT_BINDING, Binding
 from collectors.probes.traceroute import TraceResult, traceroute
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 MAX_COUNT = 10_000
 MAX_INTERVAL_MS = 60_000
 MAX_TIMEOUT_MS = 60_000
@@ -41,10 +39,6 @@ JSON_KEYS = (
     "sent", "received", "loss_pct", "rtt_min_ms", "rtt_avg_ms", "rtt_median_ms",
     "rtt_p95_ms", "rtt_max_ms", "jitter_ms", "stddev_ms",
 )
-
-
-class CliError(Exception):
-    """Bad arguments or config: one line on stderr, exit 2."""
 
 
 # ---------------------------------------------------------------- arguments
@@ -110,10 +104,10 @@ def _config_and_bindings(args: argparse.Namespace) -> tuple[Config | None, list[
         try:
             config = load_config(args.config)
         except ConfigError as exc:
-            raise CliError(str(exc).splitlines()[0]) from None
+            raise UsageError(str(exc).splitlines()[0]) from None
     if config is None or (not config.carriers and not args.carrier):
         if args.carrier and set(args.carrier) != {"default"}:
-            raise CliError(f"unknown carrier {args.carrier[0]!r} (the config has none)")
+            raise UsageError(f"unknown carrier {args.carrier[0]!r} (the config has none)")
         return config, [DEFAULT_BINDING]
     if not args.carrier:
         return config, [Binding.from_carrier(c) for c in config.carriers]
@@ -125,40 +119,22 @@ def _config_and_bindings(args: argparse.Namespace) -> tuple[Config | None, list[
                 bindings.append(DEFAULT_BINDING)
                 continue
             known = ", ".join(c.name for c in config.carriers)
-            raise CliError(f"unknown carrier {name!r} (known: {known})")
+            raise UsageError(f"unknown carrier {name!r} (known: {known})")
         bindings.append(Binding.from_carrier(carrier))
     return config, bindings
 
 
 def _resolve_targets(targets: Sequence[str]) -> dict[str, str]:
-    """Target → address; a target that is neither an address nor resolvable is an error."""
-    resolved = {}
-    for target in targets:
-        try:
-            resolved[target] = str(ipaddress.ip_address(target))
-            continue
-        except ValueError:
-            pass
-        try:
-            infos = socket.getaddrinfo(target, None, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise CliError(f"cannot resolve target {target!r}: {exc}") from None
-        v4 = [i for i in infos if i[0] == socket.AF_INET]
-        resolved[target] = str((v4 or infos)[0][4][0])
-    return resolved
+    """Target → address (resolve.py, the engine's resolver); one that is neither an
+    address nor resolvable is a usage error."""
 
+    async def resolve_all() -> dict[str, str]:
+        return {target: await resolve(target) for target in targets}
 
-def _usage_guard(func: Any) -> Any:
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            code: int = func(args)
-            return code
-        except CliError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
-    wrapped.__doc__ = func.__doc__
-    return wrapped
+    try:
+        return asyncio.run(resolve_all())
+    except ResolveError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- probe
@@ -199,7 +175,7 @@ def render_table(target: str, address: str, method: str, results: list[ProbeResu
                  qualities: list[Quality]) -> str:
     """Carriers side by side; the best carrier's column is marked with `*`."""
     by_carrier = {q.carrier: q for q in qualities}
-    headers = [r.carrier + (" *" if by_carrier[r.carrier].best else "") for r in results]
+    headers = [""] + [r.carrier + (" *" if by_carrier[r.carrier].best else "") for r in results]
     rows: list[list[str]] = []
     for label, key in _ROWS:
         if key == "loss_pct":
@@ -209,16 +185,9 @@ def render_table(target: str, address: str, method: str, results: list[ProbeResu
         rows.append([label] + [_fmt(r.stats.as_dict()[key]) for r in results])
     rows.append(["status"] + [by_carrier[r.carrier].status for r in results])
     rows.append(["score"] + [f"{by_carrier[r.carrier].score:.1f}" for r in results])
-    width0 = max(len(row[0]) for row in rows)
-    widths = [max(len(headers[i]), *(len(row[i + 1]) for row in rows))
-              for i in range(len(results))]
     shown = target if target == address else f"{target} ({address})"
     lines = [f"{shown}  {method}"]
-    lines.append(" " * width0 + "  " + "  ".join(h.rjust(w) for h, w in zip(headers, widths,
-                                                                             strict=True)))
-    for row in rows:
-        cells = "  ".join(c.rjust(w) for c, w in zip(row[1:], widths, strict=True))
-        lines.append(row[0].ljust(width0) + "  " + cells)
+    lines.extend(table(rows, headers, align=["left"] + ["right"] * len(results)))
     if any(q.best for q in qualities):
         lines.append("* best carrier for this target")
     return "\n".join(lines)
@@ -238,11 +207,10 @@ async def run_probes(bindings: list[Binding], targets: dict[str, str], method: s
         engine.close()
 
 
-@_usage_guard
 def cmd_probe(args: argparse.Namespace) -> int:
     """egress-agent probe TARGET... (docs/cli.md)."""
     if args.count * args.interval / 1000.0 > MAX_ROUND_S:
-        raise CliError(f"--count x --interval must stay within {MAX_ROUND_S:g} s")
+        raise UsageError(f"--count x --interval must stay within {MAX_ROUND_S:g} s")
     config, bindings = _config_and_bindings(args)
     targets = _resolve_targets(args.targets)
     results = asyncio.run(run_probes(bindings, targets, args.method, args.count,
@@ -287,18 +255,12 @@ def render_traces(results: list[TraceResult]) -> str:
                 cells.append(text)
         cells.append("reached" if r.reached else f"not reached{': ' + r.error if r.error else ''}")
         columns.append(cells)
-    headers = [r.carrier for r in results]
-    widths = [max(len(h), *(len(c) for c in col)) for h, col in zip(headers, columns,
-                                                                     strict=True)]
     first = results[0]
     shown = first.target if first.target == first.address else f"{first.target} ({first.address})"
     lines = [f"traceroute to {shown} ({first.method})"]
-    header = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    lines.append(f"ttl  {header}".rstrip())
-    for row in range(depth + 1):
-        label = str(row + 1) if row < depth else ""
-        line = "  ".join(col[row].ljust(w) for col, w in zip(columns, widths, strict=True))
-        lines.append(f"{label:<3}  {line}".rstrip())
+    labels = [str(ttl) for ttl in range(1, depth + 1)] + [""]
+    rows = [[label] + [col[row] for col in columns] for row, label in enumerate(labels)]
+    lines.extend(table(rows, ["ttl"] + [r.carrier for r in results]))
     if any(r.annotated for r in results):
         for r in results:
             lines.append(f"{r.carrier}: AS path {r.as_path or '-'}")
@@ -317,7 +279,6 @@ async def run_traces(bindings: list[Binding], target: str, address: str, cfg: Tr
     return list(await asyncio.gather(*jobs))
 
 
-@_usage_guard
 def cmd_traceroute(args: argparse.Namespace) -> int:
     """egress-agent traceroute TARGET (docs/cli.md)."""
     config, bindings = _config_and_bindings(args)

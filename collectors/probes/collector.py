@@ -1,29 +1,32 @@
-"""The probes collector: runs every `[[probes]]` entry through its carriers on its interval.
+"""The probes collectors: every `[[probes]]` entry through its carriers on its interval.
 
-One streaming collector owns one ProbeEngine (one raw ICMP socket per carrier and family)
-for all probes. Each probe entry has its own task, woken at its aligned ticks
-(interval multiples, like polled collectors), which probes every (carrier, method) at once
-and emits `probe` and `quality` points stamped with that tick; entries with
-`traceroute = true` also get a task at `[traceroute].interval` emitting `traceroute`.
+The scheduler runs them (agent/scheduler.py): one async polled collector per entry
+(`probes:NAME`, at the entry's `interval`) and, for entries with `traceroute = true`, one
+at `[traceroute].interval` (`traceroute:NAME`). So rounds start on aligned ticks, their
+points are stamped with the tick, and a round that overruns its interval is counted by the
+scheduler like any collector's (`status` → `collectors`, and under `probes` per entry).
+They share one ProbeSet: one ProbeEngine (one raw ICMP socket per carrier and family for
+all entries), the quality tracker and the `probes` status section.
 
-Probes of one round are spread over half the interval (at most 1 s apart), so a round
-samples the interval rather than one instant and still ends before the next tick.
-Quality of a (carrier, target) is judged on the entry's `icmp` results when it has that
-method, else on its first method.
+A round probes every (carrier, method) of its entry at once and emits `probe` and
+`quality` points. Probes of one round are spread over half the interval (at most 1 s
+apart), so a round samples the interval rather than one instant and still ends before the
+next tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Any
+import threading
+from typing import Any, ClassVar
 
-from agent.collector import Collector, CollectorContext, StreamingCollector
-from agent.config import ProbeConfig
+from agent.collector import AsyncPolledCollector, Built, Collector, CollectorContext
 from agent.points import FieldValue, Point
-from collectors.probes.engine import ProbeEngine, ProbeResult
-from collectors.probes.quality import QualityTracker, assess
+from collectors.probes.config import ProbeConfig, probe_carriers
+from collectors.probes.engine import ProbeEngine
+from collectors.probes.quality import QualityTracker, assess, judged_stats, quality_point
+from collectors.probes.rounds import ProbeResult
 from collectors.probes.sockets import DEFAULT_BINDING, Binding
 from collectors.probes.stats import RttStats
 from collectors.probes.traceroute import AsLookup, TraceResult, traceroute
@@ -38,16 +41,12 @@ def spacing_s(interval_s: float, count: int) -> float:
     return max(0.001, min(MAX_SPACING_S, 0.5 * interval_s / max(count, 1)))
 
 
-def quality_method(methods: tuple[str, ...]) -> str:
-    return "icmp" if "icmp" in methods else methods[0]
-
-
 def stats_fields(stats: RttStats) -> dict[str, FieldValue]:
     """`probe` fields; RTT figures that do not exist (no reply, one reply) are left out."""
     return {k: v for k, v in stats.as_dict().items() if v is not None}
 
 
-def probe_point(result: ProbeResult, time_ns: int) -> Point:
+def probe_point(result: ProbeResult, time_ns: int = 0) -> Point:
     fields = stats_fields(result.stats)
     fields["send_errors"] = result.round.send_errors
     return Point(
@@ -58,7 +57,7 @@ def probe_point(result: ProbeResult, time_ns: int) -> Point:
     )
 
 
-def traceroute_point(result: TraceResult, time_ns: int) -> Point:
+def traceroute_point(result: TraceResult, time_ns: int = 0) -> Point:
     fields: dict[str, FieldValue] = {
         "hops": result.hop_count,
         "reached": result.reached,
@@ -70,110 +69,32 @@ def traceroute_point(result: TraceResult, time_ns: int) -> Point:
                  time_ns)
 
 
-def next_tick_ns(now_ns: int, interval_s: float) -> int:
-    interval_ns = max(1, round(interval_s * 1e9))
-    return (now_ns // interval_ns + 1) * interval_ns
+def _counters() -> dict[str, Any]:
+    return {"rounds": 0, "overruns": 0, "errors": 0, "last_error": ""}
 
 
-async def sleep_until_ns(when_ns: int) -> None:
-    delay_s = (when_ns - time.time_ns()) / 1e9
-    if delay_s > 0:
-        await asyncio.sleep(delay_s)
-
-
-class ProbesCollector(StreamingCollector):
-    name = "probes"
+class ProbeSet:
+    """What the probes collectors of one config share: the engine (its sockets), the
+    quality tracker and the per-entry counters of the `probes` status section."""
 
     def __init__(self, ctx: CollectorContext) -> None:
-        super().__init__(ctx)
-        self.engine: ProbeEngine | None = None
+        self.ctx = ctx
+        self.engine = ProbeEngine()
         self.tracker = QualityTracker(log)
-        self.counters: dict[str, dict[str, Any]] = {}
-        ctx.register_status("probes", self.status)
-
-    def bindings(self, probe: ProbeConfig) -> list[Binding]:
-        carriers = self.ctx.config.probe_carriers(probe)
-        if not carriers and not self.ctx.config.carriers:
-            return [DEFAULT_BINDING]
-        return [Binding.from_carrier(c) for c in carriers]
+        self.counters: dict[str, dict[str, Any]] = {p.name: _counters()
+                                                    for p in ctx.config.probes}
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the sockets are watched
+        self._close_lock = threading.Lock()
+        self._closed = False
 
     def status(self) -> dict[str, Any]:
         return {"probes": self.counters}
 
-    async def run(self) -> None:
-        self.engine = ProbeEngine()
-        try:
-            tasks = []
-            for probe in self.ctx.config.probes:
-                self.counters[probe.name] = {
-                    "rounds": 0, "overruns": 0, "errors": 0, "last_error": ""
-                }
-                tasks.append(self._probe_loop(probe))
-                if probe.traceroute:
-                    tasks.append(self._trace_loop(probe))
-            if not tasks:
-                await asyncio.Event().wait()  # nothing configured: idle for the agent's life
-            await asyncio.gather(*tasks)
-        finally:
-            self.engine.close()
-            self.engine = None
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-
-    async def probe_once(self, probe: ProbeConfig, tick_ns: int) -> list[Point]:
-        """One round of one entry: every (carrier, method); returns its points."""
-        assert self.engine is not None
-        spacing = spacing_s(probe.interval_s, probe.count)
-        bindings = self.bindings(probe)
-        jobs = [
-            self.engine.run_round(b, probe.target, m, probe.count, spacing, probe.timeout_s)
-            for b in bindings
-            for m in probe.methods
-        ]
-        results: list[ProbeResult] = list(await asyncio.gather(*jobs))
-        points = [probe_point(r, tick_ns) for r in results]
-        errors = [f"{r.carrier} {r.method}: {r.round.error}" for r in results if r.round.error]
-        counters = self.counters.setdefault(
-            probe.name, {"rounds": 0, "overruns": 0, "errors": 0, "last_error": ""}
-        )
-        counters["last_error"] = "; ".join(errors)[:500]
-        wanted = quality_method(probe.methods)
-        # A carrier none of whose probes left (the agent's own failure) was not measured:
-        # it gets no quality this round rather than a "down" the network did not cause.
-        per_carrier = {r.carrier: r.stats for r in results
-                       if r.method == wanted and r.stats.sent > 0}
-        qualities = assess(probe.target, per_carrier, self.ctx.config.quality)
-        self.tracker.update(probe.target, qualities)
-        for q in qualities:
-            points.append(Point(
-                "quality",
-                {"carrier": q.carrier, "target": q.target},
-                {"status": q.status, "score": q.score, "best": q.best},
-                tick_ns,
-            ))
-        return points
-
-    async def _probe_loop(self, probe: ProbeConfig) -> None:
-        counters = self.counters[probe.name]
-        tick_ns = next_tick_ns(time.time_ns(), probe.interval_s)
-        while True:
-            await sleep_until_ns(tick_ns)
-            try:
-                self.ctx.emit(await self.probe_once(probe, tick_ns))
-                counters["rounds"] += 1
-            except Exception as exc:  # one bad round must not stop the other entries
-                counters["errors"] = counters.get("errors", 0) + 1
-                counters["last_error"] = f"{type(exc).__name__}: {exc}"[:500]
-                log.exception("probe %s: round failed", probe.name)
-            following = next_tick_ns(time.time_ns(), probe.interval_s)
-            skipped = round((following - tick_ns) / (probe.interval_s * 1e9)) - 1
-            if skipped > 0:
-                counters["overruns"] += skipped
-                log.warning("probe %s: round overran its interval (%d ticks skipped)",
-                            probe.name, skipped)
-            tick_ns = following
+    def bindings(self, probe: ProbeConfig) -> list[Binding]:
+        carriers = probe_carriers(self.ctx.config, probe)
+        if not carriers and not self.ctx.config.carriers:
+            return [DEFAULT_BINDING]
+        return [Binding.from_carrier(c) for c in carriers]
 
     def as_lookup(self, carrier: str) -> AsLookup | None:
         handler = self.ctx.control_handlers.get("bgp.lookup")
@@ -183,7 +104,28 @@ class ProbesCollector(StreamingCollector):
 
         return handler_lookup(handler, carrier)
 
-    async def trace_once(self, probe: ProbeConfig, tick_ns: int) -> list[Point]:
+    async def probe_once(self, probe: ProbeConfig, time_ns: int = 0) -> list[Point]:
+        """One round of one entry: every (carrier, method); returns its points."""
+        self._loop = asyncio.get_running_loop()
+        spacing = spacing_s(probe.interval_s, probe.count)
+        jobs = [
+            self.engine.run_round(b, probe.target, m, probe.count, spacing, probe.timeout_s)
+            for b in self.bindings(probe)
+            for m in probe.methods
+        ]
+        results: list[ProbeResult] = list(await asyncio.gather(*jobs))
+        points = [probe_point(r, time_ns) for r in results]
+        errors = [f"{r.carrier} {r.method}: {r.round.error}" for r in results if r.round.error]
+        counters = self.counters.setdefault(probe.name, _counters())
+        counters["last_error"] = "; ".join(errors)[:500]
+        qualities = assess(probe.target, judged_stats(results, probe.methods),
+                           self.ctx.config.quality)
+        self.tracker.update(probe.target, qualities)
+        points.extend(quality_point(q, time_ns) for q in qualities)
+        return points
+
+    async def trace_once(self, probe: ProbeConfig, time_ns: int = 0) -> list[Point]:
+        self._loop = asyncio.get_running_loop()
         cfg = self.ctx.config.traceroute
         jobs = [
             traceroute(b, probe.target, cfg.method, cfg.max_hops, cfg.timeout_s,
@@ -191,22 +133,91 @@ class ProbesCollector(StreamingCollector):
             for b in self.bindings(probe)
         ]
         results: list[TraceResult] = list(await asyncio.gather(*jobs))
-        return [traceroute_point(r, tick_ns) for r in results]
+        return [traceroute_point(r, time_ns) for r in results]
 
-    async def _trace_loop(self, probe: ProbeConfig) -> None:
-        interval_s = self.ctx.config.traceroute.interval_s
-        tick_ns = next_tick_ns(time.time_ns(), interval_s)
-        while True:
-            await sleep_until_ns(tick_ns)
-            try:
-                self.ctx.emit(await self.trace_once(probe, tick_ns))
-            except Exception:
-                log.exception("traceroute %s: run failed", probe.name)
-            tick_ns = next_tick_ns(time.time_ns(), interval_s)
+    def close(self) -> None:
+        """Once for the group, though each of its collectors calls it (the scheduler closes
+        them at the same time, each from a thread of its own). The raw sockets are
+        unwatched and closed on the loop that watches them."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        loop = self._loop
+        if loop is None or not loop.is_running() or _on_loop(loop):
+            self.engine.close()
+        else:
+            loop.call_soon_threadsafe(self.engine.close)
 
 
-def create(ctx: CollectorContext) -> list[Collector]:
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+class _EntryCollector(AsyncPolledCollector):
+    """A collector of one `[[probes]]` entry, named `PREFIX:ENTRY` in status and alerts."""
+
+    prefix: ClassVar[str]
+
+    def __init__(self, ctx: CollectorContext, probes: ProbeSet, probe: ProbeConfig) -> None:
+        super().__init__(ctx)
+        self.name = f"{self.prefix}:{probe.name}"
+        self.probes = probes
+        self.probe = probe
+
+    def close(self) -> None:
+        self.probes.close()  # the group stops as a whole; the first close does it
+
+
+class ProbeRounds(_EntryCollector):
+    """The rounds of one `[[probes]]` entry, at its interval."""
+
+    prefix = "probes"
+
+    @property
+    def interval_s(self) -> float:
+        return self.probe.interval_s
+
+    async def collect(self) -> list[Point]:
+        counters = self.probes.counters[self.probe.name]
+        try:
+            points = await self.probes.probe_once(self.probe)
+        except Exception as exc:  # counted here for `probes`, and by the scheduler
+            counters["errors"] += 1
+            counters["last_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            raise
+        counters["rounds"] += 1
+        return points
+
+    def overran(self, ticks: int) -> None:
+        self.probes.counters[self.probe.name]["overruns"] += ticks
+
+
+class TraceRounds(_EntryCollector):
+    """The traceroutes of one entry with `traceroute = true`, at `[traceroute].interval`."""
+
+    prefix = "traceroute"
+
+    @property
+    def interval_s(self) -> float:
+        interval_s: float = self.ctx.config.traceroute.interval_s
+        return interval_s
+
+    async def collect(self) -> list[Point]:
+        return await self.probes.trace_once(self.probe)
+
+
+def create(ctx: CollectorContext) -> Built:
     """Registry factory: nothing to do without `[[probes]]`."""
     if not ctx.config.probes:
-        return []
-    return [ProbesCollector(ctx)]
+        return Built()
+    probes = ProbeSet(ctx)
+    collectors: list[Collector] = []
+    for probe in ctx.config.probes:
+        collectors.append(ProbeRounds(ctx, probes, probe))
+        if probe.traceroute:
+            collectors.append(TraceRounds(ctx, probes, probe))
+    return Built(collectors, status={"probes": probes.status})

@@ -28,6 +28,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from collectors.probes.rounds import RoundResult
 from collectors.probes.sockets import (
     CMSG_BYTES,
     Binding,
@@ -105,19 +106,6 @@ class _Session:
     duplicates: int = 0
     send_errors: int = 0
     last_error: str | None = None
-
-
-@dataclass
-class RoundResult:
-    """Outcomes of the probes that left (ms, or None: lost), in send order, and what was
-    seen but not counted. `send_errors` counts probes the agent itself could not send:
-    they are not in `rtts_ms`, so they never show as network loss."""
-
-    rtts_ms: list[float | None]
-    late: int = 0
-    duplicates: int = 0
-    send_errors: int = 0
-    error: str | None = None
 
 
 class IcmpProber:
@@ -290,3 +278,24 @@ class IcmpProber:
         session.send_errors += 1
         session.last_error = "send buffer full"
         return False
+
+
+class IcmpSockets:
+    """One IcmpProber per (carrier, address family), opened on first use and kept: every
+    round and target through a carrier shares its raw socket. Use inside a running loop."""
+
+    def __init__(self) -> None:
+        self._probers: dict[tuple[Binding, int], IcmpProber] = {}
+
+    def get(self, binding: Binding, family: int) -> IcmpProber:
+        key = (binding, family)
+        prober = self._probers.get(key)
+        if prober is None or prober.closed:
+            prober = IcmpProber(binding, family)
+            self._probers[key] = prober
+        return prober
+
+    def close(self) -> None:
+        for prober in self._probers.values():
+            prober.close()
+        self._probers.clear()

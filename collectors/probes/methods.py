@@ -1,4 +1,5 @@
-"""Probe methods other than ICMP: TCP connect, DNS over UDP, HTTP time to first byte.
+"""Method strings (`Method`, `parse_method`: their one grammar) and the probes other than
+ICMP: TCP connect, DNS over UDP, HTTP time to first byte.
 
 Each probe opens its own socket bound to the carrier (see sockets.py), so a probe "through
 carrier X" really leaves through X. A failure (refused, timed out, wrong answer, no route)
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from collectors.probes import connecting
 from collectors.probes.dnswire import build_query, parse_answer
-from collectors.probes.icmp import RoundResult
+from collectors.probes.rounds import RoundResult
 from collectors.probes.sockets import (
     CMSG_BYTES,
     Binding,
@@ -67,13 +68,18 @@ class Method:
         return self.kind
 
 
+# The method kinds parse_method knows; probers.PROBERS has one prober for each.
+METHOD_KINDS = ("icmp", "tcp", "dns", "http")
+
+
 def parse_method(text: str) -> Method:
-    """Raises ValueError with a readable reason."""
+    """The one parser of method strings (config validation, the CLI and the engine all
+    call it). Raises ValueError with a readable reason."""
     kind, sep, arg = text.partition(":")
     if kind == "icmp" and not sep:
         return Method("icmp")
     if kind == "tcp":
-        if not arg.isdigit() or not 1 <= int(arg) <= 65535:
+        if not (arg.isascii() and arg.isdigit()) or not 1 <= int(arg) <= 65535:
             raise ValueError(f"tcp needs a port 1-65535: {text!r}")
         return Method("tcp", port=int(arg))
     if kind == "dns":

@@ -22,10 +22,12 @@ are down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.config import QualityConfig
+from agent.points import Point
+from collectors.probes.config import QualityConfig
+from collectors.probes.rounds import ProbeResult
 from collectors.probes.stats import RttStats
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,30 @@ def assess(
         Quality(carrier, target, status, score, carrier == best_name)
         for carrier, _stats, status, score in rated
     ]
+
+
+def quality_method(methods: tuple[str, ...]) -> str:
+    """The method a probe entry's quality is judged on: `icmp` when it has it, else its
+    first."""
+    return "icmp" if "icmp" in methods else methods[0]
+
+
+def judged_stats(results: Iterable[ProbeResult], methods: tuple[str, ...]) -> dict[str, RttStats]:
+    """Per carrier, the statistics quality is judged on. A carrier none of whose probes
+    left (the agent's own failure) was not measured: it gets no quality this round rather
+    than a "down" the network did not cause."""
+    wanted = quality_method(methods)
+    return {r.carrier: r.stats for r in results if r.method == wanted and r.stats.sent > 0}
+
+
+def quality_point(quality: Quality, time_ns: int = 0) -> Point:
+    """The `quality` point (docs/metrics.md); time 0: stamped by the scheduler's tick."""
+    return Point(
+        "quality",
+        {"carrier": quality.carrier, "target": quality.target},
+        {"status": quality.status, "score": quality.score, "best": quality.best},
+        time_ns,
+    )
 
 
 def best_carrier(qualities: list[Quality]) -> str | None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.probes.engine import ResolveError, resolve
+from collectors.probes.resolve import ResolveError, resolve
 from collectors.probes.sockets import (
     Binding,
     enable_rx_timestamps,

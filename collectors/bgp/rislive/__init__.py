@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.collector import Collector, CollectorContext, PolledCollector, StreamingCollector
+from agent.collector import Built, CollectorContext, PolledCollector, StreamingCollector
 from agent.config import Config
 from agent.points import Point
+from collectors.bgp.config import BgpConfig
 from collectors.bgp.rislive import metrics  # noqa: F401  (declares bgp_visibility, bgp_feed)
 from collectors.bgp.rislive.client import RisLiveClient
 from collectors.bgp.rislive.settings import ViewSettings
@@ -23,7 +24,7 @@ from collectors.bgp.rislive.view import RisView
 
 
 def interval_s(config: Config) -> float:
-    bgp = config.bgp
+    bgp: BgpConfig | None = config.bgp
     if bgp is not None and bgp.ris_live is not None and bgp.ris_live.interval_s is not None:
         return bgp.ris_live.interval_s
     if bgp is not None and bgp.interval_s is not None:
@@ -109,12 +110,12 @@ class RisVisibilityCollector(PolledCollector):
         return interval_s(new) == self.interval_s
 
 
-def create(ctx: CollectorContext) -> list[Collector]:
+def create(ctx: CollectorContext) -> Built:
     """The RIS Live collectors, or none without [bgp.ris_live]."""
     config = ctx.config
     if config.bgp is None or config.bgp.ris_live is None:
-        return []
+        return Built()
     shared = RisLive(ctx)
-    ctx.register_status("ris_live", shared.status)
-    return [RisLiveStreamCollector(ctx, shared), RisVisibilityCollector(ctx, shared)]
+    return Built([RisLiveStreamCollector(ctx, shared), RisVisibilityCollector(ctx, shared)],
+                 status={"ris_live": shared.status})
 

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from agent.config import RisLiveConfig
 from agent.points import FieldValue, Point
+from collectors.bgp.config import RisLiveConfig
 from collectors.bgp.rislive.view import (
     EVENT_FEED_RESTORED,
     EVENT_FEED_SILENT,

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from agent.config import RpkiConfig
 from agent.points import FieldValue, Point
+from collectors.bgp.config import RpkiConfig
 from collectors.bgp.rpki import metrics  # noqa: F401  (declares bgp_rpki)
 from collectors.bgp.rpki.rtr import RtrClient
 from collectors.bgp.rpki.sources import FileSource, UrlSource

@@ -162,7 +162,7 @@ class UrlSource(JsonSource):
         import urllib.error
         import urllib.request
 
-        # the URL is http(s) only (config.py checks it)
+        # the URL is http(s) only (collectors/bgp/config.py checks it)
         request = urllib.request.Request(self.url, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
