@@ -55,15 +55,18 @@ def test_every_declaration_module_registers_its_section() -> None:
 
 def test_a_collector_package_declares_its_measurements_when_imported() -> None:
     """The core imports no collector: a collector's package registers its declarations
-    itself, so what the Prometheus output sees is the agent's own and the loaded ones' (RIS
-    Live's package is imported only when `[bgp.ris_live]` is configured)."""
+    itself, so what the Prometheus output sees is the agent's own and the loaded ones'.
+    Importing any collector package imports the registry (collectors/__init__.py), which
+    imports every group's config module and so its package; RIS Live's package is imported
+    only when `[bgp.ris_live]` is configured."""
     code = ("import collectors.links.collector, collectors.bgp\n"
             "from agent.schema import registry\n"
             "print(' '.join(m.name for m in registry()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["agent", "agent_output", "alert", "link", "link_event", "billing",
-                   "bgp_session", "bgp_event", "bgp_prefix", "bgp_rpki"]  # not RIS Live
+                   "bgp_session", "bgp_event", "bgp_prefix", "bgp_rpki",
+                   "probe", "traceroute", "quality"]  # not RIS Live
 
 
 def test_every_measurement_is_in_the_doc_with_each_field() -> None:
