@@ -8,6 +8,13 @@ and whatever they could not deliver stays in the spool for the next start.
 A stop is bounded (STOP_TIMEOUT_S) whatever the collectors and outputs are doing: each
 phase has a deadline, a request still in flight at the end is abandoned (its records stay
 in the spool; a cursor only moves past what a server confirmed) and said so in one line.
+
+Why one file of ~550 lines: `Agent` is the process's state (outputs and their workers, the
+collector groups, the pipeline, the alert engine, the Prometheus exporter) and its three
+phases, start, reload and stop, each touch all of it in an order that matters; split by
+concern, every part would take the whole Agent again. What is not phase logic lives
+elsewhere: config (agent/config/), groups (agent/registry.py), scheduling
+(agent/scheduler.py), the emit path (agent/pipeline.py).
 """
 
 from __future__ import annotations
