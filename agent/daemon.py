@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import registry
+from agent import gcsettle, registry
 from agent.alerts.engine import AlertEngine, LagTracker
 from agent.collector import Built, Collector, CollectorContext, ControlHandler, StatusProvider
 from agent.config import (
@@ -120,6 +120,7 @@ class Agent:
         self.control: ControlServer | None = None
         self.prometheus: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._settling: asyncio.Task[int] | None = None
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self.started_ns = time.time_ns()
@@ -233,6 +234,7 @@ class Agent:
             "config": self.config.path,
             "started_ns": self.started_ns,
             "reloads": self.reloads,
+            "gc_frozen_objects": gcsettle.frozen_objects(),
             "collectors": self.scheduler.status(),
             "queue_points": self.pipeline.queue_points,
             "spool": {
@@ -386,8 +388,18 @@ class Agent:
             asyncio.create_task(watchdog_loop(self.notifier, self.heartbeat.made_progress),
                                 name="watchdog"),
         ]
+        self._settle()
         log.info("started: %s", self.status_line())
         self.notifier.ready(self.status_line())
+
+    def _settle(self) -> None:
+        """Freeze what survived the start (or a reload) once the collectors have polled
+        once (agent/gcsettle.py)."""
+        if self._settling is not None:
+            self._settling.cancel()
+        delay_s = self.config.agent.interval_s + gcsettle.SETTLE_AFTER_FIRST_POLL_S
+        self._settling = asyncio.create_task(gcsettle.freeze_when_settled(delay_s),
+                                             name="gc-settle")
 
     async def _ticker(self) -> None:
         """Proves the loop is alive to the watchdog; a stuck loop stops the beats."""
@@ -476,6 +488,8 @@ class Agent:
             if name not in self.groups:
                 self._start_group(name)
         self.reloads += 1
+        gcsettle.thaw()  # the replaced collectors' cycles are collectable again
+        self._settle()
         log.info("reloaded %s (kept: %s)", new.path, ", ".join(kept) or "none")
         self.notifier.ready(self.status_line())
         return True
@@ -508,6 +522,8 @@ class Agent:
 
         self.notifier.stopping()
         log.info("stopping")
+        if self._settling is not None:
+            self._settling.cancel()
         await self.scheduler.stop_all(min(STOP_COLLECTORS_S, left()))
         await self.pipeline.flush_all()
         for task in self._tasks:

@@ -103,6 +103,7 @@ def inner(args: argparse.Namespace) -> None:
     runs: dict[str, list[float]] = {k: [] for k in
                                     ("collect", "stats", "links", "proc", "psutil")}
     gc.collect()  # what the start-up dump left
+    gc.freeze()  # as the daemon does once its collectors have polled (agent/gcsettle.py)
     for _ in range(args.rounds):
         runs["collect"].append(timed_ms(collector.collect))
         runs["proc"].append(timed_ms(read_proc_net_dev))
