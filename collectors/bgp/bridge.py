@@ -1,6 +1,6 @@
 """ExaBGP API process: relays ExaBGP's stdout stream to the agent's unix socket and back.
 
-The install builds the same relay in C (`_bridge.c` → `egress-agent-bridge`, a tenth of the
+The install builds the same relay in C (`_bridge.c` → `egress-agent-bridge`, a seventh of the
 memory); this one runs where that was not built, and is the reference for both.
 
 ExaBGP runs this (`process ... { run PYTHON bridge.py SOCKET GENERATION; }`). It must

@@ -121,8 +121,8 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 
 
 def bridge_command(python: str = sys.executable) -> list[str]:
-    """The C bridge where it was built (under 1 MB of RSS); else bridge.py with -I -S: the
-    standard library only, not even `site` (10.5 MB)."""
+    """The C bridge where it was built (1.4 MB of RSS); else bridge.py with -I -S: the
+    standard library only, not even `site` (10.6 MB)."""
     if os.access(BRIDGE_EXECUTABLE, os.X_OK):
         return [str(BRIDGE_EXECUTABLE)]
     return [python, "-I", "-S", str(BRIDGE)]
