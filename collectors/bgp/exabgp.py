@@ -78,12 +78,12 @@ def launch_prefix(executable: str) -> list[str]:
     exabgp_launch.py, 4.7 MB lighter; any other executable (a distribution's, a path given
     in the config) starts as it is."""
     spec = importlib.util.find_spec("exabgp")
+    if spec is None or spec.origin is None:
+        return [executable]
     try:
-        own = spec is not None and spec.origin is not None and os.path.samefile(
-            Path(executable).parent, Path(sys.executable).parent)
+        if not os.path.samefile(Path(executable).parent, Path(sys.executable).parent):
+            return [executable]
     except OSError:
-        own = False
-    if not own or spec is None or spec.origin is None:
         return [executable]
     site_packages = str(Path(spec.origin).parent.parent)
     return [sys.executable, "-I", "-S", str(LAUNCHER), site_packages, executable]
