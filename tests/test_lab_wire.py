@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.packet import Packet, Raw
 
-from tests.lab.wire import Frame, decode, wire_rtts
+from tests.lab.wire import Frame, decode, icmp_rtts_from_far_end, wire_rtts
 
 AGENT, TARGET = "100.64.1.2", "203.0.113.10"
 AGENT6, TARGET6 = "2001:db8:1::2", "2001:db8:ffff::10"
@@ -59,6 +59,19 @@ def test_icmp_pairs_by_identifier_and_sequence_and_keeps_losses() -> None:
     six = [frame(0.0, True, IPv6(src=AGENT6, dst=TARGET6) / ICMPv6EchoRequest(id=1, seq=1)),
            frame(4.0, False, IPv6(src=TARGET6, dst=AGENT6) / ICMPv6EchoReply(id=1, seq=1))]
     assert [p.rtt_ms for p in wire_rtts(six, "icmp", TARGET6)] == [4.0]
+
+
+def test_icmp_from_far_end_times_the_request_where_the_far_end_received_it() -> None:
+    request = IP(src=AGENT, dst=TARGET) / ICMP(type=8, id=5, seq=1)
+    reply = IP(src=TARGET, dst=AGENT) / ICMP(type=0, id=5, seq=1)
+    lost = IP(src=AGENT, dst=TARGET) / ICMP(type=8, id=5, seq=2)
+    uplink = [frame(0.0, True, request), frame(5.0, True, lost), frame(20.0, False, reply)]
+    # the far end sees the request come in (not outgoing) and the reply leave
+    far_end = [frame(1.25, False, request), frame(5.01, False, lost), frame(19.99, True, reply),
+               frame(30.0, True, IP(src=TARGET, dst=AGENT) / ICMP(type=8, id=5, seq=3))]
+    probes = icmp_rtts_from_far_end(uplink, far_end, TARGET)
+    assert [(p.request_ns, p.rtt_ms) for p in probes] == [(1_250_000, 18.75), (5_010_000, None)]
+    assert [p.rtt_ms for p in wire_rtts(uplink, "icmp", TARGET)] == [20.0, None]
 
 
 def test_tcp_first_syn_to_synack_and_a_reused_local_port_is_a_new_probe() -> None:

@@ -556,10 +556,12 @@ def test_cli_probe_json_keys_and_types(lab: Any, lab_config: Path) -> None:
     """`probe --json` prints one object whose entries have the keys, in order, and the
     types docs/cli.md documents (RTT figures null and `rtts_ms` all null when nothing
     came back)."""
-    from tests.lab.wire import WireCapture, wire_rtts
+    from tests.lab.wire import WireCapture, icmp_rtts_from_far_end, wire_rtts
 
     with contextlib.ExitStack() as stack:
         captures = {c.name: stack.enter_context(WireCapture(lab.agent_ns, c.uplink))
+                    for c in lab.carriers}
+        far_ends = {c.name: stack.enter_context(WireCapture(c.ns, "agent"))
                     for c in lab.carriers}
         proc = run_cli(lab, "probe", lab.target, lab.sink, "--count", "4", "--interval", "10",
                        "--timeout", "300", "--json", "-c", str(lab_config))
@@ -579,10 +581,15 @@ def test_cli_probe_json_keys_and_types(lab: Any, lab_config: Path) -> None:
         else:
             assert entry["received"] == 4
             assert all(isinstance(entry[k], float) for k in PROBE_JSON_KEYS[6:13])
-            wire = wire_rtts(captures[entry["carrier"]].frames, "icmp", lab.target)
-            assert len(wire) == 4
-            for agent_ms, on_wire in zip(entry["rtts_ms"], wire, strict=True):
-                assert on_wire.rtt_ms is not None and abs(agent_ms - on_wire.rtt_ms) <= 0.5
+            uplink = captures[entry["carrier"]].frames
+            tap = wire_rtts(uplink, "icmp", lab.target)
+            far = icmp_rtts_from_far_end(uplink, far_ends[entry["carrier"]].frames, lab.target)
+            assert len(tap) == len(far) == 4
+            # the agent's send stamp lies between the uplink's tap and the far end's receipt
+            for agent_ms, at_tap, at_far in zip(entry["rtts_ms"], tap, far, strict=True):
+                assert at_tap.rtt_ms is not None and at_far.rtt_ms is not None
+                assert at_far.rtt_ms - 0.5 <= agent_ms <= at_tap.rtt_ms + 0.5, (
+                    agent_ms, at_tap, at_far)
             delay = lab.carrier(entry["carrier"]).delay_ms
             assert near_injected_delay(entry["rtt_median_ms"], delay), entry
     assert proc.stdout.count("\n") == 1  # one object
