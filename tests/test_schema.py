@@ -78,17 +78,21 @@ def test_every_measurement_is_in_the_doc_with_each_field() -> None:
                 f"{m.name}.{f.name}")
 
 
-def test_bgp_event_kinds_are_the_ones_the_producers_define() -> None:
-    """Every kind constant of a producer is declared, and every declared kind is written
-    somewhere in collectors/bgp (as that literal)."""
-    defined, literals = set(), set()
+def test_bgp_event_kinds_are_defined_once_and_each_has_a_producer() -> None:
+    """No producer defines a kind constant of its own: each uses the `EVENT_*` name of
+    collectors/bgp/metrics.py, and each of those names is used by a producer."""
+    from collectors.bgp import metrics
+
+    names = {n: getattr(metrics, n) for n in dir(metrics) if n.startswith("EVENT_")}
+    del names["EVENT_KINDS"]
+    assert set(names.values()) == set(EVENT_KINDS)
+    used: set[str] = set()
     for path in (REPO / "collectors" / "bgp").rglob("*.py"):
         if path.name != "metrics.py":
             text = path.read_text()
-            defined |= set(re.findall(r'^EVENT_\w+ = "(\w+)"', text, re.M))
-            literals |= set(re.findall(r'"(\w+)"', text))
-    assert defined <= set(EVENT_KINDS)
-    assert set(EVENT_KINDS) <= literals
+            assert not re.findall(r"^EVENT_\w+ = ", text, re.M), path
+            used |= set(re.findall(r"\bEVENT_\w+", text))
+    assert set(names) <= used
     assert registry()["bgp_event"].tag("kind").allowed == set(EVENT_KINDS)
 
 

@@ -7,7 +7,8 @@ from collections import deque
 from collections.abc import Callable
 
 from agent.points import Point
-from collectors.bgp.events import EVENT_OWN_MISSING, EventLog
+from collectors.bgp.events import EventLog
+from collectors.bgp.metrics import EVENT_OWN_MISSING
 from collectors.bgp.prefixes import Prefix
 from collectors.bgp.reader_stats import ReaderStats
 from collectors.bgp.session import Session

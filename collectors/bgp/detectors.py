@@ -6,12 +6,8 @@ Only routes the prefix index marks as interesting reach these (collectors/bgp/pr
 from __future__ import annotations
 
 from agent.points import Point
-from collectors.bgp.events import (
-    EVENT_MORE_SPECIFIC,
-    EVENT_ORIGIN_MISMATCH,
-    EVENT_PATH_CHANGE,
-    EventLog,
-)
+from collectors.bgp.events import EventLog
+from collectors.bgp.metrics import EVENT_MORE_SPECIFIC, EVENT_ORIGIN_MISMATCH, EVENT_PATH_CHANGE
 from collectors.bgp.prefixes import PrefixIndex
 from collectors.bgp.rib import Attrs, format_prefix
 from collectors.bgp.session import Session

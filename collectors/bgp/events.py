@@ -1,4 +1,4 @@
-"""The `bgp_event` kinds of the sessions and the detectors, and the point each becomes.
+"""The point a `bgp_event` becomes (its kinds are the `EVENT_*` of collectors/bgp/metrics.py).
 
 The last 20 events are kept for `status`."""
 
@@ -10,13 +10,6 @@ from typing import Any
 from agent.points import FieldValue, Point
 from collectors.bgp.rib import Attrs
 from collectors.bgp.session import Session
-
-EVENT_SESSION_UP = "session_up"
-EVENT_SESSION_DOWN = "session_down"
-EVENT_OWN_MISSING = "own_prefix_missing"
-EVENT_ORIGIN_MISMATCH = "origin_mismatch"
-EVENT_MORE_SPECIFIC = "more_specific"
-EVENT_PATH_CHANGE = "path_change"
 
 
 class EventLog:

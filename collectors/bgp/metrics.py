@@ -2,69 +2,90 @@
 
 Producers: collectors/bgp/state.py (sessions, prefixes and the session/prefix events);
 `bgp_event` is also written by rpki/ (the `rpki_*` kinds) and rislive/ (the `ris_*` kinds,
-with the fields `peers` and `via`). The event kinds are defined here, once: `EVENT_KINDS`
-is what the Grafana generator offers and what the schema check accepts.
+with the fields `peers` and `via`). The event kinds are defined here, once: the producers
+import their `EVENT_*` names from here, and `EVENT_KINDS` is what the Grafana generator
+offers and what the schema check accepts.
 """
 
 from __future__ import annotations
 
 from agent.schema import Field, Measurement, Section, Tag, fields, register
 
+EVENT_SESSION_UP = "session_up"
+EVENT_SESSION_DOWN = "session_down"
+EVENT_OWN_MISSING = "own_prefix_missing"
+EVENT_ORIGIN_MISMATCH = "origin_mismatch"
+EVENT_MORE_SPECIFIC = "more_specific"
+EVENT_PATH_CHANGE = "path_change"
+EVENT_RIS_HIJACK = "ris_hijack"
+EVENT_RIS_HIJACK_END = "ris_hijack_end"
+EVENT_RIS_UPSTREAM = "ris_unexpected_upstream"
+EVENT_RIS_UPSTREAM_END = "ris_unexpected_upstream_end"
+EVENT_RIS_LOST = "ris_visibility_lost"
+EVENT_RIS_RESTORED = "ris_visibility_restored"
+EVENT_RIS_FEED_SILENT = "ris_feed_silent"
+EVENT_RIS_FEED_RESTORED = "ris_feed_restored"
+EVENT_RPKI_OWN_INVALID = "rpki_own_invalid"
+EVENT_RPKI_OWN_NOT_FOUND = "rpki_own_not_found"
+EVENT_RPKI_OWN_VALID = "rpki_own_valid"
+EVENT_RPKI_ROA_EXPIRING = "rpki_roa_expiring"
+EVENT_RPKI_STALE = "rpki_stale"
+
 SESSION_KINDS = (
-    ("origin_mismatch", "one of our prefixes appears in a carrier's table with an origin AS "
+    (EVENT_ORIGIN_MISMATCH, "one of our prefixes appears in a carrier's table with an origin AS "
      "other than `bgp.local_as` (on each new origin)"),
-    ("more_specific", "a more-specific of one of our prefixes appears in a carrier's table, "
+    (EVENT_MORE_SPECIFIC, "a more-specific of one of our prefixes appears in a carrier's table, "
      "whoever originates it (on appearance and on a new origin)"),
-    ("own_prefix_missing", "a carrier session is up but one of `bgp.announce` is not being "
+    (EVENT_OWN_MISSING, "a carrier session is up but one of `bgp.announce` is not being "
      "sent to it: another address family than the session's (no next hop to announce it "
      "with), withdrawn by the operator (`bgp.withdraw`), or refused by ExaBGP. At session up "
      "and the moment it happens"),
-    ("path_change", "the best route (longest match) of a `bgp.watch` destination in a "
+    (EVENT_PATH_CHANGE, "the best route (longest match) of a `bgp.watch` destination in a "
      "carrier's table changes prefix or AS path, appears, or disappears"),
-    ("session_down", "an established session is lost (peer notification, hold timer, TCP "
+    (EVENT_SESSION_DOWN, "an established session is lost (peer notification, hold timer, TCP "
      "closed, ExaBGP stopped); all of its routes are dropped"),
-    ("session_up", "the session with the carrier is established"),
+    (EVENT_SESSION_UP, "the session with the carrier is established"),
 )
 
 RPKI_KINDS = (
-    ("rpki_own_invalid", "one of our prefixes, originated by `bgp.local_as`, would be "
+    (EVENT_RPKI_OWN_INVALID, "one of our prefixes, originated by `bgp.local_as`, would be "
      "RPKI-invalid against the VRPs in force (covered by VRPs of other ASes, AS0, or a "
      "maxLength shorter than our prefix): networks that validate drop it. `detail` lists "
      "the covering VRPs. At the first VRP set and on each change to invalid"),
-    ("rpki_own_not_found", "one of our prefixes is covered by no VRP (no ROA: no protection "
+    (EVENT_RPKI_OWN_NOT_FOUND, "one of our prefixes is covered by no VRP (no ROA: no protection "
      "against hijacks). At the first VRP set and on each change to not found"),
-    ("rpki_roa_expiring", "the ROA that makes one of our prefixes valid expires within 24 h "
+    (EVENT_RPKI_ROA_EXPIRING, "the ROA that makes one of our prefixes valid expires within 24 h "
      "(only where the source gives expiries: rpki-client's JSON `expires`); once per ROA "
      "and expiry"),
-    ("rpki_stale", "a VRP source's data has not been refreshed in time: an RTR cache past "
+    (EVENT_RPKI_STALE, "a VRP source's data has not been refreshed in time: an RTR cache past "
      "the Expire Interval of its last End of Data, a file or URL whose data (its `metadata` "
      "generation time, else when it was read) is older than `bgp.rpki.stale_after`. "
      "`detail` names the source. The stale set stays in use (flagged in `bgp_rpki.stale`) "
      "until a fresh source has data"),
-    ("rpki_own_valid", "one of our prefixes is valid again after having been invalid or not "
+    (EVENT_RPKI_OWN_VALID, "one of our prefixes is valid again after having been invalid or not "
      "found"),
 )
 
 RIS_KINDS = (
-    ("ris_hijack", "RIS Live: our prefix with another origin AS, or a more-specific of our "
+    (EVENT_RIS_HIJACK, "RIS Live: our prefix with another origin AS, or a more-specific of our "
      "prefix (any origin, not itself in `announce`/`watch`), held by at least "
      "`hijack_min_peers` vantage points: one event per seen prefix and origin (`prefix` is "
      "the one seen, `origin_as` its origin). Judged at once, also during warm-up"),
-    ("ris_hijack_end", "RIS Live: fewer than `hijack_min_peers` vantage points hold it now"),
-    ("ris_unexpected_upstream", "RIS Live: at least `hijack_min_peers` vantage points reach "
+    (EVENT_RIS_HIJACK_END, "RIS Live: fewer than `hijack_min_peers` vantage points hold it now"),
+    (EVENT_RIS_UPSTREAM, "RIS Live: at least `hijack_min_peers` vantage points reach "
      "our prefix through an AS (just before ours) that is none of our carriers' `peer_as`; "
      "one event per upstream AS (in `detail`)"),
-    ("ris_unexpected_upstream_end", "RIS Live: fewer than `hijack_min_peers` do now"),
-    ("ris_visibility_lost", "RIS Live: the count of a prefix through a carrier (tag "
+    (EVENT_RIS_UPSTREAM_END, "RIS Live: fewer than `hijack_min_peers` do now"),
+    (EVENT_RIS_LOST, "RIS Live: the count of a prefix through a carrier (tag "
      "`carrier`, `via`), or from anywhere (`via = \"any\"`), fell below `drop_fraction` of "
      "its usual level (which was at least `min_usual_peers`): that carrier stopped "
      "propagating us, or the prefix is gone. Judged each interval, only while the feed is "
      "connected, not silent and past `warmup`"),
-    ("ris_visibility_restored", "RIS Live: that count is back at `drop_fraction` of the "
+    (EVENT_RIS_RESTORED, "RIS Live: that count is back at `drop_fraction` of the "
      "level it fell from"),
-    ("ris_feed_silent", "RIS Live: no message for `silence_timeout`, connected or not (the "
+    (EVENT_RIS_FEED_SILENT, "RIS Live: no message for `silence_timeout`, connected or not (the "
      "connection is then made again)"),
-    ("ris_feed_restored", "RIS Live: messages again after `ris_feed_silent`"),
+    (EVENT_RIS_FEED_RESTORED, "RIS Live: messages again after `ris_feed_silent`"),
 )
 
 EVENT_KINDS: tuple[str, ...] = tuple(k for k, _ in SESSION_KINDS + RPKI_KINDS + RIS_KINDS)

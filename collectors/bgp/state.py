@@ -30,12 +30,8 @@ from collectors.bgp import points as bgp_points
 from collectors.bgp import status as bgp_status
 from collectors.bgp.commands import OperatorCommands
 from collectors.bgp.detectors import Detectors
-from collectors.bgp.events import (
-    EVENT_OWN_MISSING,
-    EVENT_SESSION_DOWN,
-    EVENT_SESSION_UP,
-    EventLog,
-)
+from collectors.bgp.events import EventLog
+from collectors.bgp.metrics import EVENT_OWN_MISSING, EVENT_SESSION_DOWN, EVENT_SESSION_UP
 from collectors.bgp.parser import (
     FAMILIES,
     KIND_ACK,

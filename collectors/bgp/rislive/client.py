@@ -24,11 +24,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agent.points import FieldValue, Point
 from collectors.bgp.config import RisLiveConfig
-from collectors.bgp.rislive.view import (
-    EVENT_FEED_RESTORED,
-    EVENT_FEED_SILENT,
-    RisView,
-)
+from collectors.bgp.metrics import EVENT_RIS_FEED_RESTORED, EVENT_RIS_FEED_SILENT
+from collectors.bgp.rislive.view import RisView
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +119,7 @@ class RisLiveClient:
         detail = (f"no message from RIS Live for {now - since:.1f} s, {state}; last message "
                   f"{age}")
         log.warning("RIS Live feed silent: %s", detail)
-        return [self._feed_event(EVENT_FEED_SILENT, now, detail)]
+        return [self._feed_event(EVENT_RIS_FEED_SILENT, now, detail)]
 
     def _feed_event(self, kind: str, now: float, detail: str) -> Point:
         fields: dict[str, FieldValue] = {"prefix": "", "as_path": "", "origin_as": 0,
@@ -265,7 +262,7 @@ class RisLiveClient:
             points = self.view.handle_text(frame, now)
             if self.silent:
                 self.silent = False
-                points.append(self._feed_event(EVENT_FEED_RESTORED, now,
+                points.append(self._feed_event(EVENT_RIS_FEED_RESTORED, now,
                                                "messages from RIS Live again"))
                 log.info("RIS Live feed: messages again")
             if points:

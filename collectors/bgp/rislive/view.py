@@ -42,6 +42,14 @@ from collections import deque
 from typing import Any
 
 from agent.points import FieldValue, Point
+from collectors.bgp.metrics import (
+    EVENT_RIS_HIJACK,
+    EVENT_RIS_HIJACK_END,
+    EVENT_RIS_LOST,
+    EVENT_RIS_RESTORED,
+    EVENT_RIS_UPSTREAM,
+    EVENT_RIS_UPSTREAM_END,
+)
 from collectors.bgp.prefixes import Prefix
 from collectors.bgp.rib import FAMILY_BITS, format_prefix
 from collectors.bgp.rislive.messages import (
@@ -58,14 +66,6 @@ from collectors.bgp.rislive.settings import ViewSettings
 
 log = logging.getLogger(__name__)
 
-EVENT_HIJACK = "ris_hijack"
-EVENT_HIJACK_END = "ris_hijack_end"
-EVENT_UPSTREAM = "ris_unexpected_upstream"
-EVENT_UPSTREAM_END = "ris_unexpected_upstream_end"
-EVENT_LOST = "ris_visibility_lost"
-EVENT_RESTORED = "ris_visibility_restored"
-EVENT_FEED_SILENT = "ris_feed_silent"
-EVENT_FEED_RESTORED = "ris_feed_restored"
 
 VIA_ANY = "any"
 VIA_OTHER = "other"
@@ -302,7 +302,7 @@ class RisView:
                             else f"more-specific {text} of our {prefix.text} originated by "
                                  f"AS{origin}")
                     points.append(self._event(
-                        EVENT_HIJACK, now, text, path, origin, peers,
+                        EVENT_RIS_HIJACK, now, text, path, origin, peers,
                         f"{what}, seen by {peers} RIS vantage points"))
                 if peers >= n:
                     self.hijacks[key] = peers
@@ -311,7 +311,7 @@ class RisView:
                 if peers < n:
                     del self.hijacks[key]
                     points.append(self._event(
-                        EVENT_HIJACK_END, now, key[1], "", key[2], peers,
+                        EVENT_RIS_HIJACK_END, now, key[1], "", key[2], peers,
                         f"{key[1]} originated by AS{key[2]} now seen by {peers} RIS vantage "
                         f"points (fewer than {n})"))
             unexpected = self._unexpected(prefix)
@@ -320,7 +320,7 @@ class RisView:
                 name = "an AS_SET" if upstream == UPSTREAM_SET else f"AS{upstream}"
                 if peers >= n and key2 not in self.upstreams:
                     points.append(self._event(
-                        EVENT_UPSTREAM, now, prefix.text, path, self.settings.local_as, peers,
+                        EVENT_RIS_UPSTREAM, now, prefix.text, path, self.settings.local_as, peers,
                         f"our {prefix.text} reached through {name}, none of our carriers, "
                         f"by {peers} RIS vantage points"))
                 if peers >= n:
@@ -331,7 +331,7 @@ class RisView:
                     del self.upstreams[key2]
                     name = "an AS_SET" if key2[1] == UPSTREAM_SET else f"AS{key2[1]}"
                     points.append(self._event(
-                        EVENT_UPSTREAM_END, now, prefix.text, "", self.settings.local_as,
+                        EVENT_RIS_UPSTREAM_END, now, prefix.text, "", self.settings.local_as,
                         peers, f"our {prefix.text} through {name} now seen by {peers} RIS "
                                f"vantage points (fewer than {n})"))
         return points
@@ -393,7 +393,7 @@ class RisView:
             if judging and usual >= s.min_usual_peers and peers < s.drop_fraction * usual:
                 series.lost, series.lost_from = True, usual
                 events.append(self._event(
-                    EVENT_LOST, now, prefix, "", s.local_as, peers,
+                    EVENT_RIS_LOST, now, prefix, "", s.local_as, peers,
                     f"{prefix} seen {through} by {peers} RIS vantage points, usually {usual} "
                     f"(below {s.drop_fraction:g} of it)", carrier, via))
             elif judging:
@@ -401,7 +401,7 @@ class RisView:
         elif judging and peers >= s.drop_fraction * series.lost_from:
             series.lost = False
             events.append(self._event(
-                EVENT_RESTORED, now, prefix, "", s.local_as, peers,
+                EVENT_RIS_RESTORED, now, prefix, "", s.local_as, peers,
                 f"{prefix} seen {through} by {peers} RIS vantage points again (was "
                 f"{series.lost_from} before it was lost)", carrier, via))
             history.append((now, peers))

@@ -22,15 +22,17 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from agent.points import FieldValue, Point
+from collectors.bgp.metrics import (
+    EVENT_RPKI_OWN_INVALID,
+    EVENT_RPKI_OWN_NOT_FOUND,
+    EVENT_RPKI_OWN_VALID,
+    EVENT_RPKI_ROA_EXPIRING,
+    EVENT_RPKI_STALE,
+)
 from collectors.bgp.rib import V4, V6, format_prefix
 from collectors.bgp.rpki.rov import INVALID, NOT_FOUND, STATE_NAMES, VALID, VrpIndex
 from collectors.bgp.rpki.vrp import ExpiryKey
 
-EVENT_OWN_INVALID = "rpki_own_invalid"
-EVENT_OWN_NOT_FOUND = "rpki_own_not_found"
-EVENT_OWN_VALID = "rpki_own_valid"
-EVENT_ROA_EXPIRING = "rpki_roa_expiring"
-EVENT_STALE = "rpki_stale"
 EXPIRY_WARNING_S = 24 * 3600.0
 
 # Answers remembered per family at most (about 60 bytes each); the memo is emptied past it.
@@ -271,28 +273,28 @@ class RovState:
                              for n, ln, m, a in covering[:5])
             if state != before:
                 if state == INVALID:
-                    points.append(self._event(EVENT_OWN_INVALID, now, prefix.text,
+                    points.append(self._event(EVENT_RPKI_OWN_INVALID, now, prefix.text,
                                               f"a validating network drops our announcement "
                                               f"(origin AS{self.local_as}): covered by {text}"))
                 elif state == NOT_FOUND:
-                    points.append(self._event(EVENT_OWN_NOT_FOUND, now, prefix.text,
+                    points.append(self._event(EVENT_RPKI_OWN_NOT_FOUND, now, prefix.text,
                                               "no ROA covers our prefix"))
                 elif before is not None:
-                    points.append(self._event(EVENT_OWN_VALID, now, prefix.text,
+                    points.append(self._event(EVENT_RPKI_OWN_VALID, now, prefix.text,
                                               f"valid again: {text}"))
             if state == VALID and expiry is not None and expiry - now < EXPIRY_WARNING_S \
                     and (prefix.text, expiry) not in self._warned_expiry:
                 self._warned_expiry.add((prefix.text, expiry))
                 left_h = (expiry - now) / 3600
                 points.append(self._event(
-                    EVENT_ROA_EXPIRING, now, prefix.text,
+                    EVENT_RPKI_ROA_EXPIRING, now, prefix.text,
                     f"the ROA that makes it valid expires at "
                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(expiry))} "
                     f"({left_h:.1f} h)"))
         return points
 
     def stale_event(self, source: str, detail: str) -> Point:
-        return self._event(EVENT_STALE, self.clock(), "", f"{source}: {detail}")
+        return self._event(EVENT_RPKI_STALE, self.clock(), "", f"{source}: {detail}")
 
     def _event(self, kind: str, now: float, prefix: str, detail: str) -> Point:
         fields: dict[str, FieldValue] = {
