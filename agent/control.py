@@ -110,7 +110,8 @@ class ControlServer:
 
 async def _is_alive(path: Path) -> bool:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1.0)
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_unix_connection(str(path))
     except (OSError, TimeoutError):
         return False
     writer.close()

@@ -342,3 +342,45 @@ def test_restarted_cache_new_session_is_read_again(stayrtr: StayRTR) -> None:
         assert counts(agent.state) == expected_for(VRPS[:5])
 
     asyncio.run(Agent({"rtr": [f"127.0.0.1:{stayrtr.port}"]}).run(body))
+
+
+def test_a_client_retrying_a_refused_cache_stops_when_cancelled() -> None:
+    """Cancelled at any loop iteration around a refused connection, the client ends. On
+    Python 3.11 `asyncio.wait_for` lost a cancel that came in the iteration its connection
+    attempt failed; the client then logged the failure and retried forever (an agent
+    stopped with its RTR cache down hung in teardown)."""
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on: connect() is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    async def cancel_after(iterations: int) -> bool:
+        client = RtrClient("127.0.0.1", port, lambda _client, _new: None)
+        task = asyncio.ensure_future(client.run())
+        for _ in range(iterations):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        if not done:
+            task.cancel()  # a second cancel lands in the back-off sleep
+            await asyncio.wait({task}, timeout=2.0)
+        return bool(done)
+
+    async def main() -> list[int]:
+        return [n for n in range(12) if not await cancel_after(n)]
+
+    logging.getLogger("collectors.bgp.rpki.rtr").setLevel(logging.ERROR)
+    try:
+        assert asyncio.run(main()) == []
+    finally:
+        logging.getLogger("collectors.bgp.rpki.rtr").setLevel(logging.NOTSET)
+
+
+def test_no_product_module_times_out_with_wait_for() -> None:
+    """The same loss awaits any retry loop: product code uses `asyncio.timeout`
+    (docs/architecture.md, "Threads and asyncio")."""
+    repo = Path(__file__).resolve().parents[1]
+    users = [str(path.relative_to(repo)) for top in ("agent", "collectors")
+             for path in (repo / top).rglob("*.py") if "asyncio.wait_for(" in path.read_text()]
+    assert users == []

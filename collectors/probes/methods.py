@@ -304,7 +304,8 @@ async def recv_in_time(sock: socket.socket, sent: SendTime, timeout_s: float,
     left_s = timeout_s - (time.time_ns() - sent.take_stamps()) / 1e9
     loop.add_reader(sock.fileno(), readable)
     try:
-        return await asyncio.wait_for(done, max(left_s, 0.0))
+        async with asyncio.timeout(max(left_s, 0.0)):
+            return await done
     except TimeoutError:
         got = _recv_now(sock, size)
         if got is None or (got[1] is not None

@@ -303,7 +303,8 @@ async def traceroute(
                     break
                 tracer.changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(tracer.changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await tracer.changed.wait()
             finals = [t for t in ttls if t in tracer.answers and tracer.answers[t].final]
             final_ttl = min(finals) if finals else None
             first += window
@@ -348,7 +349,8 @@ async def _recheck_silent(tracer: _Tracer, final_ttl: int, timeout_s: float) -> 
         while ttl not in tracer.answers and time.monotonic() < deadline:
             tracer.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(tracer.changed.wait(), deadline - time.monotonic())
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await tracer.changed.wait()
         answer = tracer.answers.get(ttl)
         if answer is not None and answer.final:
             return ttl

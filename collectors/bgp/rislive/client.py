@@ -192,7 +192,8 @@ class RisLiveClient:
             self.backoff_s = min(self.backoff_s * 2, self.config.reconnect_max_s)
             self.emit(self.check_silence(self.clock()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconnect_now.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._reconnect_now.wait()
 
     def _disconnected(self) -> None:
         if self.connected:
@@ -236,7 +237,8 @@ class RisLiveClient:
                     await pinger
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 3.0)
+                async with asyncio.timeout(3.0):
+                    await ws.close()
         return self.clock() - started
 
     async def _pinger(self, ws: Any) -> None:
@@ -250,7 +252,8 @@ class RisLiveClient:
             since = max(self.last_message, self.connected_since)
             left = self.config.silence_timeout_s - (now - since)
             try:
-                frame = await asyncio.wait_for(ws.recv(), max(0.0, left))
+                async with asyncio.timeout(max(0.0, left)):
+                    frame = await ws.recv()
             except TimeoutError:
                 self.emit(self.check_silence(self.clock()))
                 self.last_error = (f"silent for {self.config.silence_timeout_s:g} s: "

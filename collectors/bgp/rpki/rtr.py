@@ -170,8 +170,8 @@ class RtrClient:
             await asyncio.sleep(delay)
 
     async def _session(self) -> None:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.connect_timeout_s)
+        async with asyncio.timeout(self.connect_timeout_s):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
         self._writer = writer
         with contextlib.suppress(OSError):
             writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET,
@@ -193,7 +193,8 @@ class RtrClient:
         while True:
             # Wait for a Serial Notify or the refresh timer, then ask for what changed.
             try:
-                pdu = await asyncio.wait_for(self._read(reader), self.refresh_s)
+                async with asyncio.timeout(self.refresh_s):
+                    pdu = await self._read(reader)
             except TimeoutError:
                 await self._query(reader, writer, reset=False)
                 continue
@@ -249,7 +250,8 @@ class RtrClient:
         changes: list[tuple[bool, int, int, int, int, int]] = []
         session_id: int | None = None
         while True:
-            pdu = await asyncio.wait_for(self._read(reader), READ_TIMEOUT_S)
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                pdu = await self._read(reader)
             kind = pdu.type
             if kind in (IPV4_PREFIX, IPV6_PREFIX):
                 if session_id is None:
