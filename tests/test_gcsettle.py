@@ -33,3 +33,17 @@ def test_a_cycle_dropped_after_the_thaw_is_collected() -> None:
     del a, b
     gc.collect()
     assert not ids & {id(o) for o in gc.get_objects() if isinstance(o, Node)}
+
+
+def test_free_pages_between_live_objects_go_back_to_the_system() -> None:
+    def rss_bytes() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096
+
+    blocks = [bytes(2048) for _ in range(20_000)]  # 40 MB from malloc (over pymalloc's 512)
+    kept = blocks[::100]  # live objects all through the heap keep it from shrinking at the top
+    del blocks
+    before = rss_bytes()
+    assert gcsettle.release_free_heap()
+    assert before - rss_bytes() > 20_000_000
+    assert len(kept) == 200
