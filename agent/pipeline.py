@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -201,12 +202,21 @@ class Pipeline:
                 log.exception("observer failed")
         return len(batch)
 
-    async def run_flusher(self) -> None:
+    async def run_flusher(self, min_gap_s: float = 0.0) -> None:
+        """Flush what is queued whenever something is emitted, but at most once every
+        `min_gap_s` unless a full batch is waiting: each flush is a thread hop, a spool
+        append and a request per output, so the emits of one gap (probe rounds end at
+        their own times) share them."""
+        flushed_at = -math.inf
         while True:
             await self._wake.wait()
+            wait_s = flushed_at + min_gap_s - time.monotonic()
+            if wait_s > 0 and self._queued_points < self.max_batch_points:
+                await asyncio.sleep(wait_s)
             self._wake.clear()
             while await self.flush_once():
                 pass
+            flushed_at = time.monotonic()
 
     async def flush_all(self) -> None:
         """On stop and reload: everything queued goes to the spool."""

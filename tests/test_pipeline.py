@@ -95,3 +95,37 @@ def test_emit_from_threads_loses_nothing_and_reaches_the_spool(tmp_path: Path) -
     seen = sorted(int(p.fields["seq"]) for p in spool.iter_points())
     assert seen == list(range(4000))
     assert all(p.tags == {"host": "h"} for p in spool.iter_points())
+
+
+def test_the_flusher_spaces_its_flushes_but_not_a_full_batch(tmp_path: Path) -> None:
+    """With a gap, the emits of one gap share a spool record (and an output request); the
+    first emit after a quiet spell goes at once, and a full batch never waits."""
+    spool = Spool(tmp_path)
+    pipeline = Pipeline(spool, "h", max_batch_points=100)
+
+    async def run() -> tuple[float, int, float]:
+        pipeline.bind_loop(asyncio.get_running_loop())
+        flusher = asyncio.create_task(pipeline.run_flusher(min_gap_s=2.0))
+        start = time.monotonic()
+        pipeline.emit(_points(0, 1))
+        while pipeline.stats.points_spooled < 1:
+            await asyncio.sleep(0.005)
+        first_s = time.monotonic() - start
+        for k in range(1, 9):  # eight emits over 0.4 s: within one gap
+            pipeline.emit(_points(k, 1))
+            await asyncio.sleep(0.05)
+        while pipeline.stats.points_spooled < 9:
+            await asyncio.sleep(0.005)
+        records = spool.next_seq
+        full_at = time.monotonic()
+        pipeline.emit(_points(9, 100))  # a full batch right after a flush
+        while pipeline.stats.points_spooled < 109:
+            await asyncio.sleep(0.005)
+        flusher.cancel()
+        return first_s, records, time.monotonic() - full_at
+
+    first_s, records, full_s = asyncio.run(run())
+    assert first_s < 1.5  # not held back by the gap
+    assert records == 2  # the first emit, then the eight together
+    assert full_s < 1.5
+    assert sorted(int(p.fields["seq"]) for p in spool.iter_points()) == list(range(109))
