@@ -13,14 +13,7 @@ from hypothesis import strategies as st
 
 from agent.config import Config, parse_config
 from agent.points import Point
-from collectors.bgp.metrics import (
-    EVENT_RIS_HIJACK,
-    EVENT_RIS_HIJACK_END,
-    EVENT_RIS_LOST,
-    EVENT_RIS_RESTORED,
-    EVENT_RIS_UPSTREAM,
-    EVENT_RIS_UPSTREAM_END,
-)
+from collectors.bgp import metrics
 from collectors.bgp.prefixes import Prefix
 from collectors.bgp.rislive.messages import UPSTREAM_NONE, UPSTREAM_SET, BadMessage, parse_path
 from collectors.bgp.rislive.settings import ViewSettings
@@ -170,16 +163,16 @@ def test_hijack_needs_n_vantage_points_and_ends(seen: str) -> None:
                                    1.0)
     assert kinds(events) == []  # N - 1
     events += view.handle_text(ris_update(peer(3), 65003, [65003, 3356, 64666], [seen]), 2.0)
-    assert kinds(events) == [EVENT_RIS_HIJACK]
+    assert kinds(events) == [metrics.EVENT_RIS_HIJACK]
     hijack = events[-1]
     assert hijack.fields["prefix"] == seen and hijack.fields["origin_as"] == 64666
     assert hijack.fields["peers"] == 3 and "carrier" not in hijack.tags
     assert "seen by 3 RIS vantage points" in str(hijack.fields["detail"])
     events += view.handle_text(ris_update(peer(4), 65004, [65004, 64666], [seen]), 2.0)
-    assert kinds(events) == [EVENT_RIS_HIJACK]  # once
+    assert kinds(events) == [metrics.EVENT_RIS_HIJACK]  # once
     for i in (1, 2):
         events += view.handle_text(ris_update(peer(i), 65000 + i, withdraw=[seen]), 3.0)
-    assert kinds(events) == [EVENT_RIS_HIJACK, EVENT_RIS_HIJACK_END]
+    assert kinds(events) == [metrics.EVENT_RIS_HIJACK, metrics.EVENT_RIS_HIJACK_END]
     assert events[-1].fields["peers"] == 2
 
 
@@ -198,10 +191,10 @@ def test_unexpected_upstream() -> None:
     assert kinds(events) == []
     events += view.handle_text(ris_update(peer(3), 65003, [65003, 64499, LOCAL_AS], [OWN4]),
                                1.0)
-    assert kinds(events) == [EVENT_RIS_UPSTREAM]
+    assert kinds(events) == [metrics.EVENT_RIS_UPSTREAM]
     assert "AS64499" in str(events[-1].fields["detail"])
     events += view.handle_text(ris_update(peer(3), 65003, [65003, 4837, LOCAL_AS], [OWN4]), 2.0)
-    assert kinds(events) == [EVENT_RIS_UPSTREAM, EVENT_RIS_UPSTREAM_END]
+    assert kinds(events) == [metrics.EVENT_RIS_UPSTREAM, metrics.EVENT_RIS_UPSTREAM_END]
 
 
 def _announce_via(view: RisView, peers: range, carrier_as: int, now: float) -> None:
@@ -225,7 +218,7 @@ def test_carrier_lost_and_restored() -> None:
                                                      "usual_peers": 6}
     _announce_via(view, range(1, 5), 4837, 31.0)  # 2 of 6 left: below 0.5
     points = view.evaluate(40.0, judging=True)
-    assert kinds(points) == [EVENT_RIS_LOST]
+    assert kinds(points) == [metrics.EVENT_RIS_LOST]
     lost = points[0]
     assert lost.tags["carrier"] == "telecom" and lost.fields["via"] == "telecom"
     assert lost.fields["peers"] == 2 and "usually 6" in str(lost.fields["detail"])
@@ -234,7 +227,7 @@ def test_carrier_lost_and_restored() -> None:
     assert kinds(view.evaluate(50.0, judging=True)) == []  # once
     _announce_via(view, range(1, 2), 4134, 51.0)  # 3 of 6: back at 0.5
     points = view.evaluate(60.0, judging=True)
-    assert kinds(points) == [EVENT_RIS_RESTORED]
+    assert kinds(points) == [metrics.EVENT_RIS_RESTORED]
     assert points[0].tags["carrier"] == "telecom" and points[0].fields["peers"] == 3
 
 
@@ -261,7 +254,7 @@ def test_baseline_forgets_old_levels() -> None:
     # 3 of 10 after the window forgot the 10: the usual is now what was seen since
     view.series[(OWN4, "telecom")].history.clear()
     view.series[(OWN4, "telecom")].history.append((80.0, 3))
-    assert EVENT_RIS_LOST not in kinds(view.evaluate(100.0, judging=True))
+    assert metrics.EVENT_RIS_LOST not in kinds(view.evaluate(100.0, judging=True))
 
 
 # ------------------------------------------------------------------ bad input
