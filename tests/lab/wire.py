@@ -122,16 +122,29 @@ def _ms(start_ns: int, end_ns: int | None) -> float | None:
     return None if end_ns is None else (end_ns - start_ns) / 1e6
 
 
-def icmp_rtts(frames: Iterable[Frame], target: str) -> list[WireProbe]:
-    requests: dict[tuple[int, int], int] = {}
-    replies: dict[tuple[int, int], int] = {}
+def _echo_times(frames: Iterable[Frame], target: str, *, requests: bool,
+                outgoing: bool) -> dict[tuple[int, int], int]:
+    """(identifier, sequence) -> when first seen, of the echo requests to `target` (or the
+    replies from it) that passed this capture in one direction."""
+    types = (8, 128) if requests else (0, 129)
+    times: dict[tuple[int, int], int] = {}
     for f in frames:
-        if f.outgoing and f.dst == target and f.icmp_type in (8, 128):
-            requests.setdefault((f.icmp_id, f.icmp_seq), f.time_ns)
-        elif not f.outgoing and f.src == target and f.icmp_type in (0, 129):
-            replies.setdefault((f.icmp_id, f.icmp_seq), f.time_ns)
+        if f.outgoing == outgoing and f.icmp_type in types and \
+                (f.dst if requests else f.src) == target:
+            times.setdefault((f.icmp_id, f.icmp_seq), f.time_ns)
+    return times
+
+
+def _echo_rtts(requests: dict[tuple[int, int], int],
+               replies: dict[tuple[int, int], int]) -> list[WireProbe]:
     return _in_send_order(WireProbe(sent, _ms(sent, replies.get(key)))
                           for key, sent in requests.items())
+
+
+def icmp_rtts(frames: Iterable[Frame], target: str) -> list[WireProbe]:
+    frames = list(frames)
+    return _echo_rtts(_echo_times(frames, target, requests=True, outgoing=True),
+                      _echo_times(frames, target, requests=False, outgoing=False))
 
 
 def icmp_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame],
@@ -146,16 +159,8 @@ def icmp_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame],
     within 2 us of the agent's stamp every time, the 1.27 ms one included) makes the
     tap's send time early by that long. So the agent's send time lies between
     the two wire figures: `icmp_rtts` (tap) and this one (far end)."""
-    requests: dict[tuple[int, int], int] = {}
-    for f in far_end:
-        if not f.outgoing and f.dst == target and f.icmp_type in (8, 128):
-            requests.setdefault((f.icmp_id, f.icmp_seq), f.time_ns)
-    replies: dict[tuple[int, int], int] = {}
-    for f in uplink:
-        if not f.outgoing and f.src == target and f.icmp_type in (0, 129):
-            replies.setdefault((f.icmp_id, f.icmp_seq), f.time_ns)
-    return _in_send_order(WireProbe(arrived, _ms(arrived, replies.get(key)))
-                          for key, arrived in requests.items())
+    return _echo_rtts(_echo_times(far_end, target, requests=True, outgoing=False),
+                      _echo_times(uplink, target, requests=False, outgoing=False))
 
 
 def _connections(frames: Iterable[Frame], target: str, port: int) -> list[list[Frame]]:
