@@ -11,6 +11,11 @@ imports a collector's CLI.
 
 from __future__ import annotations
 
+# ruff: noqa: E402  (the imports below come after lazyssl.install(), which must run first)
+from agent import lazyssl
+
+lazyssl.install()  # before anything imports asyncio: see agent/lazyssl.py
+
 import argparse
 import asyncio
 import importlib
