@@ -35,19 +35,31 @@ _lock = threading.RLock()
 
 
 class _SslOnFirstUse(types.ModuleType):
-    """Runs the real `ssl` into itself when an attribute it does not have yet is read."""
+    """Runs the real `ssl` into itself when any of its names is first read. Another thread
+    reading one meanwhile waits for the whole module (not a half-run one)."""
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)  # import machinery and introspection probe these
-        with _lock:
-            if type(self) is _SslOnFirstUse:
-                spec = self.__spec__
-                assert spec is not None and spec.loader is not None
-                spec.loader.exec_module(self)
-                self.__class__ = types.ModuleType  # type: ignore[assignment]  # loaded: plain
-                _give_asyncio(self)
-        return getattr(self, name)
+    def __getattribute__(self, name: str) -> Any:
+        if not (name.startswith("__") and name.endswith("__")):  # the import machinery's
+            with _lock:
+                if type(self) is _SslOnFirstUse and not _loading:
+                    _load(self)
+        return types.ModuleType.__getattribute__(self, name)  # (its class may have changed)
+
+
+_loading = False  # True while this module runs the real ssl (under _lock)
+
+
+def _load(module: types.ModuleType) -> None:
+    global _loading
+    spec = module.__spec__
+    assert spec is not None and spec.loader is not None
+    _loading = True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        _loading = False
+    module.__class__ = types.ModuleType  # loaded: a plain module from now on
+    _give_asyncio(module)
 
 
 def _give_asyncio(ssl: types.ModuleType) -> None:
