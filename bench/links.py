@@ -20,7 +20,7 @@ Measured in the same run, interleaved, median of --rounds:
 - psutil_ms: psutil.net_io_counters(pernic=True).
 - steady_cpu_pct: CPU time of the process over wall time while collecting every 1 s for
   --cpu-seconds (percent of one core).
-- events_idle_cpu_pct: the link_event collector idling on 3 uplinks (its 50 ms carrier
+- events_idle_cpu_pct: the link_event collector idling on 3 uplinks (its 100 ms carrier
   poll), for half of --cpu-seconds; events_idle_cpu_pct_python_wait: the same with the
   poll's wait in Python (what runs when collectors/links/_carrier.c is not built).
 - p2_*: pyroute2's own candidate paths for the same counters, in the same run (the product
@@ -279,7 +279,7 @@ def inner_lab3(args: argparse.Namespace) -> None:
 
 
 def events_idle_cpu(data_dir: Path, seconds: float, python_wait: bool = False) -> float:
-    """CPU of the link_event collector watching 3 uplinks (carrier poll every 50 ms)."""
+    """CPU of the link_event collector watching 3 uplinks (carrier poll every events.CARRIER_POLL_S)."""
     import asyncio
 
     from collectors.links import carrier

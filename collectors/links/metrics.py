@@ -97,7 +97,7 @@ LINK_EVENT = Measurement(
     notes=(
         "Written when the state changes (not at start). Timestamp: the moment the change "
         "was seen. Measured: `ip link set X down` → point emitted in 2–5 ms (admin) and "
-        "≤ 50 ms (carrier loss on the far side, seen by a 50 ms carrier poll because the "
+        "≤ 100 ms (carrier loss on the far side, seen by a 100 ms carrier poll because the "
         "kernel's own carrier notifications can lag up to 1 s). Deleting a link emits "
         "`down` then `deleted`."),
 )
