@@ -279,7 +279,7 @@ def inner_lab3(args: argparse.Namespace) -> None:
 
 
 def events_idle_cpu(data_dir: Path, seconds: float, python_wait: bool = False) -> float:
-    """CPU of the link_event collector watching 3 uplinks (carrier poll every events.CARRIER_POLL_S)."""
+    """CPU of the link_event collector watching 3 uplinks (carrier poll: CARRIER_POLL_S)."""
     import asyncio
 
     from collectors.links import carrier

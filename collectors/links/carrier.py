@@ -1,11 +1,11 @@
-"""The uplinks' carrier bits, read cheaply enough to poll every 100 ms (events.CARRIER_POLL_S).
+"""The uplinks' carrier bits, read cheaply enough to poll every 100 ms.
 
-The link events collector polls the uplinks because linkwatch announces a carrier change
-up to a second late (events.py, `_carrier_thread`). Asking netlink for three links
-twenty times a second (the poll's first period, 50 ms) cost 0.8 % of a core; `/sys/class/net/NAME/carrier` is the same
-`netif_carrier_ok()` the netlink answer carries, current at once, and an open sysfs
-attribute re-reads with one `pread`. So the poll reads these files and asks netlink only
-when one of them changed.
+The link events collector polls the uplinks (every events.CARRIER_POLL_S) because
+linkwatch announces a carrier change up to a second late (events.py, `_carrier_thread`).
+Asking netlink for three links twenty times a second (the poll's first period, 50 ms) cost
+0.8 % of a core; `/sys/class/net/NAME/carrier` is the same `netif_carrier_ok()` the netlink
+answer carries, current at once, and an open sysfs attribute re-reads with one `pread`. So
+the poll reads these files and asks netlink only when one of them changed.
 
 sysfs shows the network namespace it was mounted in, which need not be the one watched
 (an agent entering a namespace without remounting /sys): the files are used only while
