@@ -28,6 +28,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from collectors.probes.pacing import round_start
 from collectors.probes.rounds import RoundResult
 from collectors.probes.sockets import (
     CMSG_BYTES,
@@ -209,7 +210,8 @@ class IcmpProber:
     async def probe(
         self, address: str, count: int, interval_s: float, timeout_s: float
     ) -> RoundResult:
-        """Send `count` echoes to `address` every `interval_s`; wait `timeout_s` for each."""
+        """Send `count` echoes to `address` every `interval_s` from the round's grid start
+        (pacing.py); wait `timeout_s` for each."""
         if self.closed:
             raise RuntimeError("prober is closed")
         session = _Session(
@@ -218,12 +220,13 @@ class IcmpProber:
         tokens: list[int] = []
         not_sent: set[int] = set()
         destination = (address, 0) if self._v4 else (address, 0, 0, 0)
-        start = time.perf_counter()
+        loop = self._loop
+        start = round_start()
         last_send_ns = time.time_ns()
         try:
             for index in range(count):
                 due = start + index * interval_s
-                ahead = due - time.perf_counter()
+                ahead = due - loop.time()
                 if ahead > 0.0005:
                     await asyncio.sleep(ahead)
                 elif index % _YIELD_EVERY == _YIELD_EVERY - 1:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from collectors.probes import connecting
 from collectors.probes.dnswire import build_query, parse_answer
+from collectors.probes.pacing import round_start
 from collectors.probes.rounds import RoundResult
 from collectors.probes.sockets import (
     CMSG_BYTES,
@@ -109,7 +110,8 @@ OneProbe = Callable[[float], Awaitable[float]]
 async def paced_round(
     count: int, interval_s: float, timeout_s: float, one_probe: OneProbe
 ) -> RoundResult:
-    """Start a probe every `interval_s` (they may overlap), each bounded by `timeout_s`."""
+    """Start a probe every `interval_s` from the round's grid start (pacing.py; they may
+    overlap), each bounded by `timeout_s`."""
     failures: list[str] = []
     not_sent: list[str] = []
 
@@ -128,9 +130,10 @@ async def paced_round(
         return None
 
     tasks = []
-    start = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    start = round_start()
     for index in range(count):
-        delay = start + index * interval_s - time.perf_counter()
+        delay = start + index * interval_s - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.ensure_future(guarded()))
