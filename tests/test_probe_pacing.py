@@ -17,6 +17,8 @@ from collectors.probes.pacing import SEND_GRID_S, grid_start
 from tests.test_probe_engine import run_in, scripted_peer  # noqa: F401  (fixture)
 
 INTERVAL_S = 0.05
+OFFSET_S = 0.01  # the second round starts this much later, in the same grid step
+LATE_S = 0.01  # how late a loaded host may run a timer
 
 
 def test_grid_start_is_the_next_boundary() -> None:
@@ -32,14 +34,14 @@ def test_grid_start_is_never_earlier_and_at_most_one_step_later(now_s: float) ->
 
 
 async def _two_rounds_started_apart(run_round: Any) -> tuple[list[float], list[float]]:
-    """Two rounds, the second started 5 ms after the first, both within one grid step;
+    """Two rounds, the second started OFFSET_S after the first, both within one grid step;
     returns the loop times at which each sent its probes."""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(grid_start(loop.time()) + 0.001 - loop.time())  # just past a boundary
     first: list[float] = []
     second: list[float] = []
     one = asyncio.ensure_future(run_round(first))
-    await asyncio.sleep(0.005)
+    await asyncio.sleep(OFFSET_S)
     await asyncio.gather(one, run_round(second))
     return first, second
 
@@ -47,10 +49,13 @@ async def _two_rounds_started_apart(run_round: Any) -> tuple[list[float], list[f
 def _assert_sent_together(first: list[float], second: list[float]) -> None:
     assert len(first) == len(second) == 4
     start = first[0]
-    assert abs(start - round(start / SEND_GRID_S) * SEND_GRID_S) < 0.003  # on a boundary
+    late_by_s = start - grid_start(start - LATE_S)  # the loop may wake a little late
+    assert 0 <= late_by_s < LATE_S, first  # the first probe on a boundary
     for index, (a, b) in enumerate(zip(first, second, strict=True)):
-        assert abs(a - b) < 0.001, (index, first, second)  # one loop iteration, not 5 ms
-        assert abs(a - (start + index * INTERVAL_S)) < 0.004
+        # Together (one loop iteration), not OFFSET_S apart; half of it is left for a host
+        # that pauses the process between two callbacks.
+        assert abs(a - b) < OFFSET_S / 2, (index, first, second)
+        assert abs(a - (start + index * INTERVAL_S)) < LATE_S
 
 
 def test_paced_rounds_started_apart_send_together() -> None:
