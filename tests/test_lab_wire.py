@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.packet import Packet, Raw
 
-from tests.lab.wire import Frame, decode, icmp_rtts_from_far_end, wire_rtts
+from tests.lab.wire import Frame, decode, icmp_rtts_from_far_end, nearest_in, wire_rtts
 
 AGENT, TARGET = "100.64.1.2", "203.0.113.10"
 AGENT6, TARGET6 = "2001:db8:1::2", "2001:db8:ffff::10"
@@ -120,3 +120,10 @@ def test_dns_pairs_by_port_and_id() -> None:
 def test_unknown_method_is_an_error() -> None:
     with pytest.raises(ValueError):
         wire_rtts([], "ftp", TARGET)
+
+
+def test_nearest_in_clamps_to_the_interval() -> None:
+    assert nearest_in(10.0, 16.0, 10.7) == 10.7  # inside: the agent's own figure
+    assert nearest_in(10.0, 16.0, 9.0) == 10.0
+    assert nearest_in(10.0, 16.0, 17.5) == 16.0
+    assert nearest_in(12.0, 11.0, 10.0) == 11.0  # empty: the tap's

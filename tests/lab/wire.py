@@ -163,6 +163,11 @@ def icmp_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame],
                       _echo_times(uplink, target, requests=False, outgoing=False))
 
 
+def nearest_in(low: float, high: float, value: float) -> float:
+    """The point of [low, high] nearest `value` (an empty interval is its `high` end)."""
+    return high if low > high else min(max(value, low), high)
+
+
 def _connections(frames: Iterable[Frame], target: str, port: int) -> list[list[Frame]]:
     """TCP frames to and from target:port, one list per connection, in capture order. A
     probe closes with RST, so the next probe may reuse the local port at once: a SYN with
