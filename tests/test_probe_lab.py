@@ -165,8 +165,9 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     For ICMP the far end of the uplink is captured too: the wire's RTT of a probe lies
     between the far end's (request received there) and the tap's, whose send stamp is
     early by however long the vCPU was taken away just before the driver
-    (`icmp_rtts_from_far_end`; seen up to 5.5 ms on a loaded CI host). The wire RTT given
-    is the point of that interval nearest the agent's."""
+    (`icmp_rtts_from_far_end`). A loaded CI run had the tap at 16.17 ms where the agent
+    gave 10.70 ms, through a 10 ms delay line. The wire RTT given is the point of that
+    interval nearest the agent's."""
     from tests.lab.wire import WireCapture, icmp_rtts_from_far_end, nearest_in, wire_rtts
 
     c = lab.carrier(carrier)
