@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.lab.servers import InfluxDBv1, VictoriaMetrics
+from tests.test_probe_lab import near_injected_delay
 
 # ---------------------------------------------------------------- servers
 
@@ -238,7 +239,11 @@ def test_target_services_answer_with_the_carrier_delay(lab: Any) -> None:
             assert len(rtts) == len(served) == 7, (c.name, name, rtts, served)
             assert None not in rtts and None not in served, (c.name, name, rtts, served)
             network = [r - s for r, s in zip(rtts, served, strict=True)]  # type: ignore[operator]
-            assert c.delay_ms <= statistics.median(network) <= c.delay_ms + 1.0, (
+            # Never shorter than the delay; late only within the delay line's coarse bound:
+            # it runs in user space, and a CI host that took its vCPU away had it 0.3-3.6 ms
+            # late (median 41.08 ms for 40). Exactness is the wire comparisons' job.
+            median_ms = statistics.median(network)
+            assert c.delay_ms <= median_ms and near_injected_delay(median_ms, c.delay_ms), (
                 c.name, name, network, served)
             # the services answer at once: a Python server on a loaded machine, ~0.1 ms idle
             assert statistics.median(served) <= 5.0, (c.name, name, served)  # type: ignore[type-var]
