@@ -11,6 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.packet import Packet, Raw
 
+from tests.lab.ktrace import handshake_host_ms
 from tests.lab.wire import Frame, decode, icmp_rtts_from_far_end, nearest_in, wire_rtts
 
 AGENT, TARGET = "100.64.1.2", "203.0.113.10"
@@ -127,3 +128,56 @@ def test_nearest_in_clamps_to_the_interval() -> None:
     assert nearest_in(10.0, 16.0, 9.0) == 10.0
     assert nearest_in(10.0, 16.0, 17.5) == 16.0
     assert nearest_in(12.0, 11.0, 10.0) == 11.0  # empty: the tap's
+
+
+def state(at_s: float, sport: int, old: str, new: str, saddr: str = AGENT) -> str:
+    return (f"          python-31758   [001] ..... {at_s:.6f}: inet_sock_set_state: "
+            f"family=AF_INET protocol=IPPROTO_TCP sport={sport} dport=443 saddr={saddr} "
+            f"daddr={TARGET} oldstate={old} newstate={new}")
+
+
+def device(at_s: float, event: str) -> str:
+    extra = " queue_mapping=0" if event == "net_dev_start_xmit" else ""
+    return (f"          python-31682   [000] b.s1. {at_s:.6f}: {event}: dev=mobile{extra} "
+            "skbaddr=000000000b1a27ca len=74")
+
+
+def test_handshake_host_time_from_the_kernel_trace() -> None:
+    """Two handshakes in flight at once, the same port used again after a refusal, and
+    another source's connection: each SYN's own transmit and SYN-ACK's own arrival."""
+    trace = "\n".join([
+        "# tracer: nop",
+        state(100.000000, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+        device(100.000050, "net_dev_start_xmit"),        # probe 0's SYN: 50 µs
+        state(100.020000, 40001, "TCP_CLOSE", "TCP_SYN_SENT"),
+        device(100.022500, "net_dev_start_xmit"),        # probe 1's SYN: 2.5 ms (a stall)
+        state(100.030000, 40009, "TCP_CLOSE", "TCP_SYN_SENT", saddr="100.64.2.2"),
+        device(100.040000, "netif_rx"),                  # probe 0's SYN-ACK arrives
+        state(100.040030, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
+        device(100.040040, "net_dev_start_xmit"),        # its ACK
+        device(100.060000, "netif_rx"),
+        state(100.061000, 40001, "TCP_SYN_SENT", "TCP_ESTABLISHED"),  # 1 ms late
+        state(100.070000, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+        device(100.070040, "net_dev_start_xmit"),
+        device(100.080000, "netif_rx"),                  # RST: refused
+        state(100.080020, 40000, "TCP_SYN_SENT", "TCP_CLOSE"),
+        state(100.090000, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+        device(100.090020, "net_dev_start_xmit"),
+        device(100.100000, "netif_rx"),
+        state(100.100010, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
+    ])
+    handshakes = handshake_host_ms(trace, AGENT)
+    assert [h.sport for h in handshakes] == [40000, 40001, 40000]
+    assert [round(h.send_ms, 3) for h in handshakes] == [0.05, 2.5, 0.02]
+    assert [round(h.receive_ms, 3) for h in handshakes] == [0.03, 1.0, 0.01]
+    assert round(handshakes[1].host_ms, 3) == 3.5
+
+
+def test_handshake_host_time_never_borrows_from_outside_the_handshake() -> None:
+    """No transmit or arrival traced inside it: nothing is added (the strict reading)."""
+    trace = "\n".join([device(99.0, "netif_rx"),
+                       state(100.0, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+                       state(100.01, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
+                       device(100.02, "net_dev_start_xmit")])
+    [handshake] = handshake_host_ms(trace, AGENT)
+    assert handshake.host_ms == 0.0
