@@ -128,6 +128,17 @@ def _lab_skip_reason() -> str | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def scripted_peer() -> Iterator[dict[str, Any]]:
+    """A namespace pair whose far side answers ICMP as `tests/lab/scripted_peer.py` says."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, raw sockets)")
+    from tests.lab.scripted_peer import scripted_peer as peer
+
+    with peer() as handle:
+        yield handle
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The three-carrier lab (tests/lab/README.md), up for the whole session, with

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.lab.servers import InfluxDBv1, VictoriaMetrics
-from tests.test_probe_lab import near_injected_delay
+from tests.lab.wire import near_injected_delay
 
 # ---------------------------------------------------------------- servers
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from collectors.probes.icmp import IcmpProber
 from collectors.probes.methods import paced_round
 from collectors.probes.pacing import SEND_GRID_S, grid_start
-from tests.test_probe_engine import run_in, scripted_peer  # noqa: F401  (fixture)
+from tests.lab.scripted_peer import run_in
 
 INTERVAL_S = 0.05
 OFFSET_S = 0.01  # the second round starts this much later, in the same grid step
@@ -70,7 +70,7 @@ def test_paced_rounds_started_apart_send_together() -> None:
 
 
 def test_icmp_rounds_started_apart_send_together(
-        scripted_peer: dict[str, Any]) -> None:  # noqa: F811
+        scripted_peer: dict[str, Any]) -> None:
     async def go() -> tuple[list[float], list[float]]:
         prober = IcmpProber(scripted_peer["binding"], socket.AF_INET)
         send = prober._send
