@@ -170,11 +170,11 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     gave 10.70 ms, through a 10 ms delay line. The wire RTT given is the point of that
     interval nearest the agent's.
 
-    For TCP the agent reports the kernel's sample of the handshake, which also holds the
-    host's own kernel time on either side of the wire (`tests/lab/ktrace.py`): tens of µs,
-    but a loaded CI host took the vCPU away there and had probe 0 2.5 ms above the tap.
-    The wire RTT given is the point of [tap, tap + that traced host time] nearest the
-    agent's."""
+    For TCP (and the handshake of HTTP) the agent reports the kernel's sample of the
+    handshake, which also holds the host's own kernel time on either side of the wire
+    (`tests/lab/ktrace.py`): tens of µs, but a loaded CI host took the vCPU away there and
+    had probe 0 2.5 ms above the tap. The wire RTT given is the point of [tap, tap + that
+    traced host time] nearest the agent's."""
     from tests.lab.ktrace import HandshakeTrace
     from tests.lab.wire import WireCapture, icmp_rtts_from_far_end, nearest_in, wire_rtts
 
@@ -183,8 +183,10 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
         capture = stack.enter_context(WireCapture(lab.agent_ns, c.uplink))
         far_end = stack.enter_context(WireCapture(c.ns, "agent")) if method == "icmp" \
             else None
-        kernel = stack.enter_context(HandshakeTrace(c.uplink, int(method[4:]), c.source)) \
-            if method.startswith("tcp:") else None
+        handshake_port = int(method[4:]) if method.startswith("tcp:") \
+            else 80 if method.startswith("http:") else None
+        kernel = stack.enter_context(HandshakeTrace(c.uplink, handshake_port, c.source)) \
+            if handshake_port is not None else None
         result = probe(lab, carrier, lab.target, method=method, count=count,
                        interval_s=interval_s)
     assert capture.dropped == 0
