@@ -21,6 +21,7 @@ from agent.points import Point
 from collectors.bgp.rpki import RpkiManager
 from collectors.bgp.rpki.rov import INVALID, NOT_FOUND, VALID
 from collectors.bgp.rpki.rtr import RtrClient
+from collectors.bgp.rpki.sources import FileSource
 from collectors.bgp.state import BgpState
 from tests.lab.stayrtr import StayRTR, stayrtr_missing
 from tests.test_bgp_state import up, update_line
@@ -252,6 +253,31 @@ def test_vrp_file_counts_and_a_malformed_file_keeps_the_previous_set(tmp_path: P
     asyncio.run(Agent({"vrp_file": str(path), "refresh": "1s"}).run(body))
     assert any("roas[4]: bad maxLength 8" in r.getMessage()
                and "previous VRP set stays in force" in r.getMessage() for r in caplog.records)
+
+
+def test_a_new_set_is_seen_on_the_loop_only_with_its_routes_revalidated(
+        tmp_path: Path) -> None:
+    """The serial of a new set and `on_update` (which re-validates the held routes) come in
+    one step of the loop: a coroutine polling the serial, as the tests and the status
+    command do, never sees the new serial with the routes still judged by the old set.
+    Installed from the parsing thread, it did, and a CI run read the old counts."""
+    path = tmp_path / "vrps.json"
+    path.write_text(json.dumps({"roas": roas_json()}))
+    updated_serials: list[int | None] = []
+    source = FileSource(path, lambda s, _changed: updated_serials.append(s.serial),
+                        refresh_s=1.0, stale_after_s=3600.0, keep_expiry=None)
+
+    async def main() -> list[int | None]:
+        async def watch() -> list[int | None]:
+            while source.serial is None:
+                await asyncio.sleep(0)
+            return list(updated_serials)
+
+        watcher = asyncio.create_task(watch())
+        await source.check()
+        return await watcher
+
+    assert asyncio.run(main()) == [1]
 
 
 def test_preferred_source_and_stale_event(tmp_path: Path) -> None:

@@ -60,9 +60,15 @@ class JsonSource:
             return True
         return self.age_s(now if now is not None else self.clock()) > self.stale_after_s
 
-    def _take(self, raw: bytes) -> None:
-        """Parse `raw` (in a thread) and install it; raises VrpFileError."""
-        data: VrpData = parse_vrp_json(raw, self.keep_expiry)
+    async def _parse(self, raw: bytes) -> VrpData:
+        """Parse in a worker thread; raises VrpFileError."""
+        return await asyncio.to_thread(parse_vrp_json, raw, self.keep_expiry)
+
+    def _install(self, data: VrpData) -> None:
+        """Put a parsed set in force. On the loop, just before `on_update` re-validates the
+        routes against it: installed from the worker thread, the new serial was seen on
+        the loop before the routes were re-validated (a test read the counts of the old
+        set under the new serial)."""
         self.index = data.index
         self.expires = data.expires
         self.generated_s = data.generated_s
@@ -122,14 +128,15 @@ class FileSource(JsonSource):
         self._seen = seen
         try:
             raw = await asyncio.to_thread(self.path.read_bytes)
-            await asyncio.to_thread(self._take, raw)
+            data = await self._parse(raw)
         except VrpFileError as exc:
             self._failed(str(exc))
             return
         except OSError as exc:
             self._failed(f"cannot read: {exc.strerror or exc}")
             return
-        log.info("rpki: %s: %d VRPs", self.name, len(self.index or ()))
+        self._install(data)
+        log.info("rpki: %s: %d VRPs", self.name, len(data.index))
         self.on_update(self, True)
 
 
@@ -188,11 +195,12 @@ class UrlSource(JsonSource):
             self.on_update(self, False)
             return
         try:
-            await asyncio.to_thread(self._take, raw)
+            data = await self._parse(raw)
         except VrpFileError as exc:
             self._etag = self._last_modified = ""  # fetch it whole next time
             self._failed(str(exc))
             return
+        self._install(data)
         self.on_update(self, True)
 
 
