@@ -31,6 +31,25 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _container_init(nspawn_pid: int) -> int | None:
+    """The container's systemd: the child of nspawn in another PID namespace that has
+    exec'd systemd. nspawn's first child is an intermediate that forks it and exits
+    (the container's PID 1 is then re-parented to nspawn): taking whichever child came
+    first once left a CI run entering a process that was gone, for the whole boot."""
+    try:
+        own = os.readlink(f"/proc/{nspawn_pid}/ns/pid")
+    except OSError:
+        return None
+    for kid in _children(nspawn_pid):
+        try:
+            if (os.readlink(f"/proc/{kid}/ns/pid") != own
+                    and Path(f"/proc/{kid}/comm").read_text().strip() == "systemd"):
+                return kid
+        except OSError:
+            continue
+    return None
+
+
 class Container:
     def __init__(self, rootfs: Path, copy_to: Path, name: str, netns: str | None = None,
                  binds: Mapping[Path, str] | None = None) -> None:
@@ -66,16 +85,14 @@ class Container:
             if proc.poll() is not None:
                 raise RuntimeError(f"systemd-nspawn exited {proc.returncode}: "
                                    + self.log_path.read_text(errors="replace")[-500:])
-            kids = _children(proc.pid)
-            if kids:
-                self.pid = kids[0]
-            return bool(kids)
+            self.pid = _container_init(proc.pid) or 0
+            return self.pid != 0
 
         wait_until(init_started, timeout_s, "the container's systemd to start")
         state = ""
 
         def booted(_left: float) -> bool:
-            # "offline" until systemd listens (the child may not have exec'd it yet)
+            # "offline" until systemd listens on its bus
             nonlocal state
             state = self.run(["systemctl", "is-system-running"], timeout=10).stdout.strip()
             return state in ("running", "degraded")
