@@ -12,7 +12,14 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.packet import Packet, Raw
 
 from tests.lab.ktrace import handshake_host_ms
-from tests.lab.wire import Frame, decode, icmp_rtts_from_far_end, nearest_in, wire_rtts
+from tests.lab.wire import (
+    Frame,
+    decode,
+    dns_rtts_from_far_end,
+    icmp_rtts_from_far_end,
+    nearest_in,
+    wire_rtts,
+)
 
 AGENT, TARGET = "100.64.1.2", "203.0.113.10"
 AGENT6, TARGET6 = "2001:db8:1::2", "2001:db8:ffff::10"
@@ -104,18 +111,31 @@ def test_http_is_handshake_plus_request_to_first_byte() -> None:
     assert [p.rtt_ms for p in probes] == [pytest.approx(10.0 + 12.0), None]
 
 
+def query(at_ms: float, sport: int, ident: int, outgoing: bool = True) -> Frame:
+    return frame(at_ms, outgoing, IP(src=AGENT, dst=TARGET) / UDP(sport=sport, dport=53)
+                 / DNS(id=ident, qd=DNSQR(qname="www.example.org")))
+
+
+def answer(at_ms: float, dport: int, ident: int, outgoing: bool = False) -> Frame:
+    return frame(at_ms, outgoing, IP(src=TARGET, dst=AGENT) / UDP(sport=53, dport=dport)
+                 / DNS(id=ident, qr=1))
+
+
 def test_dns_pairs_by_port_and_id() -> None:
-    def query(at_ms: float, sport: int, ident: int) -> Frame:
-        return frame(at_ms, True, IP(src=AGENT, dst=TARGET) / UDP(sport=sport, dport=53)
-                     / DNS(id=ident, qd=DNSQR(qname="www.example.org")))
-
-    def answer(at_ms: float, dport: int, ident: int) -> Frame:
-        return frame(at_ms, False, IP(src=TARGET, dst=AGENT) / UDP(sport=53, dport=dport)
-                     / DNS(id=ident, qr=1))
-
     frames = [query(0.0, 5000, 1), query(1.0, 5001, 2), answer(11.0, 5001, 2),
               answer(12.0, 5000, 9), answer(13.0, 5000, 1)]
     assert [p.rtt_ms for p in wire_rtts(frames, "dns:www.example.org", TARGET)] == [13.0, 10.0]
+
+
+def test_dns_from_far_end_times_the_query_where_the_far_end_received_it() -> None:
+    uplink = [query(0.0, 5000, 1), query(1.0, 5001, 2), answer(14.0, 5000, 1)]
+    # the far end sees the queries come in (not outgoing) and the answer leave
+    far_end = [query(2.9, 5000, 1, outgoing=False), query(3.01, 5001, 2, outgoing=False),
+               answer(13.99, 5000, 1, outgoing=True)]
+    probes = dns_rtts_from_far_end(uplink, far_end, TARGET)
+    assert [(p.request_ns, p.rtt_ms) for p in probes] == [(2_900_000, pytest.approx(11.1)),
+                                                           (3_010_000, None)]
+    assert [p.rtt_ms for p in wire_rtts(uplink, "dns", TARGET)] == [14.0, None]
 
 
 def test_unknown_method_is_an_error() -> None:
@@ -130,54 +150,66 @@ def test_nearest_in_clamps_to_the_interval() -> None:
     assert nearest_in(12.0, 11.0, 10.0) == 11.0  # empty: the tap's
 
 
-def state(at_s: float, sport: int, old: str, new: str, saddr: str = AGENT) -> str:
-    return (f"          python-31758   [001] ..... {at_s:.6f}: inet_sock_set_state: "
+def state(at_s: float, cpu: int, sport: int, old: str, new: str, saddr: str = AGENT) -> str:
+    return (f"          python-31758   [{cpu:03d}] ..... {at_s:.6f}: inet_sock_set_state: "
             f"family=AF_INET protocol=IPPROTO_TCP sport={sport} dport=443 saddr={saddr} "
             f"daddr={TARGET} oldstate={old} newstate={new}")
 
 
-def device(at_s: float, event: str) -> str:
+def device(at_s: float, cpu: int, event: str, skb: int) -> str:
     extra = " queue_mapping=0" if event == "net_dev_start_xmit" else ""
-    return (f"          python-31682   [000] b.s1. {at_s:.6f}: {event}: dev=mobile{extra} "
-            "skbaddr=000000000b1a27ca len=74")
+    return (f"          python-31682   [{cpu:03d}] b.s1. {at_s:.6f}: {event}: dev=mobile{extra} "
+            f"skbaddr={skb:016x} len=74")
 
 
-def test_handshake_host_time_from_the_kernel_trace() -> None:
-    """Two handshakes in flight at once, the same port used again after a refusal, and
-    another source's connection: each SYN's own transmit and SYN-ACK's own arrival."""
-    trace = "\n".join([
+def sent(at_s: float, cpu: int, skb: int, start_s: float) -> list[str]:
+    """A packet queued on `cpu` and its transmission started at `start_s`."""
+    return [device(at_s, cpu, "net_dev_queue", skb),
+            device(start_s, cpu, "net_dev_start_xmit", skb)]
+
+
+def test_handshake_host_time_follows_each_packet() -> None:
+    """Two handshakes in flight at once, SYN-ACKs waiting for the CPU in one batch, an ACK
+    queued by another CPU in between, the same port used again after a refusal, and another
+    source's connection: each SYN's own transmit and each SYN-ACK's own arrival."""
+    lines = [
         "# tracer: nop",
-        state(100.000000, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
-        device(100.000050, "net_dev_start_xmit"),        # probe 0's SYN: 50 µs
-        state(100.020000, 40001, "TCP_CLOSE", "TCP_SYN_SENT"),
-        device(100.022500, "net_dev_start_xmit"),        # probe 1's SYN: 2.5 ms (a stall)
-        state(100.030000, 40009, "TCP_CLOSE", "TCP_SYN_SENT", saddr="100.64.2.2"),
-        device(100.040000, "netif_rx"),                  # probe 0's SYN-ACK arrives
-        state(100.040030, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
-        device(100.040040, "net_dev_start_xmit"),        # its ACK
-        device(100.060000, "netif_rx"),
-        state(100.061000, 40001, "TCP_SYN_SENT", "TCP_ESTABLISHED"),  # 1 ms late
-        state(100.070000, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
-        device(100.070040, "net_dev_start_xmit"),
-        device(100.080000, "netif_rx"),                  # RST: refused
-        state(100.080020, 40000, "TCP_SYN_SENT", "TCP_CLOSE"),
-        state(100.090000, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
-        device(100.090020, "net_dev_start_xmit"),
-        device(100.100000, "netif_rx"),
-        state(100.100010, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
-    ])
-    handshakes = handshake_host_ms(trace, AGENT)
+        state(100.000000, 0, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+        device(100.000010, 1, "net_dev_queue", 0xA0),    # another CPU's packet
+        *sent(100.000020, 0, 0xA1, 100.000050),           # probe 0's SYN: 50 µs
+        state(100.020000, 1, 40001, "TCP_CLOSE", "TCP_SYN_SENT"),
+        *sent(100.020010, 1, 0xA2, 100.022500),           # probe 1's SYN: 2.5 ms (a stall)
+        state(100.030000, 0, 40009, "TCP_CLOSE", "TCP_SYN_SENT", saddr="100.64.2.2"),
+        device(100.040000, 1, "netif_rx", 0xB0),          # probe 0's SYN-ACK arrives
+        device(100.041000, 1, "netif_rx", 0xB1),          # probe 1's, 1 ms later
+        device(100.043000, 0, "netif_receive_skb", 0xB0),  # the CPU comes back 3 ms late
+        state(100.043030, 0, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
+        device(100.043050, 1, "netif_receive_skb", 0xB1),
+        state(100.043060, 1, 40001, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
+        state(100.070000, 0, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+        *sent(100.070010, 0, 0xA3, 100.070040),
+        device(100.080000, 0, "netif_rx", 0xB2),          # RST: refused
+        device(100.080005, 0, "netif_receive_skb", 0xB2),
+        state(100.080020, 0, 40000, "TCP_SYN_SENT", "TCP_CLOSE"),
+        state(100.090000, 1, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+        *sent(100.090005, 1, 0xA1, 100.090020),          # a buffer address used again
+        device(100.100000, 0, "netif_rx", 0xB0),
+        device(100.100002, 0, "netif_receive_skb", 0xB0),
+        state(100.100010, 0, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
+    ]
+    handshakes = handshake_host_ms("\n".join(lines), AGENT)
     assert [h.sport for h in handshakes] == [40000, 40001, 40000]
     assert [round(h.send_ms, 3) for h in handshakes] == [0.05, 2.5, 0.02]
-    assert [round(h.receive_ms, 3) for h in handshakes] == [0.03, 1.0, 0.01]
-    assert round(handshakes[1].host_ms, 3) == 3.5
+    assert [round(h.receive_ms, 3) for h in handshakes] == [3.03, 2.06, 0.01]
+    assert round(handshakes[1].host_ms, 3) == 4.56
 
 
-def test_handshake_host_time_never_borrows_from_outside_the_handshake() -> None:
-    """No transmit or arrival traced inside it: nothing is added (the strict reading)."""
-    trace = "\n".join([device(99.0, "netif_rx"),
-                       state(100.0, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
-                       state(100.01, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED"),
-                       device(100.02, "net_dev_start_xmit")])
-    [handshake] = handshake_host_ms(trace, AGENT)
+def test_handshake_host_time_adds_nothing_for_a_packet_not_traced() -> None:
+    """The SYN's transmission and the SYN-ACK's arrival not in the trace (an arrival of
+    another packet taken by the CPU): nothing is added (the strict reading)."""
+    lines = [device(99.0, 0, "netif_rx", 0xB0),
+             state(100.0, 0, 40000, "TCP_CLOSE", "TCP_SYN_SENT"),
+             device(100.01, 0, "netif_receive_skb", 0xB9),
+             state(100.01, 0, 40000, "TCP_SYN_SENT", "TCP_ESTABLISHED")]
+    [handshake] = handshake_host_ms("\n".join(lines), AGENT)
     assert handshake.host_ms == 0.0

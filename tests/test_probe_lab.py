@@ -163,12 +163,13 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     probe in send order, (agent RTT, wire RTT). Every probe must have left and been
     answered on the wire, and the agent must have counted exactly those.
 
-    For ICMP the far end of the uplink is captured too: the wire's RTT of a probe lies
-    between the far end's (request received there) and the tap's, whose send stamp is
-    early by however long the vCPU was taken away just before the driver
-    (`icmp_rtts_from_far_end`). A loaded CI run had the tap at 16.17 ms where the agent
-    gave 10.70 ms, through a 10 ms delay line. The wire RTT given is the point of that
-    interval nearest the agent's.
+    For ICMP and DNS, whose send stamp is the driver's, the far end of the uplink is
+    captured too: the wire's RTT of a probe lies between the far end's (request received
+    there) and the tap's, whose send stamp is early by however long the vCPU was taken
+    away just before the driver (`icmp_rtts_from_far_end`, `dns_rtts_from_far_end`).
+    Loaded CI runs had the tap at 16.17 ms where the agent gave 10.70 ms through a 10 ms
+    delay line (ICMP), and DNS queries 0.5 to 2.9 ms early at the tap, several in one
+    round. The wire RTT given is the point of that interval nearest the agent's.
 
     For TCP (and the handshake of HTTP) the agent reports the kernel's sample of the
     handshake, which also holds the host's own kernel time on either side of the wire
@@ -176,13 +177,20 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     had probe 0 2.5 ms above the tap. The wire RTT given is the point of [tap, tap + that
     traced host time] nearest the agent's."""
     from tests.lab.ktrace import HandshakeTrace
-    from tests.lab.wire import WireCapture, icmp_rtts_from_far_end, nearest_in, wire_rtts
+    from tests.lab.wire import (
+        WireCapture,
+        dns_rtts_from_far_end,
+        icmp_rtts_from_far_end,
+        nearest_in,
+        wire_rtts,
+    )
 
     c = lab.carrier(carrier)
     with contextlib.ExitStack() as stack:
         capture = stack.enter_context(WireCapture(lab.agent_ns, c.uplink))
-        far_end = stack.enter_context(WireCapture(c.ns, "agent")) if method == "icmp" \
-            else None
+        kind = method.partition(":")[0]
+        far_end = stack.enter_context(WireCapture(c.ns, "agent")) \
+            if kind in ("icmp", "dns") else None
         handshake_port = int(method[4:]) if method.startswith("tcp:") \
             else 80 if method.startswith("http:") else None
         kernel = stack.enter_context(HandshakeTrace(c.uplink, handshake_port, c.source)) \
@@ -194,8 +202,10 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     assert len(wire) == count, (method, len(wire), result.round)
     assert all(w.rtt_ms is not None for w in wire), (method, wire)
     assert result.stats.received == count, (method, result.round)
-    far = (icmp_rtts_from_far_end(capture.frames, far_end.frames, lab.target)
-           if far_end is not None else wire)
+    far = wire
+    if far_end is not None:
+        from_far_end = icmp_rtts_from_far_end if kind == "icmp" else dns_rtts_from_far_end
+        far = from_far_end(capture.frames, far_end.frames, lab.target)
     assert len(far) == count, (method, len(far))
     host_ms = [0.0] * count
     if kernel is not None and kernel.handshakes is not None:

@@ -6,17 +6,21 @@ between the two. They differ by the host's own time on either side: tens of µs,
 hypervisor takes the vCPU away inside it. A loaded CI run had a probe 2.5 ms above the tap
 while the lab's SCHED_FIFO delay line ran 18 ms late.
 
-`HandshakeTrace(device, port)` measures that time per handshake, in a tracefs instance of
-its own (so nothing else's tracing is touched), on the kernel's monotonic clock:
+`HandshakeTrace(device, port, source)` measures that time per handshake, in a tracefs
+instance of its own (so nothing else's tracing is touched), on the kernel's monotonic
+clock, following each packet by its buffer's address:
 
-- send side: from the socket entering SYN_SENT (just before its port is chosen and its SYN
-  stamped) to the first start of transmission on `device` after it;
-- receive side: from the last arrival on `device` (netif_rx, where the tap stamps a frame)
-  to the socket entering ESTABLISHED, where the kernel takes its sample.
+- send side: the socket enters SYN_SENT (just before its port is chosen and its SYN
+  stamped); the next packet queued on `device` by the same CPU (still inside connect())
+  is the SYN, and its start of transmission is where the tap stamps it;
+- receive side: the socket enters ESTABLISHED while its CPU processes the SYN-ACK, the
+  last packet that CPU took from `device`; the SYN-ACK's arrival on `device` (netif_rx)
+  is where the tap stamps it. A loaded host can leave a batch of arrivals waiting for the
+  CPU, so "the last arrival before" would be another packet: the address is followed.
 
-A frame of something else on the uplink in between (a BGP keepalive) can only shorten
-what is measured, never lengthen it. `host_ms` is None where tracefs cannot be used; the
-parsing is pure (`handshake_host_ms`) and tested on its own.
+A side whose packet was not traced adds nothing (the strict reading). `handshakes` is
+None where tracefs cannot be used; the parsing is pure (`handshake_host_ms`) and tested
+on its own.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from types import TracebackType
 
 TRACEFS = Path("/sys/kernel/tracing")
 INSTANCE_PREFIX = "egress-test-"
-EVENTS = ("sock/inet_sock_set_state", "net/net_dev_start_xmit", "net/netif_rx")
-_LINE = re.compile(r"\s(\d+\.\d+): (\w+): (.*)$")
+EVENTS = ("sock/inet_sock_set_state", "net/net_dev_queue", "net/net_dev_start_xmit",
+          "net/netif_rx", "net/netif_receive_skb")
+_LINE = re.compile(r"\[(\d+)\]\s+\S+\s+(\d+\.\d+): (\w+): (.*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,37 +57,56 @@ def _fields(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split() if "=" in item)
 
 
+@dataclass(slots=True)
+class _Open:
+    sport: int
+    syn_sent_s: float
+    sent_s: float | None = None
+    arrived_s: float | None = None
+
+
 def handshake_host_ms(trace_text: str, source: str) -> list[Handshake]:
     """Handshakes from `source` in the order their SYNs left, from the instance's `trace`
-    (the filters already keep only the probe port and the uplink)."""
-    opened: dict[int, float] = {}
-    handshakes: list[tuple[int, float, float]] = []
-    transmits: list[float] = []
-    arrivals: list[float] = []
+    (its filters keep only the probe port and the uplink's packets)."""
+    opened: dict[int, _Open] = {}  # by local port: a refused probe's port is used again
+    syn_on_cpu: dict[int, _Open] = {}  # SYN_SENT seen, its SYN not yet queued
+    syn_by_skb: dict[str, _Open] = {}  # SYN queued, not yet transmitted
+    arrived_by_skb: dict[str, float] = {}
+    taken_by_cpu: dict[int, str] = {}  # the packet each CPU took from the device last
+    done: list[tuple[_Open, float]] = []  # with the time it was ESTABLISHED
     for line in trace_text.splitlines():
         match = _LINE.search(line)
         if match is None:
             continue
-        time_s, event, fields = float(match[1]), match[2], _fields(match[3])
-        if event == "net_dev_start_xmit":
-            transmits.append(time_s)
+        cpu, time_s, event = int(match[1]), float(match[2]), match[3]
+        fields = _fields(match[4])
+        skb = fields.get("skbaddr", "")
+        if event == "net_dev_queue":
+            if cpu in syn_on_cpu:
+                syn_by_skb[skb] = syn_on_cpu.pop(cpu)
+        elif event == "net_dev_start_xmit":
+            if skb in syn_by_skb:
+                syn_by_skb.pop(skb).sent_s = time_s
         elif event == "netif_rx":
-            arrivals.append(time_s)
+            arrived_by_skb[skb] = time_s
+        elif event == "netif_receive_skb":
+            taken_by_cpu[cpu] = skb
         elif event == "inet_sock_set_state" and fields.get("saddr") == source:
             sport = int(fields["sport"])
             if fields.get("newstate") == "TCP_SYN_SENT":
-                opened[sport] = time_s
+                opened[sport] = syn_on_cpu[cpu] = _Open(sport, time_s)
             elif fields.get("oldstate") == "TCP_SYN_SENT" and sport in opened:
+                handshake = opened.pop(sport)
                 if fields.get("newstate") == "TCP_ESTABLISHED":
-                    handshakes.append((sport, opened[sport], time_s))
-                del opened[sport]
+                    handshake.arrived_s = arrived_by_skb.get(taken_by_cpu.get(cpu, ""))
+                    done.append((handshake, time_s))
     result = []
-    for sport, syn_sent_s, established_s in sorted(handshakes, key=lambda h: h[1]):
-        sent = next((t for t in transmits if syn_sent_s <= t <= established_s), None)
-        arrived = max((t for t in arrivals if syn_sent_s <= t <= established_s), default=None)
-        send_ms = (sent - syn_sent_s) * 1000.0 if sent is not None else 0.0
-        receive_ms = (established_s - arrived) * 1000.0 if arrived is not None else 0.0
-        result.append(Handshake(sport, syn_sent_s, send_ms, receive_ms))
+    for handshake, established_s in sorted(done, key=lambda d: d[0].syn_sent_s):
+        sent, arrived = handshake.sent_s, handshake.arrived_s
+        send_ms = (sent - handshake.syn_sent_s) * 1000.0 if sent is not None else 0.0
+        receive_ms = (established_s - arrived) * 1000.0 \
+            if arrived is not None and sent is not None and sent <= arrived else 0.0
+        result.append(Handshake(handshake.sport, handshake.syn_sent_s, send_ms, receive_ms))
     return result
 
 
@@ -124,9 +148,8 @@ class HandshakeTrace:
         self._path = path
         try:
             (path / "trace_clock").write_text("mono")
-            filters = {EVENTS[0]: f"dport == {self.port}",
-                       EVENTS[1]: f'name == "{self.device}"',
-                       EVENTS[2]: f'name == "{self.device}"'}
+            filters = {event: f'name == "{self.device}"' for event in EVENTS[1:]}
+            filters[EVENTS[0]] = f"dport == {self.port}"
             for event, expression in filters.items():
                 (path / "events" / event / "filter").write_text(expression)
                 (path / "events" / event / "enable").write_text("1")
