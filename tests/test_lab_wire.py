@@ -5,6 +5,8 @@ Packets are built with scapy, so the decoder is checked against another implemen
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -16,6 +18,7 @@ from tests.lab.wire import (
     Frame,
     decode,
     dns_rtts_from_far_end,
+    http_rtts_from_far_end,
     icmp_rtts_from_far_end,
     nearest_in,
     wire_rtts,
@@ -109,6 +112,20 @@ def test_http_is_handshake_plus_request_to_first_byte() -> None:
     ]
     probes = wire_rtts(frames, "http:/health", TARGET)
     assert [p.rtt_ms for p in probes] == [pytest.approx(10.0 + 12.0), None]
+
+
+def test_http_from_far_end_times_the_request_where_the_far_end_received_it() -> None:
+    uplink = [out_tcp(0.0, 4000, "S", seq=1), in_tcp(10.0, 4000, "SA"),
+              out_tcp(10.1, 4000, "PA", seq=2, data=b"GET / HTTP/1.1\r\n\r\n"),
+              in_tcp(22.0, 4000, "PA", data=b"HTTP/1.1 200 OK\r\n")]
+    # the far end sees the client's frames come in: the request 0.9 ms after the tap's stamp
+    far_end = [dataclasses.replace(f, outgoing=not f.outgoing,
+                                   time_ns=f.time_ns + (900_000 if f.payload else 10_000))
+               for f in uplink]
+    assert [p.rtt_ms for p in http_rtts_from_far_end(uplink, far_end, TARGET)] == [
+        pytest.approx(10.0 + 22.0 - 11.0)]
+    assert [p.rtt_ms for p in wire_rtts(uplink, "http:/health", TARGET)] == [
+        pytest.approx(10.0 + 11.9)]
 
 
 def query(at_ms: float, sport: int, ident: int, outgoing: bool = True) -> Frame:

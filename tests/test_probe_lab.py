@@ -163,7 +163,7 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     probe in send order, (agent RTT, wire RTT). Every probe must have left and been
     answered on the wire, and the agent must have counted exactly those.
 
-    For ICMP and DNS, whose send stamp is the driver's, the far end of the uplink is
+    For ICMP, DNS and HTTP's request, whose send stamp is the driver's, the far end of the uplink is
     captured too: the wire's RTT of a probe lies between the far end's (request received
     there) and the tap's, whose send stamp is early by however long the vCPU was taken
     away just before the driver (`icmp_rtts_from_far_end`, `dns_rtts_from_far_end`).
@@ -180,6 +180,7 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     from tests.lab.wire import (
         WireCapture,
         dns_rtts_from_far_end,
+        http_rtts_from_far_end,
         icmp_rtts_from_far_end,
         nearest_in,
         wire_rtts,
@@ -188,11 +189,10 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     c = lab.carrier(carrier)
     with contextlib.ExitStack() as stack:
         capture = stack.enter_context(WireCapture(lab.agent_ns, c.uplink))
-        kind = method.partition(":")[0]
+        kind, _, arg = method.partition(":")
         far_end = stack.enter_context(WireCapture(c.ns, "agent")) \
-            if kind in ("icmp", "dns") else None
-        handshake_port = int(method[4:]) if method.startswith("tcp:") \
-            else 80 if method.startswith("http:") else None
+            if kind in ("icmp", "dns", "http") else None
+        handshake_port = int(arg) if kind == "tcp" else 80 if kind == "http" else None
         kernel = stack.enter_context(HandshakeTrace(c.uplink, handshake_port, c.source)) \
             if handshake_port is not None else None
         result = probe(lab, carrier, lab.target, method=method, count=count,
@@ -204,7 +204,8 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
     assert result.stats.received == count, (method, result.round)
     far = wire
     if far_end is not None:
-        from_far_end = icmp_rtts_from_far_end if kind == "icmp" else dns_rtts_from_far_end
+        from_far_end = {"icmp": icmp_rtts_from_far_end, "dns": dns_rtts_from_far_end,
+                        "http": http_rtts_from_far_end}[kind]
         far = from_far_end(capture.frames, far_end.frames, lab.target)
     assert len(far) == count, (method, len(far))
     host_ms = [0.0] * count

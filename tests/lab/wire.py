@@ -26,7 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -135,15 +135,17 @@ def _echo_times(frames: Iterable[Frame], target: str, *, requests: bool,
     return times
 
 
-def _echo_rtts(requests: dict[tuple[int, int], int],
-               replies: dict[tuple[int, int], int]) -> list[WireProbe]:
-    return _in_send_order(WireProbe(sent, _ms(sent, replies.get(key)))
+def _paired_rtts(requests: Mapping[Hashable, int],
+                 answers: Mapping[Hashable, int]) -> list[WireProbe]:
+    """One probe per request, answered by the answer with the same key (ICMP identifier
+    and sequence, DNS client port and id)."""
+    return _in_send_order(WireProbe(sent, _ms(sent, answers.get(key)))
                           for key, sent in requests.items())
 
 
 def icmp_rtts(frames: Iterable[Frame], target: str) -> list[WireProbe]:
     frames = list(frames)
-    return _echo_rtts(_echo_times(frames, target, requests=True, outgoing=True),
+    return _paired_rtts(_echo_times(frames, target, requests=True, outgoing=True),
                       _echo_times(frames, target, requests=False, outgoing=False))
 
 
@@ -159,7 +161,7 @@ def icmp_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame],
     within 2 us of the agent's stamp every time, the 1.27 ms one included) makes the
     tap's send time early by that long. So the agent's send time lies between
     the two wire figures: `icmp_rtts` (tap) and this one (far end)."""
-    return _echo_rtts(_echo_times(far_end, target, requests=True, outgoing=False),
+    return _paired_rtts(_echo_times(far_end, target, requests=True, outgoing=False),
                       _echo_times(uplink, target, requests=False, outgoing=False))
 
 
@@ -221,20 +223,44 @@ def tcp_rtts(frames: Iterable[Frame], target: str, port: int) -> list[WireProbe]
     return _in_send_order(probes)
 
 
-def http_rtts(frames: Iterable[Frame], target: str, port: int = 80) -> list[WireProbe]:
+def _first_request_ns(conn: list[Frame]) -> int | None:
+    return next((f.time_ns for f in conn if f.outgoing and f.payload), None)
+
+
+def _http_rtts(frames: Iterable[Frame], target: str, port: int,
+               requests_ns: dict[tuple[int, int], int] | None) -> list[WireProbe]:
     probes = []
     for conn in _connections(frames, target, port):
         handshake = _handshake(conn)
         if handshake is None:
             continue
         syn_ns, synack_ns = handshake
-        request_ns = next((f.time_ns for f in conn if f.outgoing and f.payload), None)
+        request_ns = _first_request_ns(conn) if requests_ns is None \
+            else requests_ns.get((conn[0].sport, conn[0].tcp_seq))
         first_byte_ns = next((f.time_ns for f in conn if not f.outgoing and f.payload), None)
         if synack_ns is None or request_ns is None or first_byte_ns is None:
             probes.append(WireProbe(syn_ns, None))
             continue
         probes.append(WireProbe(syn_ns, (synack_ns - syn_ns + first_byte_ns - request_ns) / 1e6))
     return _in_send_order(probes)
+
+
+def http_rtts(frames: Iterable[Frame], target: str, port: int = 80) -> list[WireProbe]:
+    return _http_rtts(frames, target, port, None)
+
+
+def http_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame], target: str,
+                           port: int = 80) -> list[WireProbe]:
+    """HTTP RTTs with each request timed where the far end of the uplink received it (the
+    handshake and the first byte as the uplink saw them): the agent's send stamp of the
+    request is the driver's, as for `icmp_rtts_from_far_end` (the far end had requests
+    0.56 and 0.88 ms after the tap's stamp where the agent read that much below the tap)."""
+    requests_ns: dict[tuple[int, int], int] = {}
+    for conn in _connections(mirrored(far_end), target, port):
+        request_ns = _first_request_ns(conn)
+        if request_ns is not None:
+            requests_ns[(conn[0].sport, conn[0].tcp_seq)] = request_ns
+    return _http_rtts(uplink, target, port, requests_ns)
 
 
 def request_answer_rtts(frames: Iterable[Frame], target: str, port: int) -> list[WireProbe]:
@@ -271,15 +297,9 @@ def _dns_times(frames: Iterable[Frame], target: str, port: int, *, queries: bool
     return times
 
 
-def _dns_rtts(queries: dict[tuple[int, bytes], int],
-              answers: dict[tuple[int, bytes], int]) -> list[WireProbe]:
-    return _in_send_order(WireProbe(sent, _ms(sent, answers.get(key)))
-                          for key, sent in queries.items())
-
-
 def dns_rtts(frames: Iterable[Frame], target: str, port: int = 53) -> list[WireProbe]:
     frames = list(frames)
-    return _dns_rtts(_dns_times(frames, target, port, queries=True, outgoing=True),
+    return _paired_rtts(_dns_times(frames, target, port, queries=True, outgoing=True),
                      _dns_times(frames, target, port, queries=False, outgoing=False))
 
 
@@ -288,7 +308,7 @@ def dns_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame], tar
     """DNS RTTs with each query timed where the far end of the uplink received it, for
     the same reason as `icmp_rtts_from_far_end` (a loaded CI run had the tap's send stamp
     of queries early by 0.5 to 2.9 ms, several in one round of 40)."""
-    return _dns_rtts(_dns_times(far_end, target, port, queries=True, outgoing=False),
+    return _paired_rtts(_dns_times(far_end, target, port, queries=True, outgoing=False),
                      _dns_times(uplink, target, port, queries=False, outgoing=False))
 
 
