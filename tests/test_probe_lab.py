@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -157,8 +158,8 @@ def agent_load(gil: bool, cpu_processes: int) -> Iterator[None]:
             proc.wait()
 
 
-def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
-                     interval_s: float) -> tuple[ProbeResult, list[tuple[float, float]]]:
+def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int, interval_s: float,
+                     http_port: int = 80) -> tuple[ProbeResult, list[tuple[float, float]]]:
     """One round through `carrier` with its uplink captured: the agent's result and, per
     probe in send order, (agent RTT, wire RTT). Every probe must have left and been
     answered on the wire, and the agent must have counted exactly those.
@@ -192,21 +193,23 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int,
         kind, _, arg = method.partition(":")
         far_end = stack.enter_context(WireCapture(c.ns, "agent")) \
             if kind in ("icmp", "dns", "http") else None
-        handshake_port = int(arg) if kind == "tcp" else 80 if kind == "http" else None
+        handshake_port = int(arg) if kind == "tcp" else http_port if kind == "http" else None
         kernel = stack.enter_context(HandshakeTrace(c.uplink, handshake_port, c.source)) \
             if handshake_port is not None else None
         result = probe(lab, carrier, lab.target, method=method, count=count,
                        interval_s=interval_s)
     assert capture.dropped == 0
-    wire = wire_rtts(capture.frames, method, lab.target)
+    wire = wire_rtts(capture.frames, method, lab.target, http_port)
     assert len(wire) == count, (method, len(wire), result.round)
     assert all(w.rtt_ms is not None for w in wire), (method, wire)
     assert result.stats.received == count, (method, result.round)
     far = wire
     if far_end is not None:
-        from_far_end = {"icmp": icmp_rtts_from_far_end, "dns": dns_rtts_from_far_end,
-                        "http": http_rtts_from_far_end}[kind]
-        far = from_far_end(capture.frames, far_end.frames, lab.target)
+        if kind == "http":
+            far = http_rtts_from_far_end(capture.frames, far_end.frames, lab.target, http_port)
+        else:
+            from_far_end = {"icmp": icmp_rtts_from_far_end, "dns": dns_rtts_from_far_end}[kind]
+            far = from_far_end(capture.frames, far_end.frames, lab.target)
     assert len(far) == count, (method, len(far))
     host_ms = [0.0] * count
     if kernel is not None and kernel.handshakes is not None:
@@ -375,6 +378,38 @@ def test_http_time_to_first_byte(lab: Any) -> None:
     assert_matches_wire("http:/health", pairs)
     # handshake and request both cross the delay line (coarse: the lab server is user space)
     assert near_injected_delay(result.stats.rtt_median_ms, 2 * c.delay_ms), result.round
+
+
+def test_http_first_byte_is_the_answers_even_when_its_fin_came_before_the_read(
+    lab: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's server on 8080 answers at once and closes 40 ms later (targets.py), and
+    the probe reads 80 ms after its request left, as behind a busy event loop. By then the
+    kernel has merged the FIN into the unread answer and stamped the two with the FIN's
+    arrival; the probe still gives the answer's arrival, the wire's. Without its raw
+    socket (as without CAP_NET_RAW) it reads the FIN's: 40 ms high."""
+    from collectors.probes import firstbyte, methods, probers
+
+    on_time = methods.recv_in_time
+
+    async def read_late(sock: Any, sent: Any, timeout_s: float,
+                        size: int = 4096) -> tuple[bytes, int | None]:
+        await asyncio.sleep(0.08)
+        return await on_time(sock, sent, timeout_s, size)
+
+    monkeypatch.setattr(methods, "recv_in_time", read_late)
+    monkeypatch.setattr(probers, "http_probe", functools.partial(methods.http_probe, port=8080))
+    _result, pairs = agent_vs_wire_ms(lab, "telecom", "http:/late", count=5, interval_s=0.02,
+                                      http_port=8080)
+    assert_matches_wire("http:/late", pairs)
+
+    def no_raw_socket(*_args: Any) -> Any:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(firstbyte, "open_bound", no_raw_socket)
+    _result, pairs = agent_vs_wire_ms(lab, "telecom", "http:/late", count=5, interval_s=0.02,
+                                      http_port=8080)
+    assert all(agent - wire > 30.0 for agent, wire in pairs), pairs
 
 
 def test_dns_against_the_lab_target(lab: Any) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from collectors.probes import connecting
 from collectors.probes.dnswire import build_query, parse_answer
+from collectors.probes.firstbyte import FirstByteWatch
 from collectors.probes.pacing import round_start
 from collectors.probes.rounds import RoundResult
 from collectors.probes.sockets import (
@@ -364,8 +365,9 @@ def dns_probe(binding: Binding, address: str, qname: str, port: int = 53) -> One
 
 def http_probe(binding: Binding, address: str, host: str, path: str, port: int = 80) -> OneProbe:
     """Time to first byte: the handshake, then the request to the first byte of the answer.
-    Both from the kernel (the handshake's RTT sample, the answer's receive timestamp), so a
-    late event loop, which also sends the request late, adds nothing."""
+    Both from the kernel (the handshake's RTT sample, the answer's arrival as a raw socket
+    saw it: firstbyte.py says why not the TCP socket's stamp), so a late event loop, which
+    also sends the request late, adds nothing."""
     host_header = f"[{host}]" if ":" in host else host
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"
@@ -376,13 +378,16 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         sock, connect_ms = await _connect(binding, address, port, timeout_s)
+        watch: FirstByteWatch | None = None
         try:
             enable_rx_timestamps(sock)  # before the request: no data has arrived yet
             enable_tx_timestamps(sock)
+            watch = FirstByteWatch(binding, family_of(address), sock)
             sent = SendTime(sock)
             await loop.sock_sendall(sock, request)  # fits the send buffer: leaves at once
             first, received_ns = await recv_in_time(
                 sock, sent, timeout_s - connect_ms / 1000.0, size=1)
+            received_ns = watch.first_byte_ns() or received_ns
             sent_ns = sent.ns
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             if not first:
@@ -394,6 +399,8 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
                     break
                 head += more
         finally:
+            if watch is not None:
+                watch.close()
             _reset_close(sock)
         if not _STATUS_LINE.match(head):
             raise ProbeFailure("not an HTTP response")

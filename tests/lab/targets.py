@@ -3,9 +3,12 @@
 Runs in the target namespace, bound to every address (ICMP echo is the kernel's). The
 carrier's delay comes from the delay line in front, so these answer at once.
 DNS: any A query is answered with ANSWER_A (TTL 60); other types get an empty NOERROR.
-HTTP: any request gets `200 OK` with body `ok\\n`. TCP: other ports accept and close.
+HTTP: any request gets `200 OK` with body `ok\\n`; on the --http-late ports the server
+closes (its FIN) only LATE_CLOSE_S after the answer, as a server that finishes up after
+answering does. TCP: other ports accept and close.
 
-Run: python targets.py [--tcp 22,53,80,443] [--answer 203.0.113.10] [--udp-bind A,B]
+Run: python targets.py [--tcp 22,53,80,443] [--http 80] [--http-late 8080]
+                       [--answer 203.0.113.10] [--udp-bind A,B]
 (standalone: no project imports)
 """
 
@@ -19,9 +22,11 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
                  b"Connection: close\r\nServer: egress-lab\r\n\r\nok\n")
+LATE_CLOSE_S = 0.04
 
 
 def dns_answer(query: bytes, answer_a: bytes) -> bytes | None:
@@ -54,6 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tcp", default="22,53,80,443")
     parser.add_argument("--http", default="80")
+    parser.add_argument("--http-late", default="8080")
     parser.add_argument("--answer", default="203.0.113.10")
     parser.add_argument("--udp-bind", default="0.0.0.0",
                         help="addresses for DNS, comma-separated: one socket each, so each "
@@ -69,7 +75,8 @@ def main() -> int:
         with contextlib.suppress(OSError):
             os.nice(-10)
     answer_a = socket.inet_aton(args.answer)
-    http_ports = {int(p) for p in args.http.split(",") if p}
+    late_ports = {int(p) for p in args.http_late.split(",") if p}
+    http_ports = {int(p) for p in args.http.split(",") if p} | late_ports
     sel = selectors.DefaultSelector()
 
     def on_term(_sig: int, _frm: object) -> None:
@@ -94,9 +101,13 @@ def main() -> int:
         lsock.setblocking(False)
         sel.register(lsock, selectors.EVENT_READ, ("listen", port))
     buffers: dict[socket.socket, bytes] = {}
+    closing: list[tuple[float, socket.socket]] = []  # (when, answered socket), in order
     while True:
+        while closing and closing[0][0] <= time.monotonic():
+            closing.pop(0)[1].close()
+        wait_s = min(1.0, closing[0][0] - time.monotonic()) if closing else 1.0
         try:
-            events = sel.select(1.0)
+            events = sel.select(max(wait_s, 0.0))
         except InterruptedError:
             continue
         for key, _ in events:
@@ -140,7 +151,10 @@ def main() -> int:
                         sock.sendall(HTTP_RESPONSE)
                 sel.unregister(sock)
                 buffers.pop(sock, None)
-                sock.close()
+                if chunk and port in late_ports:
+                    closing.append((time.monotonic() + LATE_CLOSE_S, sock))
+                else:
+                    sock.close()
     return 0
 
 

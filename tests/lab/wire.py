@@ -312,7 +312,8 @@ def dns_rtts_from_far_end(uplink: Iterable[Frame], far_end: Iterable[Frame], tar
                      _dns_times(uplink, target, port, queries=False, outgoing=False))
 
 
-def wire_rtts(frames: Iterable[Frame], method: str, target: str) -> list[WireProbe]:
+def wire_rtts(frames: Iterable[Frame], method: str, target: str,
+              http_port: int = 80) -> list[WireProbe]:
     """Per-probe wire RTTs for a probe method string (`icmp`, `tcp:PORT`, `dns[:Q]`, `http[:P]`)."""
     kind, _, arg = method.partition(":")
     if kind == "icmp":
@@ -322,7 +323,7 @@ def wire_rtts(frames: Iterable[Frame], method: str, target: str) -> list[WirePro
     if kind == "dns":
         return dns_rtts(frames, target)
     if kind == "http":
-        return http_rtts(frames, target)
+        return http_rtts(frames, target, http_port)
     raise ValueError(f"no wire pairing for method {method!r}")
 
 
