@@ -387,21 +387,26 @@ def test_http_first_byte_is_the_answers_even_when_its_fin_came_before_the_read(
     the probe reads 80 ms after its request left, as behind a busy event loop. By then the
     kernel has merged the FIN into the unread answer and stamped the two with the FIN's
     arrival; the probe still gives the answer's arrival, the wire's. Without its raw
-    socket (as without CAP_NET_RAW) it reads the FIN's: 40 ms high."""
+    socket (as without CAP_NET_RAW) it reads the FIN's: 40 ms high, and with a timeout
+    between the two arrivals, an answer that came in time is lost."""
     from collectors.probes import firstbyte, methods, probers
 
     on_time = methods.recv_in_time
 
     async def read_late(sock: Any, sent: Any, timeout_s: float,
-                        size: int = 4096) -> tuple[bytes, int | None]:
+                        **kwargs: Any) -> tuple[bytes, int | None]:
         await asyncio.sleep(0.08)
-        return await on_time(sock, sent, timeout_s, size)
+        return await on_time(sock, sent, timeout_s, **kwargs)
 
     monkeypatch.setattr(methods, "recv_in_time", read_late)
     monkeypatch.setattr(probers, "http_probe", functools.partial(methods.http_probe, port=8080))
     _result, pairs = agent_vs_wire_ms(lab, "telecom", "http:/late", count=5, interval_s=0.02,
                                       http_port=8080)
     assert_matches_wire("http:/late", pairs)
+    # A 45 ms timeout: the answer (about 10 ms after the request) came in time, the FIN
+    # (about 50 ms after) did not; read after the deadline, the answer still counts.
+    in_time = probe(lab, "telecom", lab.target, method="http:/late", count=5, timeout_s=0.045)
+    assert in_time.stats.received == 5, in_time.round
 
     def no_raw_socket(*_args: Any) -> Any:
         raise PermissionError(1, "Operation not permitted")
@@ -410,6 +415,8 @@ def test_http_first_byte_is_the_answers_even_when_its_fin_came_before_the_read(
     _result, pairs = agent_vs_wire_ms(lab, "telecom", "http:/late", count=5, interval_s=0.02,
                                       http_port=8080)
     assert all(agent - wire > 30.0 for agent, wire in pairs), pairs
+    lost = probe(lab, "telecom", lab.target, method="http:/late", count=5, timeout_s=0.045)
+    assert lost.stats.received == 0, lost.round  # judged by the FIN's stamp: too late
 
 
 def test_dns_against_the_lab_target(lab: Any) -> None:

@@ -284,21 +284,30 @@ class SendTime:
 
 
 async def recv_in_time(sock: socket.socket, sent: SendTime, timeout_s: float,
-                       size: int = 4096) -> tuple[bytes, int | None]:
+                       size: int = 4096,
+                       arrival_ns: Callable[[], int | None] | None = None,
+                       ) -> tuple[bytes, int | None]:
     """One datagram (or up to `size` bytes of a stream) and the kernel's receive time
     (SO_TIMESTAMPNS), which does not depend on when the event loop got round to reading
     it. On a TCP socket the time is that of the last segment read: read 1 byte to get the
-    first segment's. The timeout runs from the send; an answer the kernel received in
-    time counts even when the loop wakes after the deadline. Raises TimeoutError."""
+    first segment's, or pass `arrival_ns`, a truer source of the time (firstbyte.py), which
+    is used when it has one. The timeout runs from the send; an answer the kernel received
+    in time counts even when the loop wakes after the deadline. Raises TimeoutError."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[bytes, int | None]] = loop.create_future()
+
+    def received() -> tuple[bytes, int | None] | None:
+        got = _recv_now(sock, size)
+        if got is None or arrival_ns is None:
+            return got
+        return got[0], arrival_ns() or got[1]
 
     def readable() -> None:
         if done.done():
             return
         sent.take_stamps()  # a stamp queued late wakes us (EPOLLERR) until it is read
         try:
-            got = _recv_now(sock, size)
+            got = received()
         except OSError as exc:
             done.set_exception(exc)
             return
@@ -311,7 +320,7 @@ async def recv_in_time(sock: socket.socket, sent: SendTime, timeout_s: float,
         async with asyncio.timeout(max(left_s, 0.0)):
             return await done
     except TimeoutError:
-        got = _recv_now(sock, size)
+        got = received()
         if got is None or (got[1] is not None
                            and got[1] - sent.take_stamps() > timeout_s * 1e9):
             raise
@@ -386,8 +395,8 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
             sent = SendTime(sock)
             await loop.sock_sendall(sock, request)  # fits the send buffer: leaves at once
             first, received_ns = await recv_in_time(
-                sock, sent, timeout_s - connect_ms / 1000.0, size=1)
-            received_ns = watch.first_byte_ns() or received_ns
+                sock, sent, timeout_s - connect_ms / 1000.0, size=1,
+                arrival_ns=watch.first_byte_ns)
             sent_ns = sent.ns
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             if not first:
