@@ -8,7 +8,7 @@ import itertools
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from agent import schema
 from agent.points import Point
+from tests.daemonproc import Notifications
 from tests.lab.servers import (
     ALERTMANAGER,
     INFLUXD,
@@ -157,6 +158,32 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield the_lab
     finally:
         the_lab.down()
+
+
+@pytest.fixture
+def notifications(tmp_path: Path) -> Iterator[Notifications]:
+    """systemd's side of sd_notify for an agent started by the test (tests/daemonproc.py)."""
+    n = Notifications(tmp_path / "notify.sock")
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def agent_factory(lab: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Makes bgp collectors running against the lab (tests/lab/agent_bgp.py: AgentBgp),
+    ExaBGP 5.0 unless told; stops them all at the end."""
+    from tests.lab.agent_bgp import EXABGP_50, AgentBgp
+
+    agents: list[AgentBgp] = []
+
+    def make(exabgp: str = EXABGP_50, **kwargs: Any) -> AgentBgp:
+        agent = AgentBgp(lab, tmp_path / f"agent{len(agents)}", exabgp, **kwargs)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

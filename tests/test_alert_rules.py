@@ -27,7 +27,7 @@ from types import ModuleType
 import pytest
 
 from agent.outputs.prometheus import METRIC_PREFIX, metric_name
-from tests.test_grafana import documented_schema
+from tests.grafana_names import names as dashgen
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "config" / "alerts"
@@ -136,7 +136,7 @@ def expr_labels(expr: str) -> set[str]:
 def series_names() -> dict[str, tuple[str, str]]:
     """measurement_field → (measurement, field type) for every documented field."""
     names = {}
-    for measurement, m in documented_schema().items():
+    for measurement, m in dashgen.declared().items():
         for field, typ in m.fields.items():
             names[f"{measurement}_{field}"] = (measurement, typ)
     return names
@@ -155,7 +155,7 @@ def test_selector_reader() -> None:
 
 def test_rules_read_only_documented_numeric_fields_and_tags() -> None:
     names = series_names()
-    schema = documented_schema()
+    schema = dashgen.declared()
     problems = []
     for rule in rules(RULES.read_text()):
         measurements = set()
@@ -187,7 +187,7 @@ def test_the_check_sees_a_string_field_and_an_unknown_tag() -> None:
     assert names["quality_status"][1] == "string"
     assert "link_oper_up" in names and "link_rx_util" in names
     assert "link_nonsense" not in names
-    assert expr_labels('probe_loss_pct{targett="x"}') - documented_schema()["probe"].tags == {
+    assert expr_labels('probe_loss_pct{targett="x"}') - dashgen.declared()["probe"].tags == {
         "targett"}
 
 
@@ -225,7 +225,7 @@ def test_generator_prefixes_series_names_only() -> None:
         for name in selectors(rule_vm["expr"]):
             if not name.startswith("regex:"):
                 measurement, field = name, ""
-                for m in sorted(documented_schema(), key=len, reverse=True):
+                for m in sorted(dashgen.declared(), key=len, reverse=True):
                     if name.startswith(m + "_"):
                         measurement, field = m, name[len(m) + 1:]
                         break

@@ -116,8 +116,8 @@ def test_bgp_session_and_hijack_alerts(
     BIRD carriers: a carrier's BIRD stopped -> BgpSessionDown after `for`, resolved when it
     is back; our prefix announced with a foreign origin from a carrier -> a critical
     OwnPrefixOriginMismatch at once, resolved when it is withdrawn."""
+    from tests.lab.agent_bgp import EXABGP_50
     from tests.lab.lab import ANNOUNCE, LOCAL_AS, WATCH
-    from tests.test_bgp_lab import EXABGP_50
 
     wrapper = tmp_path / "exabgp-in-agent-ns"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.agent_ns} {EXABGP_50} "$@"\n')

@@ -23,7 +23,7 @@ from collectors.bgp.parser import (
 )
 from collectors.bgp.rib import V4, V6
 from collectors.bgp.state import BgpState
-from tests.test_bgp_captured import EXABGP_42, EXABGP_50
+from tests.exabgp_captured import EXABGP_42, EXABGP_50
 
 
 def config(**bgp: object) -> object:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collectors.links.billing import BillingCollector, BillingStore, month_of
-from tests.test_links_support import Scratch, make_config, make_ctx, needs_root
+from tests.links_support import Scratch, make_config, make_ctx, needs_root
 
 BASE = 1_800_000_000 - (1_800_000_000 % 300) + 1  # just after a slot start, mid-January 2027
 SLOT = 300

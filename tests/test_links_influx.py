@@ -15,7 +15,7 @@ from agent.config import InfluxDBv1Config, parse_config
 from agent.outputs.influxdb_v1 import InfluxDBv1Output
 from agent.points import LineEncoder
 from collectors.links.collector import LinksCollector
-from tests.test_links_support import Scratch, make_ctx, needs_root
+from tests.links_support import Scratch, make_ctx, needs_root
 
 pytestmark = [pytest.mark.lab, pytest.mark.servers]
 

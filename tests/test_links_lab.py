@@ -15,7 +15,7 @@ from agent.config import Config, parse_config
 from collectors.links.collector import LinksCollector
 from collectors.links.events import LinkEventCollector
 from collectors.links.routing import RoutingMonitor
-from tests.test_links_support import Sink, make_ctx
+from tests.links_support import Sink, make_ctx
 
 pytestmark = pytest.mark.lab
 
@@ -129,7 +129,7 @@ def test_routing_check_follows_the_carrier_table(lab: Any, tmp_path: Path) -> No
     collector = LinksCollector(make_ctx(config, tmp_path), netns=lab.agent_ns, routing=routing)
     restore = ["ip", "-n", lab.agent_ns, "route", "replace", "default", "via", carrier.gateway,
                "dev", carrier.uplink, "table", str(carrier.table)]
-    from tests.test_links_support import sh
+    from tests.links_support import sh
     try:
         checks = ("route_ok", "gateway_ok", "egress_ok", "route6_ok", "gateway6_ok",
                   "egress6_ok")

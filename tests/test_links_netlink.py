@@ -29,7 +29,7 @@ from collectors.links.netlink import (
 )
 from collectors.links.records import STATS_NAMES, link_state
 from collectors.links.routing import RoutingMonitor
-from tests.test_links_support import (
+from tests.links_support import (
     AGENT_ADDR,
     CARRIER_ADDR,
     Scratch,
@@ -434,7 +434,7 @@ def test_ipv6_routing_checks_with_source6(tmp_path: Path) -> None:
     needs_root()
     scratch = Scratch(ipv6=True)
     try:
-        from tests.test_links_support import AGENT_ADDR6, CARRIER_ADDR6
+        from tests.links_support import AGENT_ADDR6, CARRIER_ADDR6
         config = make_config(tmp_path, scratch.uplink, source6=AGENT_ADDR6)
         routing = RoutingMonitor(config.carriers, netns=scratch.ns)
         collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns,

@@ -22,9 +22,9 @@ from collectors.bgp.prefixes import Prefix
 from collectors.bgp.rislive import RisLiveStreamCollector, RisVisibilityCollector, create
 from collectors.bgp.rislive.client import effective_url, subscribe_message
 from tests.rislive import replay
+from tests.rislive.config import make_config
 from tests.rislive.replay import LOCAL_AS, OWN4, OWN6, ris_update
 from tests.rislive.server import RisLiveServer
-from tests.test_rislive_view import make_config
 
 # Silence is judged only where a test sets its own timeout: at 1 s, a loaded host that held
 # the loop (the filtered replay's 40,000 frames) made the client reconnect mid-test.

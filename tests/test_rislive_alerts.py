@@ -8,9 +8,9 @@ from pathlib import Path
 from agent.points import Point
 from collectors.bgp.rislive.settings import ViewSettings
 from collectors.bgp.rislive.view import RisView
+from tests.alerts_support import Harness
+from tests.rislive.config import make_config
 from tests.rislive.replay import LOCAL_AS, OWN4, ris_update
-from tests.test_alerts import Harness
-from tests.test_rislive_view import make_config
 
 
 def feed(h: Harness, points: list[Point]) -> None:

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import Config, parse_config
 from agent.points import Point
 from collectors.bgp import metrics
 from collectors.bgp.prefixes import Prefix
@@ -19,20 +18,10 @@ from collectors.bgp.rislive.messages import UPSTREAM_NONE, UPSTREAM_SET, BadMess
 from collectors.bgp.rislive.settings import ViewSettings
 from collectors.bgp.rislive.view import RisView
 from tests.rislive import replay
-from tests.rislive.replay import CARRIERS, LOCAL_AS, OWN4, OWN6, ris_update
+from tests.rislive.config import make_config
+from tests.rislive.replay import LOCAL_AS, OWN4, OWN6, ris_update
 
 WATCH = "203.0.113.0/24"
-
-
-def make_config(announce: list[str] | None = None, watch: list[str] | None = None,
-                **ris: Any) -> Config:
-    carriers = [{"name": name, "interface": name, "bgp": {
-        "peer": f"100.64.{i}.1", "peer_as": asn, "local_address": f"100.64.{i}.2"}}
-        for i, (name, asn) in enumerate(CARRIERS.items(), start=1)]
-    return parse_config({"carriers": carriers, "bgp": {
-        "local_as": LOCAL_AS, "router_id": "100.64.1.2",
-        "announce": announce if announce is not None else [OWN4, OWN6],
-        "watch": watch or [], "ris_live": ris}})
 
 
 def make_view(**kw: Any) -> RisView:

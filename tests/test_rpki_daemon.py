@@ -1,4 +1,4 @@
-"""[bgp.rpki] in the real daemon (`egress-agent run`, as test_daemon_lifecycle.py runs it):
+"""[bgp.rpki] in the real daemon (`egress-agent run`, as tests/daemonproc.py runs it):
 `egress-agent status` shows the VRP source, count and serial; a reload that changes only
 `[bgp.rpki]` swaps the source without restarting ExaBGP (no session is touched)."""
 
@@ -13,16 +13,15 @@ import time
 from pathlib import Path
 
 from agent.control import call
-from tests.test_daemon_lifecycle import (  # noqa: F401 - notifications is a fixture
+from tests.daemonproc import (
     STOP_LIMIT_S,
     Notifications,
     bgp_config,
     exabgp_pids,
-    notifications,
     reload_and_wait,
     start_with_exabgp,
 )
-from tests.test_rpki_rov import VRPS, roas_json
+from tests.rpki_support import VRPS, roas_json
 
 
 def with_rpki(text: str, vrp_file: Path) -> str:
@@ -46,7 +45,7 @@ def wait_for(predicate: object, timeout_s: float, what: str) -> object:
 
 
 def test_status_shows_rpki_and_a_reload_of_rpki_keeps_exabgp(
-        tmp_path: Path, notifications: Notifications) -> None:  # noqa: F811
+        tmp_path: Path, notifications: Notifications) -> None:
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     first.write_text(json.dumps({"roas": roas_json()}))
     second.write_text(json.dumps({"roas": roas_json(VRPS[:4])}))

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from collectors.bgp.rib import V4, format_prefix
+from tests.lab.agent_bgp import AgentBgp, counts_match
 from tests.lab.stayrtr import StayRTR, stayrtr_missing
-from tests.test_bgp_lab import AgentBgp, agent_factory, counts_match  # noqa: F401
-from tests.test_rpki_rov import brute
+from tests.rpki_support import brute
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +50,7 @@ def cache(tmp_path: Path) -> Iterator[StayRTR]:
 
 def rib_truth(agent: AgentBgp, vrps: list[tuple[str, int, int]]) -> dict[str, tuple[int, ...]]:
     """Per carrier (valid, invalid, not_found) of the routes the agent holds, by the RFC
-    literally (tests/test_rpki_rov.py: brute)."""
+    literally (tests/rpki_support.py: brute)."""
     def collect() -> dict[str, tuple[int, ...]]:
         out = {}
         for name, session in agent.state.sessions.items():
@@ -69,7 +69,7 @@ def session_counts(agent: AgentBgp) -> dict[str, tuple[int, ...]]:
 
 
 def test_invalid_route_from_a_carrier_shows_in_its_counts(
-        lab: Any, agent_factory: Callable[..., AgentBgp], cache: StayRTR) -> None:  # noqa: F811
+        lab: Any, agent_factory: Callable[..., AgentBgp], cache: StayRTR) -> None:
     agent = agent_factory(rpki={"rtr": [f"127.0.0.1:{cache.port}"]})
     agent.wait(lambda: counts_match(agent, lab), 60, "sessions up with exact counts")
     agent.wait(lambda: "rpki_valid" in agent.sessions()["telecom"], 20, "VRPs from StayRTR")

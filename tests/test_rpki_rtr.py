@@ -23,9 +23,9 @@ from collectors.bgp.rpki.rov import INVALID, NOT_FOUND, VALID
 from collectors.bgp.rpki.rtr import RtrClient
 from collectors.bgp.rpki.sources import FileSource
 from collectors.bgp.state import BgpState
+from tests.bgp_support import up, update_line
 from tests.lab.stayrtr import StayRTR, stayrtr_missing
-from tests.test_bgp_state import up, update_line
-from tests.test_rpki_rov import ROUTES, VRPS, brute, roas_json, validate
+from tests.rpki_support import ROUTES, VRPS, brute, roas_json, validate
 
 CARRIER = "telecom"
 

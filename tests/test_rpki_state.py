@@ -13,8 +13,8 @@ from collectors.bgp.rib import V4, format_prefix, parse_prefix
 from collectors.bgp.rpki.rov import VrpIndex
 from collectors.bgp.rpki.validation import RovState
 from collectors.bgp.state import BgpState
-from tests.test_bgp_state import Clock, make_config, state_line, up, update_line
-from tests.test_rpki_rov import ROUTES, VRPS, brute, build
+from tests.bgp_support import Clock, make_config, state_line, up, update_line
+from tests.rpki_support import ROUTES, VRPS, brute, build
 
 
 def attach(state: BgpState, index: VrpIndex | None, clock: Clock,
@@ -190,7 +190,7 @@ def test_status_text_of_the_rpki_section() -> None:
 
 def test_alert_own_prefix_rpki_invalid(tmp_path: Any) -> None:
     """The built-in condition fires on the event and on bgp_prefix.rpki, and resolves."""
-    from tests.test_alerts import Harness
+    from tests.alerts_support import Harness
 
     h = Harness(tmp_path)
     h.point("bgp_event", {"kind": "rpki_own_invalid"},

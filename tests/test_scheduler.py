@@ -16,16 +16,11 @@ from agent.collector import (
     PolledCollector,
     StreamingCollector,
 )
-from agent.config import parse_config
 from agent.pipeline import Pipeline
 from agent.points import Point
 from agent.scheduler import Scheduler, after_run, next_tick_ns
 from agent.spool import Spool
-
-
-def make_ctx(tmp_path: Path, pipeline: Pipeline) -> CollectorContext:
-    config = parse_config({"agent": {"data_dir": str(tmp_path), "interval": "200ms"}})
-    return CollectorContext(config=config, emit=pipeline.emit, data_dir=tmp_path)
+from tests.collector_support import make_ctx
 
 
 class Good(PolledCollector):

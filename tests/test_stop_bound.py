@@ -25,7 +25,6 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,8 @@ from agent.scheduler import Scheduler
 from agent.spool import Spool
 from agent.spool_format import SpoolRecord
 from tests.agentproc import influx_times, spool_points, timestamps
-from tests.test_daemon_lifecycle import Daemon, Notifications, config_text, wait_until
-from tests.test_scheduler import make_ctx
+from tests.collector_support import make_ctx
+from tests.daemonproc import Daemon, Notifications, config_text, wait_until
 
 STOP_BOUND_S = 5.0  # SIGTERM → exit, with margin under TimeoutStopSec=20s
 LIVED_S = 1.0  # a run this long after READY has collected host points at a 200 ms interval
@@ -200,13 +199,6 @@ class Silent:
         for conn in self.conns:
             with contextlib.suppress(OSError):
                 conn.close()
-
-
-@pytest.fixture
-def notifications(tmp_path: Path) -> Iterator[Notifications]:
-    n = Notifications(tmp_path / "notify.sock")
-    yield n
-    n.close()
 
 
 def v1_output(url: str, extra: str = "") -> str:
