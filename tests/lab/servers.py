@@ -8,6 +8,7 @@ outage tests can take a server away mid-run and bring it back with its data.
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import socket
@@ -397,13 +398,22 @@ class WebhookReceiver:
         with self._lock:
             return [alert for body in self.bodies for alert in body.get("alerts", [])]
 
+    @staticmethod
+    def started_s(alert: dict[str, Any]) -> float:
+        """When the alert's condition became true (its startsAt), Unix seconds."""
+        return datetime.datetime.fromisoformat(alert["startsAt"]).timestamp()
+
     def wait_for(self, alertname: str, status: str, timeout: float = 20.0,
-                 **labels: str) -> dict[str, Any]:
+                 started_after_s: float | None = None, **labels: str) -> dict[str, Any]:
+        """The first alert received with that name, status and labels; with
+        `started_after_s`, only one whose condition became true after that time."""
         def found() -> dict[str, Any] | None:
             for alert in self.alerts():
                 got = alert.get("labels", {})
                 if (got.get("alertname") == alertname and alert.get("status") == status
-                        and all(got.get(k) == v for k, v in labels.items())):
+                        and all(got.get(k) == v for k, v in labels.items())
+                        and (started_after_s is None
+                             or self.started_s(alert) >= started_after_s)):
                     return alert
             return None
 
