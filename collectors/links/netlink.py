@@ -55,7 +55,6 @@ goes through that loop.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
 import ipaddress
@@ -106,6 +105,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.ndmsg import NTF_USE, ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from agent.sockfilter import BPF_JEQ_K, BPF_LD_B_ABS, BPF_RET_K, attach_filter
 from collectors.links.records import (
     IFLA_STATS_LINK_64,
     STATS_NAMES,
@@ -150,11 +150,6 @@ NUD_USABLE = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP | NUD
 
 _RECV_BYTES = 1 << 20
 # A classic BPF filter on route notifications (only_routes_of): the kernel copies it in.
-_SO_ATTACH_FILTER = 26
-_BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
-_BPF_LDB_ABS = 0x30  # BPF_LD | BPF_B | BPF_ABS: one byte at an offset of the message
-_BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
-_BPF_RET_K = 0x06  # BPF_RET | BPF_K: keep that many bytes (0: drop)
 _TYPE_LOW_OFFSET = 4 if sys.byteorder == "little" else 5  # nlmsg_type's low byte
 _RTM_TABLE_OFFSET = 16 + 4  # nlmsghdr, then rtmsg: family, dst_len, src_len, tos, table
 _ENCODED_MAX = 1024  # distinct requests kept encoded (links looked up by index included)
@@ -388,19 +383,16 @@ class RtNetlink:
         if n > 250:  # a jump offset is one byte: then no filter, every route is read
             return
         prog = [
-            (_BPF_LDB_ABS, 0, 0, _TYPE_LOW_OFFSET),  # nlmsg_type (route types are < 256)
-            (_BPF_JEQ_K, 2, 0, RTM_NEWROUTE),  # → load the table
-            (_BPF_JEQ_K, 1, 0, RTM_DELROUTE),
-            (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # not a route: keep
-            (_BPF_LDB_ABS, 0, 0, _RTM_TABLE_OFFSET),  # rtmsg.rtm_table
-            *[(_BPF_JEQ_K, n - i, 0, table) for i, table in enumerate(keep)],  # → keep
-            (_BPF_RET_K, 0, 0, 0),  # another table: drop
-            (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+            (BPF_LD_B_ABS, 0, 0, _TYPE_LOW_OFFSET),  # nlmsg_type (route types are < 256)
+            (BPF_JEQ_K, 2, 0, RTM_NEWROUTE),  # → load the table
+            (BPF_JEQ_K, 1, 0, RTM_DELROUTE),
+            (BPF_RET_K, 0, 0, 0xFFFFFFFF),  # not a route: keep
+            (BPF_LD_B_ABS, 0, 0, _RTM_TABLE_OFFSET),  # rtmsg.rtm_table
+            *[(BPF_JEQ_K, n - i, 0, table) for i, table in enumerate(keep)],  # → keep
+            (BPF_RET_K, 0, 0, 0),  # another table: drop
+            (BPF_RET_K, 0, 0, 0xFFFFFFFF),
         ]
-        code = b"".join(_BPF_INSN.pack(*insn) for insn in prog)
-        buf = ctypes.create_string_buffer(code, len(code))
-        fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))  # struct sock_fprog
-        self.sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+        attach_filter(self.sock, prog)
 
     def pending(self) -> bool:
         """Whether anything was queued on a subscribed, non-blocking socket since the last

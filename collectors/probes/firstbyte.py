@@ -14,11 +14,19 @@ filter lets through only the probe's own connection.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import socket
 import struct
 from dataclasses import dataclass
 
+from agent.sockfilter import (
+    BPF_JEQ_K,
+    BPF_LD_H_ABS,
+    BPF_LD_H_IND,
+    BPF_LDX_B_MSH,
+    BPF_RET_K,
+    Program,
+    attach_filter,
+)
 from collectors.probes.sockets import (
     CMSG_BYTES,
     Binding,
@@ -27,14 +35,6 @@ from collectors.probes.sockets import (
     rx_timestamp_ns,
 )
 
-SO_ATTACH_FILTER = 26
-# Classic BPF opcodes (linux/filter.h) for a filter on the two TCP ports.
-_BPF_LDX_IP_HEADER_LEN = 0xB1  # BPF_LDX | BPF_B | BPF_MSH: X = 4 * ([k] & 0xf)
-_BPF_LD_HALF_ABS = 0x28  # BPF_LD | BPF_H | BPF_ABS: A = u16 at [k]
-_BPF_LD_HALF_IND = 0x48  # BPF_LD | BPF_H | BPF_IND: A = u16 at [X + k]
-_BPF_JEQ = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
-_BPF_RET = 0x06  # BPF_RET | BPF_K
-_INSN = struct.Struct("HBBI")
 _PORTS_SEQ = struct.Struct("!HHI")
 # A raw socket's copy: the IPv4 header, TCP header and data up to here are enough.
 _HEAD_BYTES = 128
@@ -49,30 +49,23 @@ class Segment:
     payload_bytes: int
 
 
-def port_filter(family: int, remote_port: int, local_port: int) -> list[tuple[int, int, int, int]]:
+def port_filter(family: int, remote_port: int, local_port: int) -> Program:
     """Classic BPF accepting only TCP segments from remote_port to local_port. An IPv4 raw
     socket's copy starts at the IP header (variable length), an IPv6 one at the TCP header."""
     if family == socket.AF_INET:
-        load = [(_BPF_LDX_IP_HEADER_LEN, 0, 0, 0), (_BPF_LD_HALF_IND, 0, 0, 0)]
-        load_dport = (_BPF_LD_HALF_IND, 0, 0, 2)
+        load = [(BPF_LDX_B_MSH, 0, 0, 0), (BPF_LD_H_IND, 0, 0, 0)]
+        load_dport = (BPF_LD_H_IND, 0, 0, 2)
     else:
-        load = [(_BPF_LD_HALF_ABS, 0, 0, 0)]
-        load_dport = (_BPF_LD_HALF_ABS, 0, 0, 2)
+        load = [(BPF_LD_H_ABS, 0, 0, 0)]
+        load_dport = (BPF_LD_H_ABS, 0, 0, 2)
     return [
         *load,
-        (_BPF_JEQ, 0, 3, remote_port),  # source port: else drop
+        (BPF_JEQ_K, 0, 3, remote_port),  # source port: else drop
         load_dport,
-        (_BPF_JEQ, 0, 1, local_port),  # destination port: else drop
-        (_BPF_RET, 0, 0, 0xFFFF),
-        (_BPF_RET, 0, 0, 0),
+        (BPF_JEQ_K, 0, 1, local_port),  # destination port: else drop
+        (BPF_RET_K, 0, 0, 0xFFFF),
+        (BPF_RET_K, 0, 0, 0),
     ]
-
-
-def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
-    code = b"".join(_INSN.pack(*insn) for insn in program)
-    buffer = ctypes.create_string_buffer(code)  # alive until setsockopt has copied it
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def parse_segment(family: int, data: bytes, length: int) -> tuple[int, int, int, int] | None:
