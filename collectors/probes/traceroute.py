@@ -1,10 +1,11 @@
-"""Traceroute through one carrier: TTL-stepped ICMP echo or UDP probes built by scapy.
+"""Traceroute through one carrier: TTL-stepped ICMP echo or UDP probes.
 
 Probes leave on sockets bound to the carrier (see sockets.py) with the TTL (hop limit) set
 per probe; ICMP answers (time exceeded, echo reply, unreachable) come back on a raw ICMP
-socket bound the same way, are parsed with scapy and matched to the probe through the
-quoted header (ICMP identifier + sequence, or UDP ports). TTLs go out in windows of
-`window` so a path of n hops costs about n / window timeouts at worst, not n.
+socket bound the same way and are matched to the probe through the quoted header (ICMP
+identifier + sequence, or UDP ports). The bytes, both ways, are tracewire.py's. TTLs go
+out in windows of `window` so a path of n hops costs about n / window timeouts at worst,
+not n.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from collectors.probes.sockets import (
     open_bound,
     rx_timestamp_ns,
 )
+from collectors.probes.tracewire import (
+    UDP_BASE_PORT,
+    ProbeTemplate,
+    parse_answer_v4,
+    parse_answer_v6,
+)
 
-UDP_BASE_PORT = 33434
 IPV6_UNICAST_HOPS = 16
-_PAYLOAD = b"egress-agent tr"
 
 # Lookup of one hop address: origin AS or None (unknown); None as a whole = no BGP tables.
 AsLookup = Callable[[str], Awaitable[int | None]]
@@ -101,64 +106,8 @@ class _Answer:
     final: bool  # from the destination (echo reply / port unreachable) or a hard stop
 
 
-def _parse_v4(data: bytes, ident: int, sport: int, method: str) -> tuple[int, bool] | None:
-    """(ttl, final) of the probe this ICMPv4 packet answers, or None."""
-    from scapy.layers.inet import ICMP, IP, ICMPerror, UDPerror
-
-    packet = IP(data)
-    icmp = packet.getlayer(ICMP)
-    if icmp is None:
-        return None
-    if icmp.type == 0 and method == "icmp":  # echo reply: from the target
-        return (int(icmp.seq), True) if icmp.id == ident else None
-    if icmp.type not in (3, 11):
-        return None
-    final = icmp.type == 3
-    if method == "icmp":
-        inner = packet.getlayer(ICMPerror)
-        if inner is None or inner.id != ident or inner.type != 8:
-            return None
-        return int(inner.seq), final
-    inner_udp = packet.getlayer(UDPerror)
-    if inner_udp is None or inner_udp.sport != sport:
-        return None
-    return int(inner_udp.dport) - UDP_BASE_PORT + 1, final
-
-
-def _parse_v6(data: bytes, ident: int, sport: int, method: str) -> tuple[int, bool] | None:
-    from scapy.layers.inet import UDPerror
-    from scapy.layers.inet6 import (
-        ICMPv6DestUnreach,
-        ICMPv6EchoReply,
-        ICMPv6EchoRequest,
-        ICMPv6TimeExceeded,
-    )
-
-    first = data[0] if data else 0
-    if first == 129 and method == "icmp":
-        reply = ICMPv6EchoReply(data)
-        return (int(reply.seq), True) if reply.id == ident else None
-    if first == 3:
-        packet: Any = ICMPv6TimeExceeded(data)
-        final = False
-    elif first == 1:
-        packet = ICMPv6DestUnreach(data)
-        final = True
-    else:
-        return None
-    if method == "icmp":
-        inner = packet.getlayer(ICMPv6EchoRequest)
-        if inner is None or inner.id != ident:
-            return None
-        return int(inner.seq), final
-    inner_udp = packet.getlayer(UDPerror)
-    if inner_udp is None or inner_udp.sport != sport:
-        return None
-    return int(inner_udp.dport) - UDP_BASE_PORT + 1, final
-
-
 def _local_source(binding: Binding, family: int, address: str) -> str:
-    """The source address the kernel would use (for the UDP checksum scapy computes)."""
+    """The source address the kernel would use (the UDP checksum covers it)."""
     source = binding.source(family)
     if source:
         return source
@@ -186,11 +135,12 @@ class _Tracer:
         enable_rx_timestamps(self.rx)
         if method == "icmp":
             self.tx = self.rx
-            self.source = None
+            source = None
         else:
             self.tx = open_bound(binding, self.family, socket.SOCK_RAW, socket.IPPROTO_UDP)
             self.tx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # never read
-            self.source = _local_source(binding, self.family, address)
+            source = _local_source(binding, self.family, address)
+        self.probes = ProbeTemplate(self.family, method, self.ident, self.sport, source, address)
         self.sent_ns: dict[int, int] = {}
         self.answers: dict[int, _Answer] = {}
         self.changed = asyncio.Event()
@@ -204,36 +154,17 @@ class _Tracer:
         if self.tx is not self.rx:
             self.tx.close()
 
-    def _packet(self, ttl: int) -> bytes:
-        if self.method == "icmp":
-            if self.v4:
-                from scapy.layers.inet import ICMP
-
-                return bytes(ICMP(type=8, id=self.ident, seq=ttl) / _PAYLOAD)
-            from scapy.layers.inet6 import ICMPv6EchoRequest
-
-            echo = ICMPv6EchoRequest(id=self.ident, seq=ttl, cksum=0, data=_PAYLOAD)
-            return bytes(echo)  # the kernel fills the ICMPv6 checksum
-        from scapy.layers.inet import IP, UDP
-        from scapy.layers.inet6 import IPv6
-
-        # Built over the IP header so scapy computes the UDP checksum; only UDP is sent.
-        ip_layer: Any = IP if self.v4 else IPv6
-        udp = UDP(sport=self.sport, dport=UDP_BASE_PORT + ttl - 1)
-        whole = ip_layer(src=self.source, dst=self.address) / udp / _PAYLOAD
-        return bytes(whole)[20 if self.v4 else 40 :]
-
     def send(self, ttl: int) -> None:
         if self.v4:
             self.tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         else:
             self.tx.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl)
-        packet = self._packet(ttl)
+        packet = self.probes.packet(ttl)
         self.sent_ns[ttl] = time.time_ns()
         self.tx.sendto(packet, (self.address, 0) if self.v4 else (self.address, 0, 0, 0))
 
     def _on_readable(self) -> None:
-        parse = _parse_v4 if self.v4 else _parse_v6
+        parse = parse_answer_v4 if self.v4 else parse_answer_v6
         while True:
             try:
                 data, ancdata, _flags, source = self.rx.recvmsg(4096, 64)
@@ -241,10 +172,7 @@ class _Tracer:
                 return
             except OSError:
                 return
-            try:
-                matched = parse(data, self.ident, self.sport, self.method)
-            except Exception:  # scapy on a malformed packet: not ours
-                matched = None
+            matched = parse(data, self.ident, self.sport, self.method)
             if matched is None:
                 continue
             ttl, final = matched
