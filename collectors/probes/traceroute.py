@@ -130,17 +130,16 @@ class _Tracer:
         self.v4 = self.family == socket.AF_INET
         self.ident = int.from_bytes(os.urandom(2), "big") or 1
         self.sport = 33000 + int.from_bytes(os.urandom(2), "big") % 20000
+        source = None if method == "icmp" else _local_source(binding, self.family, address)
+        self.probes = ProbeTemplate(self.family, method, self.ident, self.sport, source, address)
         proto = socket.IPPROTO_ICMP if self.v4 else socket.IPPROTO_ICMPV6
         self.rx = open_bound(binding, self.family, socket.SOCK_RAW, proto)
         enable_rx_timestamps(self.rx)
         if method == "icmp":
             self.tx = self.rx
-            source = None
         else:
             self.tx = open_bound(binding, self.family, socket.SOCK_RAW, socket.IPPROTO_UDP)
             self.tx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # never read
-            source = _local_source(binding, self.family, address)
-        self.probes = ProbeTemplate(self.family, method, self.ident, self.sport, source, address)
         self.sent_ns: dict[int, int] = {}
         self.answers: dict[int, _Answer] = {}
         self.changed = asyncio.Event()
