@@ -53,6 +53,14 @@ def test_the_real_sysfs_of_loopback() -> None:
         files.close()
 
 
+def overwrite(path: Path, value: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, value, 0)
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture(params=["c", "python"])
 def wait_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both waits: the C one (built by scripts/setup) and the Python one used without it."""
@@ -71,7 +79,10 @@ def test_wait_change_returns_the_new_values(tmp_path: Path, wait_impl: str) -> N
     try:
         first = files.wait_change(None, stop.fileno(), 0.01)
         assert first == (b"1\n", b"1\n")  # nothing seen yet: at once
-        timer = threading.Timer(0.2, (root / "unicom" / "carrier").write_text, ("0\n",))
+        # In place, same length: write_text truncates first, and a read between the
+        # truncation and the write saw b"" (a change, but not the one written). sysfs
+        # itself never shows a half-written value.
+        timer = threading.Timer(0.2, overwrite, (root / "unicom" / "carrier", b"0\n"))
         timer.start()
         started = time.monotonic()
         assert files.wait_change(first, stop.fileno(), 0.01) == (b"1\n", b"0\n")
