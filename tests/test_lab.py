@@ -387,11 +387,13 @@ def _wire_ping_rtts(lab: Any, carrier: Any, target: str, count: int,
     probes = [p.rtt_ms for p in icmp_rtts(capture.frames, target)]
     wire = [rtt for rtt in probes if rtt is not None]
     assert len(wire) == len(pinged), (carrier.name, target, len(capture.frames), pinged, wire)
-    back = [p.rtt_ms for p in icmp_rtts_from_far_end(capture.frames, at_target.frames, target)]
+    # request's arrival at the target -> reply's arrival at the uplink: answer + way back
+    from_target = [p.rtt_ms
+                   for p in icmp_rtts_from_far_end(capture.frames, at_target.frames, target)]
     answer = [p.rtt_ms for p in icmp_rtts(mirrored(at_target.frames), target)]
-    legs = [f"{w:.2f}={w - b - a:.2f}+{a:.2f}+{b:.2f}"
-            for w, b, a in zip(probes, back, answer, strict=False)  # aligned unless one was lost
-            if w is not None and b is not None and a is not None]
+    legs = [f"{w:.2f}={w - t:.2f}+{a:.2f}+{t - a:.2f}"
+            for w, t, a in zip(probes, from_target, answer, strict=False)  # aligned unless lost
+            if w is not None and t is not None and a is not None]
     return wire, (f"{carrier.name}: uplink RTT = there + target's answer + back (ms): "
                   + " ".join(legs))
 
