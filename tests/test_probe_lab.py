@@ -184,6 +184,7 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int, interval_s
         http_rtts_from_far_end,
         icmp_rtts_from_far_end,
         nearest_in,
+        tcp_rtts,
         wire_rtts,
     )
 
@@ -212,12 +213,22 @@ def agent_vs_wire_ms(lab: Any, carrier: str, method: str, count: int, interval_s
             far = from_far_end(capture.frames, far_end.frames, lab.target)
     assert len(far) == count, (method, len(far))
     host_ms = [0.0] * count
-    if kernel is not None and kernel.handshakes is not None:
+    if kernel is not None:
+        # the lab runs as root, where tracefs can be mounted: without the trace every
+        # handshake would be read strictly (CI ran so, unseen, until tracefs was mounted)
+        assert kernel.handshakes is not None, "no kernel trace of the handshakes (tracefs)"
         assert len(kernel.handshakes) == count, (method, kernel.handshakes)
         host_ms = [h.host_ms for h in kernel.handshakes]
+    handshakes: list[float | None] = [None] * count
+    if kind == "http":  # shown apart: which half of the probe a difference is in
+        split = [w.rtt_ms for w in tcp_rtts(capture.frames, lab.target, http_port)]
+        handshakes = split if len(split) == count else handshakes
     pairs = []
-    for agent_ms, at_tap, at_far, host in zip(result.round.rtts_ms, wire, far, host_ms,
-                                              strict=True):
+    # per probe, shown when a test fails (pytest prints what a failed test printed)
+    print(f"{method}: probe, agent ms, tap ms (handshake), far-end ms, traced host ms")
+    for i, (agent_ms, at_tap, at_far, host, handshake) in enumerate(
+            zip(result.round.rtts_ms, wire, far, host_ms, handshakes, strict=True)):
+        print(f"  {i} {agent_ms} {at_tap.rtt_ms} ({handshake}) {at_far.rtt_ms} {host:.3f}")
         if agent_ms is not None and at_tap.rtt_ms is not None and at_far.rtt_ms is not None:
             pairs.append((agent_ms, nearest_in(at_far.rtt_ms, at_tap.rtt_ms + host,
                                                agent_ms)))

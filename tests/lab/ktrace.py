@@ -18,8 +18,9 @@ clock, following each packet by its buffer's address:
   is where the tap stamps it. A loaded host can leave a batch of arrivals waiting for the
   CPU, so "the last arrival before" would be another packet: the address is followed.
 
-A side whose packet was not traced adds nothing (the strict reading). `handshakes` is
-None where tracefs cannot be used; the parsing is pure (`handshake_host_ms`) and tested
+A side whose packet was not traced adds nothing (the strict reading). tracefs is mounted
+for the trace when nothing has mounted it (and unmounted after); `handshakes` is None
+where it cannot be used; the parsing is pure (`handshake_host_ms`) and tested
 on its own.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -127,9 +129,20 @@ def gc_instances() -> None:
                 _remove_instance(path)
 
 
+def mount_tracefs() -> bool:
+    """Mounts tracefs where it is looked for, if it is not there yet (a new machine, a CI
+    run: nothing mounts it at boot, and without it every handshake was read strictly);
+    True when this call mounted it, so the caller unmounts it again."""
+    if (TRACEFS / "instances").is_dir():
+        return False
+    done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
 class HandshakeTrace:
     """`with HandshakeTrace(uplink, 443, source) as trace: ...` then `trace.handshakes`
-    (None when tracefs is not there or not writable)."""
+    (None when tracefs cannot be mounted or written: not root, or a kernel without it)."""
 
     def __init__(self, device: str, port: int, source: str) -> None:
         self.device = device
@@ -137,13 +150,16 @@ class HandshakeTrace:
         self.source = source
         self.handshakes: list[Handshake] | None = None
         self._path: Path | None = None
+        self._mounted = False
 
     def __enter__(self) -> HandshakeTrace:
+        self._mounted = mount_tracefs()
         gc_instances()
         path = TRACEFS / "instances" / f"{INSTANCE_PREFIX}{os.getpid()}"
         try:
             path.mkdir()
         except OSError:
+            self._close()
             return self
         self._path = path
         try:
@@ -171,3 +187,6 @@ class HandshakeTrace:
         if self._path is not None:
             _remove_instance(self._path)
             self._path = None
+        if self._mounted:
+            subprocess.run(["umount", str(TRACEFS)], capture_output=True, check=False)
+            self._mounted = False
