@@ -164,16 +164,15 @@ def test_ping_through_each_carrier_shows_its_delay(lab: Any) -> None:
     # carrier as 11.5 ms (median of 30) once
     medians = {}
     for c in lab.carriers:
-        lab.delay_line_stats()
-        steal = _HostSteal()
-        rtts = _wire_ping_rtts(lab, c, lab.target, count=30)
-        held = lab.delay_line_stats()
+        with _DelayLineWatch(lab) as watch:
+            rtts = _wire_ping_rtts(lab, c, lab.target, count=30)
+        held = watch.held
         assert len(rtts) == 30, f"{c.name}: {len(rtts)}/30 replies"
         # each request held once, timed from the kernel's stamp of its arrival
         assert (held["held"], held["dropped"], held["unstamped"]) == (30, 0, 0), held
         medians[c.name] = statistics.median(rtts)
         assert c.delay_ms <= medians[c.name] <= c.delay_ms + 1.0, (
-            c.name, medians[c.name], held, steal)
+            c.name, medians[c.name], watch)
         # the carrier's own target answers through it, and through no other carrier
         assert len(_ping_rtts(lab, c.source, c.target, count=3)) == 3
         other = next(o for o in lab.carriers if o is not c)
@@ -184,14 +183,13 @@ def test_ping_through_each_carrier_shows_its_delay(lab: Any) -> None:
 @pytest.mark.lab
 def test_ipv6_ping_through_each_carrier_shows_its_delay(lab: Any) -> None:
     for c in lab.carriers:
-        lab.delay_line_stats()
-        steal = _HostSteal()
-        rtts = _wire_ping_rtts(lab, c, lab.target6, count=20, source=c.source6)
-        held = lab.delay_line_stats()
+        with _DelayLineWatch(lab) as watch:
+            rtts = _wire_ping_rtts(lab, c, lab.target6, count=20, source=c.source6)
+        held = watch.held
         assert len(rtts) == 20, f"{c.name}: {len(rtts)}/20 replies"
         assert (held["held"], held["dropped"], held["unstamped"]) == (20, 0, 0), held
         assert c.delay_ms <= statistics.median(rtts) <= c.delay_ms + 1.0, (
-            c.name, rtts, held, steal)
+            c.name, rtts, watch)
         assert len(_ping_rtts(lab, c.source6, c.target6, count=2)) == 2
         other = next(o for o in lab.carriers if o is not c)
         assert _ping_rtts(lab, other.source6, c.target6, count=2) == []
@@ -354,13 +352,12 @@ def test_set_delay_and_loss_at_run_time(lab: Any) -> None:
     old = c.delay_ms
     lab.set_delay("unicom", delay_ms=5.0, loss_pct=50.0)
     try:
-        lab.delay_line_stats()
-        steal = _HostSteal()
-        rtts = _ping_rtts(lab, c.source, lab.target, count=100)
-        held = lab.delay_line_stats()
+        with _DelayLineWatch(lab) as watch:
+            rtts = _ping_rtts(lab, c.source, lab.target, count=100)
+        held = watch.held
         assert 25 <= len(rtts) <= 75
         assert (held["held"], held["dropped"]) == (len(rtts), 100 - len(rtts)), held
-        assert 5.0 <= statistics.median(rtts) <= 6.0, (rtts, held, steal)
+        assert 5.0 <= statistics.median(rtts) <= 6.0, (rtts, watch)
     finally:
         lab.set_delay("unicom", delay_ms=old, loss_pct=0.0)
 
@@ -374,13 +371,11 @@ def test_jitter_is_uniform_around_the_delay(lab: Any) -> None:
     base = statistics.median(_wire_ping_rtts(lab, c, lab.target, count=200))
     lab.set_delay("mobile", jitter_ms=3.0)
     try:
-        lab.delay_line_stats()
-        steal = _HostSteal()
-        rtts = _wire_ping_rtts(lab, c, lab.target, count=200)
-        held = lab.delay_line_stats()
+        with _DelayLineWatch(lab) as watch:
+            rtts = _wire_ping_rtts(lab, c, lab.target, count=200)
     finally:
         lab.set_delay("mobile", jitter_ms=0.0)
-    why = (base, held, steal)
+    why = (base, watch)
     assert len(rtts) == 200
     assert c.delay_ms - 3.0 <= min(rtts)
     # 200 samples of uniform(-3, 3), 1 sigma of each statistic (simulated): p90 +2.40 ms
@@ -391,22 +386,37 @@ def test_jitter_is_uniform_around_the_delay(lab: Any) -> None:
     assert 1.45 <= jitter <= 2.6, (jitter, why)
 
 
-class _HostSteal:
-    """CPU time the hypervisor took from this virtual machine since it was made (shown in
-    timing assertions: a slow RTT with the delay line on time and steal up is the host's)."""
+class _DelayLineWatch:
+    """`with _DelayLineWatch(lab) as watch:` around a measurement through the delay line;
+    after it, `watch.held` is what the delay line did meanwhile (`Lab.delay_line_stats`)
+    and `watch.steal_ms` the CPU time the hypervisor took from this virtual machine. Its
+    repr goes in timing assertions: a slow RTT with the delay line on time and steal up is
+    the host's."""
 
-    def __init__(self) -> None:
-        self._start_ticks = self._ticks()
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+        self.held: dict[str, Any] = {}
+        self.steal_ms = 0
+        self._start_ticks = 0
 
     @staticmethod
-    def _ticks() -> int:
+    def _steal_ticks() -> int:
         with open("/proc/stat") as fh:
             fields = fh.readline().split()
         return int(fields[8]) if len(fields) > 8 else 0
 
+    def __enter__(self) -> _DelayLineWatch:
+        self.lab.delay_line_stats()  # counts from here on
+        self._start_ticks = self._steal_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.held = self.lab.delay_line_stats()
+        ticks = self._steal_ticks() - self._start_ticks
+        self.steal_ms = ticks * 1000 // os.sysconf("SC_CLK_TCK")
+
     def __repr__(self) -> str:
-        ms = (self._ticks() - self._start_ticks) * 1000 // os.sysconf("SC_CLK_TCK")
-        return f"steal {ms} ms of CPU"
+        return f"delay line {self.held}, steal {self.steal_ms} ms of CPU"
 
 
 def _wire_ping_rtts(lab: Any, carrier: Any, target: str, count: int,
