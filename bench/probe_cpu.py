@@ -6,9 +6,9 @@ Rounds as the probes collector runs them (6 concurrent rounds of 10 probes, 0.5 
 through ProbeEngine against 127.0.0.1: a listening socket of this process for TCP (its
 accept and close are counted too), the kernel's echo reply for ICMP. CPU is getrusage of
 this process (user + system) per probe; trials alternate, and the median is printed.
-For TCP the same rounds also run with asyncio's `loop.sock_connect` in place of
-collectors/probes/connecting.py, as the baseline of the same run:
-tcp_cpu_ratio_vs_sock_connect = ours / sock_connect (lower is better).
+For TCP the same rounds also run as a plain asyncio implementation would (a task per probe,
+`asyncio.timeout` and `loop.sock_connect`) in place of collectors/probes/tcpround.py, as the
+baseline of the same run: tcp_cpu_ratio_vs_sock_connect = ours / that (lower is better).
 Prints one JSON line last.
 """
 
@@ -21,19 +21,22 @@ import resource
 import socket
 import statistics
 import sys
-from collections.abc import Awaitable, Callable
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collectors.probes import connecting, methods
+from collectors.probes import connecting
 from collectors.probes.engine import ProbeEngine
-from collectors.probes.sockets import Binding
+from collectors.probes.icmp import IcmpSockets
+from collectors.probes.methods import OneProbe, paced_round
+from collectors.probes.probers import PROBERS, RoundSpec, probe_tcp
+from collectors.probes.rounds import RoundResult
+from collectors.probes.sockets import Binding, family_of, open_bound
 
 ROUNDS_PER_TRIAL = 10
 CONCURRENT_ROUNDS = 6
 COUNT = 10
-Connect = Callable[[socket.socket, tuple[str, int]], Awaitable[None]]
 
 
 def cpu_s() -> float:
@@ -41,14 +44,26 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def asyncio_sock_connect(sock: socket.socket, address: tuple[str, int]) -> None:
-    await asyncio.get_running_loop().sock_connect(sock, address)
+def sock_connect_probe(binding: Binding, address: str, port: int) -> OneProbe:
+    """One TCP probe as plain asyncio code would run it: the baseline."""
+    async def one(timeout_s: float) -> float:
+        sock = open_bound(binding, family_of(address), socket.SOCK_STREAM)
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.get_running_loop().sock_connect(sock, (address, port))
+            elapsed_ms = (time.perf_counter() - start) * 1000.0
+            return connecting.connect_time_ms(elapsed_ms, *connecting.handshake_info(sock))
+        finally:
+            connecting.reset_close(sock)
+
+    return one
 
 
-class _Connecting:
-    """Stands in for the `connecting` module inside methods.py, to swap connect()."""
-
-    connect: Connect = staticmethod(connecting.connect)
+async def probe_tcp_sock_connect(spec: RoundSpec, _icmp: IcmpSockets) -> RoundResult:
+    assert spec.method.port is not None
+    one = sock_connect_probe(spec.binding, spec.address, spec.method.port)
+    return await paced_round(spec.count, spec.interval_s, spec.timeout_s, one)
 
 
 async def trial(engine: ProbeEngine, method: str) -> float:
@@ -81,14 +96,13 @@ async def main(trials: int) -> dict[str, float]:
             pass
 
     asyncio.get_running_loop().add_reader(listener, accept_all)
-    methods.connecting = _Connecting  # type: ignore[assignment]
     engine = ProbeEngine()
     figures: dict[str, list[float]] = {"tcp": [], "tcp_sock_connect": [], "icmp": []}
     for _ in range(trials):
-        for name, connect in (("tcp", connecting.connect),
-                              ("tcp_sock_connect", asyncio_sock_connect)):
-            _Connecting.connect = staticmethod(connect)
+        for name, prober in (("tcp", probe_tcp), ("tcp_sock_connect", probe_tcp_sock_connect)):
+            PROBERS["tcp"] = prober
             figures[name].append(await trial(engine, f"tcp:{port}"))
+        PROBERS["tcp"] = probe_tcp
         figures["icmp"].append(await trial(engine, "icmp"))
     engine.close()
     medians = {name: statistics.median(values) for name, values in figures.items()}

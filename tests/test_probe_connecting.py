@@ -35,7 +35,7 @@ def test_many_connects_complete_and_leave_nothing_armed(listener: socket.socket)
         connected = sum(1 for s in socks if s.getpeername() == listener.getsockname())
         for s in socks:
             s.close()
-        assert connecting._waiter().waiting == {}
+        assert connecting.waiter().waiting == {}
         return connected
 
     assert asyncio.run(run()) == 300
@@ -82,7 +82,7 @@ def test_an_abandoned_connect_is_disarmed_and_its_fd_reusable() -> None:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
                 await connecting.connect(sock, full.getsockname())
-        assert connecting._waiter().waiting == {}
+        assert connecting.waiter().waiting == {}
         sock.close()
         again = nonblocking()
         assert again.fileno() == fd
@@ -98,7 +98,7 @@ def test_an_abandoned_connect_is_disarmed_and_its_fd_reusable() -> None:
 
 def test_one_waiter_per_event_loop() -> None:
     async def waiter_id() -> int:
-        return id(connecting._waiter())
+        return id(connecting.waiter())
 
     async def same_loop_twice() -> tuple[int, int]:
         return await waiter_id(), await waiter_id()

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collectors.probes.connecting import connect_time_ms
 from collectors.probes.icmp import build_echo, build_template, inet_checksum
-from collectors.probes.methods import Method, connect_time_ms, parse_method
+from collectors.probes.methods import Method, parse_method
 from collectors.probes.stats import compute_stats, jitter, percentile, sample_stddev
 
 rtt = st.floats(min_value=0.001, max_value=10_000, allow_nan=False, allow_infinity=False)

@@ -1,5 +1,6 @@
-"""Method strings (`Method`, `parse_method`: their one grammar) and the probes other than
-ICMP: TCP connect, DNS over UDP, HTTP time to first byte.
+"""Method strings (`Method`, `parse_method`: their one grammar), rounds of a task per probe
+(`paced_round`) and the probes that need one: DNS over UDP, HTTP time to first byte
+(ICMP: icmp.py; TCP connect: tcpround.py).
 
 Each probe opens its own socket bound to the carrier (see sockets.py), so a probe "through
 carrier X" really leaves through X. A failure (refused, timed out, wrong answer, no route)
@@ -9,11 +10,9 @@ is an outcome of None with a reason, never an exception out of the round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,15 +36,6 @@ from collectors.probes.sockets import (
 DEFAULT_DNS_QNAME = "example.com"
 DEFAULT_HTTP_PATH = "/"
 _STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})")
-_LINGER_RESET = struct.pack("ii", 1, 0)
-# struct tcp_info (linux/tcp.h): tcpi_rtt, the smoothed RTT in microseconds, is the u32 at
-# byte 68; after a handshake it is the kernel's one sample of SYN -> SYN-ACK.
-_TCPI_RTT_OFFSET = 68
-# tcpi_total_retrans, the u32 at byte 100, counts retransmitted segments, SYNs included.
-_TCPI_TOTAL_RETRANS_OFFSET = 100
-_TCP_INFO_BYTES = 104
-
-
 class ProbeFailure(Exception):
     """One probe failed for a reason worth reporting (refused, wrong answer, ...)."""
 
@@ -154,17 +144,6 @@ def _open(binding: Binding, address: str, kind: int) -> socket.socket:
         raise NotSent(f"socket: {exc.strerror or exc}") from None
 
 
-def _connected(sock: socket.socket) -> bool:
-    """True when a non-blocking connect has completed (whether or not we saw it)."""
-    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
-        return False
-    try:
-        sock.getpeername()
-    except OSError:
-        return False
-    return True
-
-
 async def _connect(binding: Binding, address: str, port: int,
                    timeout_s: float) -> tuple[socket.socket, float]:
     """A connected socket and the connect time (ms) a TCP probe reports. When the timeout
@@ -177,59 +156,19 @@ async def _connect(binding: Binding, address: str, port: int,
             async with asyncio.timeout(timeout_s):  # no task of its own, unlike wait_for
                 await connecting.connect(sock, (address, port))
         except TimeoutError:
-            if not _connected(sock):
+            if not connecting.is_connected(sock):
                 raise
         elapsed_ms = (time.perf_counter() - start) * 1000.0
-        rtt_ms = connect_time_ms(elapsed_ms, *handshake_info(sock))
+        rtt_ms = connecting.connect_time_ms(elapsed_ms, *connecting.handshake_info(sock))
         if rtt_ms > timeout_s * 1000.0:
             raise TimeoutError
     except ConnectionRefusedError:
-        _reset_close(sock)
+        connecting.reset_close(sock)
         raise ProbeFailure("connection refused") from None
     except BaseException:
-        _reset_close(sock)
+        connecting.reset_close(sock)
         raise
     return sock, rtt_ms
-
-
-def _reset_close(sock: socket.socket) -> None:
-    """Close with RST: a monitor must not leave TIME_WAIT sockets behind on every probe."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    sock.close()
-
-
-def handshake_info(sock: socket.socket) -> tuple[float | None, bool]:
-    """The kernel's RTT sample of the handshake (None when it has none) and whether a
-    segment, the SYN included, had to be retransmitted."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
-    except OSError:
-        return None, False
-    if len(info) < _TCP_INFO_BYTES:
-        return None, False
-    (rtt_us,) = struct.unpack_from("=I", info, _TCPI_RTT_OFFSET)
-    (retransmitted,) = struct.unpack_from("=I", info, _TCPI_TOTAL_RETRANS_OFFSET)
-    return (rtt_us / 1000.0 if rtt_us else None), retransmitted > 0
-
-
-def connect_time_ms(elapsed_ms: float, kernel_rtt_ms: float | None,
-                    retransmitted: bool = False) -> float:
-    """What a TCP probe reports. The clock read around connect() on the event loop runs
-    late whenever another thread holds the GIL (milliseconds under load), so the kernel's
-    own sample is used, unless a SYN was lost: then the connect time users see counts."""
-    if kernel_rtt_ms is None or retransmitted:
-        return elapsed_ms
-    return min(kernel_rtt_ms, elapsed_ms)
-
-
-def tcp_probe(binding: Binding, address: str, port: int) -> OneProbe:
-    async def one(timeout_s: float) -> float:
-        sock, rtt_ms = await _connect(binding, address, port, timeout_s)
-        _reset_close(sock)
-        return rtt_ms
-
-    return one
 
 
 def build_dns_query(qname: str, query_id: int) -> bytes:
@@ -410,7 +349,7 @@ def http_probe(binding: Binding, address: str, host: str, path: str, port: int =
         finally:
             if watch is not None:
                 watch.close()
-            _reset_close(sock)
+            connecting.reset_close(sock)
         if not _STATUS_LINE.match(head):
             raise ProbeFailure("not an HTTP response")
         if received_ns is None or received_ns < sent_ns:

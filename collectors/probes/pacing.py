@@ -6,7 +6,7 @@ on the next SEND_GRID_S boundary instead, rounds of one tick send their k-th pro
 same instant: one wake-up of the event loop sends them all, and the answers through one
 carrier come back together, so the loop wakes once per carrier rather than once per probe.
 The agent's CPU is mostly such wake-ups (a thread switch costs tens of µs on a VM). RTTs
-do not move: they are the kernel's stamps (icmp.py, methods.connect_time_ms).
+do not move: they are the kernel's stamps (icmp.py, connecting.connect_time_ms).
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from collectors.probes.methods import (
     dns_probe,
     http_probe,
     paced_round,
-    tcp_probe,
 )
 from collectors.probes.rounds import RoundResult
 from collectors.probes.sockets import Binding, family_of
+from collectors.probes.tcpround import tcp_round
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +51,8 @@ async def probe_icmp(spec: RoundSpec, icmp: IcmpSockets) -> RoundResult:
 
 async def probe_tcp(spec: RoundSpec, _icmp: IcmpSockets) -> RoundResult:
     assert spec.method.port is not None
-    one = tcp_probe(spec.binding, spec.address, spec.method.port)
-    return await paced_round(spec.count, spec.interval_s, spec.timeout_s, one)
+    return await tcp_round(spec.binding, spec.address, spec.method.port, spec.count,
+                           spec.interval_s, spec.timeout_s)
 
 
 async def probe_dns(spec: RoundSpec, _icmp: IcmpSockets) -> RoundResult:
