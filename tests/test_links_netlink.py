@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -22,10 +23,13 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from collectors.links.collector import LinksCollector
 from collectors.links.events import LinkEventCollector
 from collectors.links.netlink import (
+    RTM_DELNEIGH,
     RTM_NEWLINK,
+    RTM_NEWNEIGH,
     RTM_NEWROUTE,
     RtNetlink,
     in_netns,
+    only_usable_neighbours,
 )
 from collectors.links.records import STATS_NAMES, link_state
 from collectors.links.routing import RoutingMonitor
@@ -360,6 +364,12 @@ def test_routing_event_streams_without_waiting_for_a_poll(
     routing.check(index)  # the first poll's verdict: ok
 
     async def action() -> None:
+        asked = routing.nl.requests
+        for state in ("stale", "reachable"):  # the gateway's everyday moves: no check
+            await asyncio.to_thread(scratch.ip, "neigh", "change", CARRIER_ADDR, "dev",
+                                    scratch.uplink, "nud", state)
+        await asyncio.sleep(0.3)  # the routing loop's 50 ms debounce, and more
+        assert routing.nl.requests == asked
         t0 = time.monotonic()
         await asyncio.to_thread(scratch.ip, "route", "del", "default", "table", "101")
         await _wait_event(sink, 1)
@@ -546,6 +556,47 @@ def test_polled_routing_checks_run_on_announced_changes_only(
         assert routing.nl.requests > asked and again.fields["gateway_ok"] is True
     finally:
         collector.close()
+
+
+def test_neighbour_moves_between_usable_states_are_news_only_while_a_verdict_fails(
+        scratch: Scratch, tmp_path: Path) -> None:
+    """REACHABLE -> STALE -> REACHABLE of the gateway cannot change an ok verdict: no
+    check. While a verdict is failed, the same move may be its recovery: checked."""
+    config = make_config(tmp_path, scratch.uplink)
+    routing = RoutingMonitor(config.carriers, netns=scratch.ns)
+    collector = LinksCollector(make_ctx(config, tmp_path), netns=scratch.ns, routing=routing)
+    try:
+        link_point(collector.collect(), scratch.uplink)
+        link_point(collector.collect(), scratch.uplink)  # what the first check stirred up
+        for state in ("stale", "reachable", "delay"):
+            scratch.ip("neigh", "change", CARRIER_ADDR, "dev", scratch.uplink, "nud", state)
+            asked = routing.nl.requests
+            point = link_point(collector.collect(), scratch.uplink)
+            assert routing.nl.requests == asked, state
+            assert point.fields["gateway_ok"] is True
+        scratch.ip("rule", "del", "from", AGENT_ADDR, "lookup", "101")
+        scratch.ip("neigh", "change", CARRIER_ADDR, "dev", scratch.uplink, "nud", "stale")
+        assert link_point(collector.collect(), scratch.uplink).fields["egress_ok"] is False
+        scratch.ip("neigh", "change", CARRIER_ADDR, "dev", scratch.uplink, "nud", "reachable")
+        asked = routing.nl.requests
+        link_point(collector.collect(), scratch.uplink)
+        assert routing.nl.requests > asked  # a verdict is failed: the move is news
+    finally:
+        collector.close()
+
+
+def test_only_usable_neighbours_reads_every_message_of_a_datagram() -> None:
+    def neigh(msg_type: int, state: int) -> bytes:
+        ndmsg = struct.pack("=BBHiHBB", socket.AF_INET, 0, 0, 3, state, 0, 0)
+        return struct.pack("=IHHII", 16 + len(ndmsg), msg_type, 0, 0, 0) + ndmsg
+
+    reachable, stale = neigh(RTM_NEWNEIGH, 0x02), neigh(RTM_NEWNEIGH, 0x04)
+    failed, gone = neigh(RTM_NEWNEIGH, 0x20), neigh(RTM_DELNEIGH, 0x02)
+    route = struct.pack("=IHHII", 28, RTM_NEWROUTE, 0, 0, 0) + bytes(12)
+    for data, expected in [(reachable, True), (reachable + stale, True),
+                           (stale + failed, False), (gone, False), (reachable + route, False),
+                           (reachable[:20], False), (b"", False)]:
+        assert only_usable_neighbours(data, len(data)) is expected, data.hex()
 
 
 def test_polled_routing_checks_run_every_recheck_interval(

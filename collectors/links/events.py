@@ -144,7 +144,9 @@ class LinkEventCollector(StreamingCollector):
                 if msg["table"] in self._tables or msg["table"] == RT_TABLE_COMPAT:
                     self._routing_due = True
             elif (mtype in (RTM_NEWNEIGH, RTM_DELNEIGH)
-                  and msg["ifindex"] in self.index_of.values()):
+                  and msg["ifindex"] in self.index_of.values()
+                  and (self.routing is None
+                       or self.routing.neighbour_matters(mtype == RTM_DELNEIGH, msg["state"]))):
                 self._routing_due = True
         if notices.lost:
             self._routing_due = True

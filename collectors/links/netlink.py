@@ -160,6 +160,27 @@ _SEQ_OFFSET = 8  # nlmsghdr: length u32, type u16, flags u16, sequence number u3
 _HEADER = struct.Struct("=IHH")  # nlmsghdr's length, type, flags (`_lean_dump`)
 
 
+_NDM_STATE_OFFSET = 16 + 8  # after nlmsghdr: ndmsg's family, pads and ifindex, then state
+_NDM_STATE = struct.Struct("=H")
+
+
+def only_usable_neighbours(data: memoryview | bytes, length: int) -> bool:
+    """Whether the notifications in `data[:length]` are all RTM_NEWNEIGH of entries in a
+    usable state (REACHABLE, STALE, DELAY, PROBE, NOARP, PERMANENT): an entry's everyday
+    moves between those, which nothing that needs a usable neighbour can tell apart."""
+    offset = 0
+    while offset + _HEADER.size <= length:
+        msg_length, msg_type, _flags = _HEADER.unpack_from(data, offset)
+        if (msg_type != RTM_NEWNEIGH or msg_length < _NDM_STATE_OFFSET + _NDM_STATE.size
+                or offset + msg_length > length):
+            return False
+        (state,) = _NDM_STATE.unpack_from(data, offset + _NDM_STATE_OFFSET)
+        if not state & NUD_USABLE:
+            return False
+        offset += (msg_length + 3) & ~3
+    return offset > 0
+
+
 class NetlinkError(OSError):
     """The kernel answered a request with an error (errno in .errno)."""
 
@@ -394,20 +415,25 @@ class RtNetlink:
         ]
         attach_filter(self.sock, prog)
 
-    def pending(self) -> bool:
+    def pending(self, count_usable_neighbours: bool = True) -> bool:
         """Whether anything was queued on a subscribed, non-blocking socket since the last
         call (lost notifications count): read and dropped unparsed, for a caller that only
-        needs to know that something changed."""
+        needs to know that something changed. Without `count_usable_neighbours`, a
+        datagram of nothing but neighbour entries in usable states does not count
+        (`only_usable_neighbours`)."""
         seen = False
         while True:
             try:
-                self.sock.recv_into(self._view)
+                length = self.sock.recv_into(self._view)
             except BlockingIOError:
                 return seen
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-            seen = True
+                seen = True
+                continue
+            if count_usable_neighbours or not only_usable_neighbours(self._view, length):
+                seen = True
 
     # ------------------------------------------------------------ counters
 

@@ -20,9 +20,10 @@ The polled collector asks `check(..., only_if_changed=True)`: the checks run aga
 when the kernel announced something they depend on (a link, address, rule, route or
 neighbour notification, or lost notifications), the uplinks' indices changed, the last
 check failed, or RECHECK_S passed. Every input of the verdicts is announced that way
-(neighbour entries too, on each change between usable and not), and reading the kernel's
-answers through pyroute2's message classes costs about 0.1 ms each, 18 per poll at three
-dual-stack carriers: so a quiet poll costs one non-blocking read instead.
+(neighbour entries too, on each change between usable and not; while every verdict is
+ok, an entry that stays usable is not news: `neighbour_matters`), and reading the
+kernel's answers through pyroute2's message classes costs about 0.1 ms each, 18 per poll
+at three dual-stack carriers: so a quiet poll costs one non-blocking read instead.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ class RoutingMonitor:
         with self._lock:
             if self._closed:
                 return []
-            announced = self.watch.pending()  # read before checking: later ones count next
+            # read before checking: later ones count next
+            announced = self.watch.pending(count_usable_neighbours=not self._all_ok())
             now = time.monotonic()
             if (only_if_changed and not announced and now < self._recheck_at
                     and uplink_index == self._checked_index):
@@ -222,6 +224,17 @@ class RoutingMonitor:
                 if old is not None and old.ok != result.ok:
                     changed.append((carrier, result))
         return changed
+
+    def _all_ok(self) -> bool:
+        return all(result.ok for result in self.results.values())
+
+    def neighbour_matters(self, deleted: bool, state: int) -> bool:
+        """Whether a neighbour notification on an uplink can change a verdict: an entry
+        deleted or not usable, or any entry while a verdict is failed (it may recover).
+        A move between usable states (REACHABLE -> STALE -> DELAY -> REACHABLE, every few
+        tens of seconds for a gateway in use) cannot, and re-checking every carrier on
+        each took 18 requests."""
+        return deleted or not state & NUD_USABLE or not self._all_ok()
 
     def close(self) -> None:
         """Idempotent; the polled and the event collector share the monitor."""
