@@ -58,6 +58,7 @@ STOP_TASKS_S = 0.5
 EXPIRE_EVERY_S = 60.0
 ALERT_TICK_S = 1.0  # pending alerts fire, time-based conditions re-evaluate
 FLUSH_GAP_S = 1.0  # emits within a second share one spool append and output request
+FLUSH_GATHER_S = 0.05  # the first emit after a quiet second waits for those of its tick
 ALERT_SELF_STATS_S = 5.0  # the agent's own conditions (output lag, drops, overruns)
 
 
@@ -382,7 +383,8 @@ class Agent:
         for name in self.config.agent.collectors:
             self._start_group(name)
         self._tasks = [
-            asyncio.create_task(self.pipeline.run_flusher(FLUSH_GAP_S), name="flusher"),
+            asyncio.create_task(self.pipeline.run_flusher(FLUSH_GAP_S, FLUSH_GATHER_S),
+                                name="flusher"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._alert_ticker(), name="alerts"),

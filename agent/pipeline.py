@@ -202,15 +202,17 @@ class Pipeline:
                 log.exception("observer failed")
         return len(batch)
 
-    async def run_flusher(self, min_gap_s: float = 0.0) -> None:
+    async def run_flusher(self, min_gap_s: float = 0.0, gather_s: float = 0.0) -> None:
         """Flush what is queued whenever something is emitted, but at most once every
         `min_gap_s` unless a full batch is waiting: each flush is a thread hop, a spool
-        append and a request per output, so the emits of one gap (probe rounds end at
-        their own times) share them."""
+        append (with its fsync) and a request per output, so the emits of one gap (probe
+        rounds end at their own times) share them. The first emit after a quiet spell
+        waits `gather_s` for the others of its moment (collectors polled on the same tick
+        end milliseconds apart; so do the rounds through carriers of different RTTs)."""
         flushed_at = -math.inf
         while True:
             await self._wake.wait()
-            wait_s = flushed_at + min_gap_s - time.monotonic()
+            wait_s = max(gather_s, flushed_at + min_gap_s - time.monotonic())
             if wait_s > 0 and self._queued_points < self.max_batch_points:
                 await asyncio.sleep(wait_s)
             self._wake.clear()

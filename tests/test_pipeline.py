@@ -97,6 +97,31 @@ def test_emit_from_threads_loses_nothing_and_reaches_the_spool(tmp_path: Path) -
     assert all(p.tags == {"host": "h"} for p in spool.iter_points())
 
 
+def test_the_first_emit_after_a_quiet_spell_gathers_those_of_its_moment(
+        tmp_path: Path) -> None:
+    """Emits 0, 50 and 100 ms after a quiet spell (collectors of one tick, rounds through
+    carriers of different RTTs) share one spool record when the flusher gathers 200 ms."""
+    spool = Spool(tmp_path)
+    pipeline = Pipeline(spool, "h", max_batch_points=100)
+
+    async def run() -> tuple[float, int]:
+        pipeline.bind_loop(asyncio.get_running_loop())
+        flusher = asyncio.create_task(pipeline.run_flusher(min_gap_s=2.0, gather_s=0.2))
+        start = time.monotonic()
+        for k in range(3):
+            pipeline.emit(_points(k, 1))
+            await asyncio.sleep(0.05)
+        while pipeline.stats.points_spooled < 3:
+            await asyncio.sleep(0.005)
+        flushed_s = time.monotonic() - start
+        flusher.cancel()
+        return flushed_s, spool.next_seq
+
+    flushed_s, records = asyncio.run(run())
+    assert records == 1
+    assert 0.19 <= flushed_s < 1.5
+
+
 def test_the_flusher_spaces_its_flushes_but_not_a_full_batch(tmp_path: Path) -> None:
     """With a gap, the emits of one gap share a spool record (and an output request); the
     first emit after a quiet spell goes at once, and a full batch never waits."""
