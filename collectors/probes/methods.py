@@ -36,6 +36,8 @@ from collectors.probes.sockets import (
 DEFAULT_DNS_QNAME = "example.com"
 DEFAULT_HTTP_PATH = "/"
 _STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})")
+
+
 class ProbeFailure(Exception):
     """One probe failed for a reason worth reporting (refused, wrong answer, ...)."""
 
