@@ -8,9 +8,10 @@ Threads and asyncio, decided here once:
 - An async polled collector is scheduled the same way, but its `collect()` is a coroutine
   on the loop (probe rounds: mostly waiting for answers on sockets).
 - A streaming collector is a coroutine that lives as long as the agent; it awaits its
-  source (sockets, a child process) and calls `ctx.emit` when something happens. Blocking
-  calls inside it go through `asyncio.to_thread` or a dedicated thread of its own.
-- `ctx.emit` is thread-safe: call it from the loop or from any thread.
+  source (sockets, a child process) and calls `ctx.emit` when something happens
+  (`ctx.emit_event` for what is alerted on at once). Blocking calls inside it go through
+  `asyncio.to_thread` or a dedicated thread of its own.
+- `ctx.emit` and `ctx.emit_event` are thread-safe: call them from the loop or any thread.
 
 Collectors never encode, batch, retry, timestamp-align or write: the core does.
 """
@@ -43,6 +44,13 @@ class CollectorContext:
     control_handlers: Mapping[str, ControlHandler] = field(default_factory=dict)
     # The core's own counters, for the `agent` self-metrics collector only.
     core_stats: Callable[[], dict[str, Any]] | None = None
+    # Where `emit_event` sends (the pipeline's urgent emit); None: `emit`.
+    emit_urgent: Emit | None = None
+
+    def emit_event(self, points: Iterable[Point]) -> None:
+        """Thread-safe, as `emit`, for what an operator is alerted on (an uplink down):
+        flushed at once rather than with the next batch, which may wait up to a second."""
+        (self.emit_urgent or self.emit)(points)
 
 
 @dataclass

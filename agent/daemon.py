@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -144,6 +145,7 @@ class Agent:
         return CollectorContext(
             config=config,
             emit=self.pipeline.emit,
+            emit_urgent=functools.partial(self.pipeline.emit, urgent=True),
             data_dir=config.agent.data_dir,
             control_handlers=self.controls,
             core_stats=self.core_stats,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -85,6 +86,7 @@ class Pipeline:
         self.encoder_v2 = LineEncoder(version=2)
         self.encoder_v1 = LineEncoder(version=1)
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # an event was emitted: flush without waiting
         self._flush_lock = asyncio.Lock()  # keeps batches in emit order
         # The test suite's schema check of every point (agent/schema.py); None in use.
         self._schema_check = _schema_check()
@@ -96,9 +98,10 @@ class Pipeline:
     def queue_points(self) -> int:
         return self._queued_points
 
-    def emit(self, points: Iterable[Point]) -> None:
+    def emit(self, points: Iterable[Point], urgent: bool = False) -> None:
         """Thread-safe. The host tag, and this moment as the time where the collector left
-        none, are added later, off the caller's thread (`_stamped`)."""
+        none, are added later, off the caller's thread (`_stamped`). `urgent` (an event
+        such as a link going down): flushed at once, not with the next gap's batch."""
         chunk = _Chunk(list(points), time.time_ns())
         if not chunk.points:
             return
@@ -119,9 +122,14 @@ class Pipeline:
             except RuntimeError:
                 running = None
             if running is self._loop:
-                self._wake.set()
+                self._wake_flusher(urgent)
             else:
-                self._loop.call_soon_threadsafe(self._wake.set)
+                self._loop.call_soon_threadsafe(self._wake_flusher, urgent)
+
+    def _wake_flusher(self, urgent: bool) -> None:
+        self._wake.set()
+        if urgent:
+            self._urgent.set()
 
     def _drop_oldest(self, count: int) -> None:
         while count > 0:
@@ -208,13 +216,18 @@ class Pipeline:
         append (with its fsync) and a request per output, so the emits of one gap (probe
         rounds end at their own times) share them. The first emit after a quiet spell
         waits `gather_s` for the others of its moment (collectors polled on the same tick
-        end milliseconds apart; so do the rounds through carriers of different RTTs)."""
+        end milliseconds apart; so do the rounds through carriers of different RTTs). An
+        urgent emit ends the wait."""
         flushed_at = -math.inf
         while True:
             await self._wake.wait()
             wait_s = max(gather_s, flushed_at + min_gap_s - time.monotonic())
-            if wait_s > 0 and self._queued_points < self.max_batch_points:
-                await asyncio.sleep(wait_s)
+            if (wait_s > 0 and self._queued_points < self.max_batch_points
+                    and not self._urgent.is_set()):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self._urgent.wait()
+            self._urgent.clear()
             self._wake.clear()
             while await self.flush_once():
                 pass

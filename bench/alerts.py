@@ -157,7 +157,7 @@ def lab_latency(trials: int) -> list[float]:
         async def run() -> None:
             agent = Agent(config)
             await agent.start()
-            collector = LinkEventCollector(agent.ctx, netns=lab.agent_ns)
+            collector = LinkEventCollector(agent._context(config), netns=lab.agent_ns)
             agent.scheduler.start(collector)
             try:
                 for _ in range(300):

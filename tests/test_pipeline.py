@@ -122,6 +122,39 @@ def test_the_first_emit_after_a_quiet_spell_gathers_those_of_its_moment(
     assert 0.19 <= flushed_s < 1.5
 
 
+def test_an_urgent_emit_is_flushed_at_once_within_the_gap(tmp_path: Path) -> None:
+    """An event (an uplink down, alerted on) does not wait for the gap after a flush, nor
+    for the gather; an ordinary emit in the same gap does."""
+    spool = Spool(tmp_path)
+    pipeline = Pipeline(spool, "h", max_batch_points=100)
+
+    async def run() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        pipeline.bind_loop(loop)
+        flusher = asyncio.create_task(pipeline.run_flusher(min_gap_s=2.0, gather_s=0.2))
+        pipeline.emit(_points(0, 1))
+        while pipeline.stats.points_spooled < 1:
+            await asyncio.sleep(0.005)
+        pipeline.emit(_points(1, 1))  # waits for the gap
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        # from another thread, as the link event collector's carrier poll does
+        await asyncio.to_thread(pipeline.emit, _points(2, 1), True)
+        while pipeline.stats.points_spooled < 3:
+            await asyncio.sleep(0.005)
+        urgent_s = time.monotonic() - start
+        pipeline.emit(_points(3, 1))  # right after: the gap again
+        await asyncio.sleep(0.5)
+        waiting = pipeline.queue_points
+        flusher.cancel()
+        return urgent_s, waiting
+
+    urgent_s, waiting = asyncio.run(run())
+    assert urgent_s < 0.15
+    assert waiting == 1
+    assert sorted(int(p.fields["seq"]) for p in spool.iter_points()) == [0, 1, 2]
+
+
 def test_the_flusher_spaces_its_flushes_but_not_a_full_batch(tmp_path: Path) -> None:
     """With a gap, the emits of one gap share a spool record (and an output request); the
     first emit after a quiet spell goes at once, and a full batch never waits."""

@@ -153,7 +153,7 @@ class LinkEventCollector(StreamingCollector):
             points.extend(self._resync_points())
         if points:
             self.events_emitted += len(points)
-            self.ctx.emit(points)
+            self.ctx.emit_event(points)
         if self._routing_due and self._routing_wakeup is not None:
             self._routing_wakeup.set()
 
@@ -188,7 +188,7 @@ class LinkEventCollector(StreamingCollector):
             changed = await asyncio.to_thread(self.routing.check, indices)
             if changed:
                 self.events_emitted += len(changed)
-                self.ctx.emit([routing_event(c, r) for c, r in changed])
+                self.ctx.emit_event([routing_event(c, r) for c, r in changed])
 
     def _carrier_thread(self, loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
         """Check the uplinks' carrier every CARRIER_POLL_S; hand changes to the loop.
@@ -244,7 +244,7 @@ class LinkEventCollector(StreamingCollector):
                 points.append(point)
         if points:
             self.events_emitted += len(points)
-            self.ctx.emit(points)
+            self.ctx.emit_event(points)
 
     async def run(self) -> None:
         groups = RTMGRP_LINK
