@@ -167,7 +167,7 @@ _NDM_STATE = struct.Struct("=H")
 def only_usable_neighbours(data: memoryview | bytes, length: int) -> bool:
     """Whether the notifications in `data[:length]` are all RTM_NEWNEIGH of entries in a
     usable state (REACHABLE, STALE, DELAY, PROBE, NOARP, PERMANENT): an entry's everyday
-    moves between those, which nothing that needs a usable neighbour can tell apart."""
+    moves between these, which change nothing for a check that needs a usable one."""
     offset = 0
     while offset + _HEADER.size <= length:
         msg_length, msg_type, _flags = _HEADER.unpack_from(data, offset)

@@ -226,7 +226,9 @@ class RoutingMonitor:
         return changed
 
     def _all_ok(self) -> bool:
-        return all(result.ok for result in self.results.values())
+        # Without the lock (a check holds it up to a second): the event loop asks too. The
+        # copy is taken in one step, so a first check adding carriers cannot break it.
+        return all(result.ok for result in tuple(self.results.values()))
 
     def neighbour_matters(self, deleted: bool, state: int) -> bool:
         """Whether a neighbour notification on an uplink can change a verdict: an entry
