@@ -52,8 +52,7 @@ def sock_connect_probe(binding: Binding, address: str, port: int) -> OneProbe:
         try:
             async with asyncio.timeout(timeout_s):
                 await asyncio.get_running_loop().sock_connect(sock, (address, port))
-            elapsed_ms = (time.perf_counter() - start) * 1000.0
-            return connecting.connect_time_ms(elapsed_ms, *connecting.handshake_info(sock))
+            return connecting.handshake_ms(sock, start)
         finally:
             connecting.reset_close(sock)
 

@@ -59,12 +59,13 @@ def test_every_connect_of_a_round_is_an_rtt_and_nothing_stays_open(
         listener: tuple[str, int]) -> None:
     address, port = listener
 
-    async def run() -> tuple[list[float | None], int, int | None]:
+    async def run() -> tuple[list[float | None], str | None, int, int]:
         fds = open_fds()
         result = await tcp_round(BINDING, address, port, 8, 0.002, 1.0)
-        return result.rtts_ms, left_armed(), open_fds() - fds if result.error is None else None
+        return result.rtts_ms, result.error, left_armed(), open_fds() - fds
 
-    rtts_ms, armed, new_fds = asyncio.run(run())
+    rtts_ms, error, armed, new_fds = asyncio.run(run())
+    assert error is None
     assert len(rtts_ms) == 8
     assert all(r is not None and 0.0 <= r < 50.0 for r in rtts_ms), rtts_ms
     # the waiter's own epoll is the one fd a first round may leave (it lives with the loop)

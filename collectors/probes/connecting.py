@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import struct
+import time
 import weakref
 from collections.abc import Callable
 
@@ -129,6 +130,13 @@ def handshake_info(sock: socket.socket) -> tuple[float | None, bool]:
     (rtt_us,) = struct.unpack_from("=I", info, _TCPI_RTT_OFFSET)
     (retransmitted,) = struct.unpack_from("=I", info, _TCPI_TOTAL_RETRANS_OFFSET)
     return (rtt_us / 1000.0 if rtt_us else None), retransmitted > 0
+
+
+def handshake_ms(sock: socket.socket, started_s: float) -> float:
+    """What a TCP probe reports for the connect of `sock`, started at `started_s`
+    (`time.perf_counter()` before connect())."""
+    elapsed_ms = (time.perf_counter() - started_s) * 1000.0
+    return connect_time_ms(elapsed_ms, *handshake_info(sock))
 
 
 def connect_time_ms(elapsed_ms: float, kernel_rtt_ms: float | None,

@@ -160,8 +160,7 @@ async def _connect(binding: Binding, address: str, port: int,
         except TimeoutError:
             if not connecting.is_connected(sock):
                 raise
-        elapsed_ms = (time.perf_counter() - start) * 1000.0
-        rtt_ms = connecting.connect_time_ms(elapsed_ms, *connecting.handshake_info(sock))
+        rtt_ms = connecting.handshake_ms(sock, start)
         if rtt_ms > timeout_s * 1000.0:
             raise TimeoutError
     except ConnectionRefusedError:

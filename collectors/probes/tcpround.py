@@ -100,8 +100,7 @@ class _TcpRound:
             self._failed(attempt, errno.ETIMEDOUT, "timed out")
 
     def _connected(self, attempt: _Attempt) -> None:
-        elapsed_ms = (time.perf_counter() - attempt.started_s) * 1000.0
-        rtt_ms = connecting.connect_time_ms(elapsed_ms, *connecting.handshake_info(attempt.sock))
+        rtt_ms = connecting.handshake_ms(attempt.sock, attempt.started_s)
         connecting.reset_close(attempt.sock)
         if rtt_ms > self.timeout_s * 1000.0:
             self.failures.append("timed out")

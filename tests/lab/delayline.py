@@ -209,7 +209,7 @@ class Lateness:
 
     def __init__(self) -> None:
         self.held = 0
-        self.late_s: collections.deque[float] = collections.deque(maxlen=100_000)  # the last
+        self.late_s: collections.deque[float] = collections.deque(maxlen=100_000)  # latest
         self.dropped = 0  # by the loss setting, or sent to a target through another carrier
 
     def report(self, clock: ArrivalClock) -> dict[str, Any]:
